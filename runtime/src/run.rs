@@ -1,0 +1,281 @@
+//! Running a validated [`Model`]: input conversion, the op loop over the arena, and the logits.
+
+use crate::error::RunError;
+use crate::format::Precision;
+use crate::kernels;
+use crate::model::{Kernel, Model, Op, Region};
+
+/// A model input, `h · w · c` elements in NHWC order.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// Raw pixels 0..=255 (what the data sets store). int8 models take `p − 128` exactly; float
+    /// models take `p / 255`.
+    Pixels(&'a [u8]),
+    /// Floats scaled to `[0, 1]` (`pixel / 255`), as the exported ONNX takes them. int8 models
+    /// quantize them as `clamp(round_half_even(x · 255) − 128)`.
+    F32(&'a [f32]),
+    /// An already-quantized int8 input (scale 1/255, zero point −128); int8 models only.
+    I8(&'a [i8]),
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::Pixels(p) => p.len(),
+            Input::F32(x) => x.len(),
+            Input::I8(q) => q.len(),
+        }
+    }
+}
+
+/// The output of one op, as [`Model::run_observed`] shows it.
+#[derive(Debug, Clone, Copy)]
+pub enum Activations<'b> {
+    /// int8 values with their scale and zero point.
+    I8 {
+        /// The values, NHWC.
+        values: &'b [i8],
+        /// Scale (real value = `(q − zero_point) · scale`).
+        scale: f32,
+        /// Zero point.
+        zero_point: i32,
+    },
+    /// f32 values, NHWC.
+    F32(&'b [f32]),
+}
+
+/// The logits of one inference, borrowed from the arena.
+pub type Logits<'b> = Activations<'b>;
+
+impl Activations<'_> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Activations::I8 { values, .. } => values.len(),
+            Activations::F32(v) => v.len(),
+        }
+    }
+    /// Whether there is no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Value `i` as a real number (int8 values dequantized); 0.0 past the end.
+    pub fn value(&self, i: usize) -> f32 {
+        match *self {
+            Activations::I8 { values, scale, zero_point } => {
+                values.get(i).map_or(0.0, |&q| (q as i32 - zero_point) as f32 * scale)
+            }
+            Activations::F32(v) => v.get(i).copied().unwrap_or(0.0),
+        }
+    }
+    /// Index of the largest value (the first one on ties; 0 when empty).
+    pub fn argmax(&self) -> usize {
+        match *self {
+            Activations::I8 { values, .. } => argmax_by(values.len(), |i| values[i] as f32),
+            Activations::F32(v) => argmax_by(v.len(), |i| v[i]),
+        }
+    }
+    /// Writes the real values into `out` (as many as fit).
+    pub fn write_f32(&self, out: &mut [f32]) {
+        for (i, o) in out.iter_mut().enumerate().take(self.len()) {
+            *o = self.value(i);
+        }
+    }
+    /// Writes softmax probabilities into `out` (as many as fit; they sum to 1 over all values).
+    pub fn softmax(&self, out: &mut [f32]) {
+        let n = self.len();
+        let max = (0..n).map(|i| self.value(i)).fold(f32::NEG_INFINITY, f32::max);
+        let total: f32 = (0..n).map(|i| libm::expf(self.value(i) - max)).sum();
+        for (i, o) in out.iter_mut().enumerate().take(n) {
+            *o = libm::expf(self.value(i) - max) / total;
+        }
+    }
+}
+
+fn argmax_by(n: usize, value: impl Fn(usize) -> f32) -> usize {
+    let mut best = 0;
+    for i in 1..n {
+        if value(i) > value(best) {
+            best = i;
+        }
+    }
+    best
+}
+
+impl Model<'_> {
+    /// Runs one inference and writes the (dequantized) logits into `output`; returns the class
+    /// with the highest logit.
+    ///
+    /// `arena` needs [`Model::arena_size`] bytes (at a multiple of 4 for float models; a
+    /// [`crate::Aligned`] buffer always is).
+    ///
+    /// # Errors
+    /// [`RunError`] when the input, output or arena do not fit the model. A model that loaded
+    /// runs without any other failure.
+    pub fn run(&self, input: Input<'_>, arena: &mut [u8], output: &mut [f32]) -> Result<usize, RunError> {
+        if output.len() != self.output_len() {
+            return Err(RunError::OutputLength { expected: self.output_len(), got: output.len() });
+        }
+        let logits = self.run_logits(input, arena)?;
+        logits.write_f32(output);
+        Ok(logits.argmax())
+    }
+
+    /// Runs one inference on raw `u8` pixels and returns the class; the logits stay in the arena.
+    ///
+    /// # Errors
+    /// As [`Model::run`].
+    pub fn classify(&self, pixels: &[u8], arena: &mut [u8]) -> Result<usize, RunError> {
+        Ok(self.run_logits(Input::Pixels(pixels), arena)?.argmax())
+    }
+
+    /// Runs one inference and returns the logits as the last op left them in the arena (int8
+    /// with their scale and zero point, or f32).
+    ///
+    /// # Errors
+    /// As [`Model::run`].
+    pub fn run_logits<'b>(&self, input: Input<'_>, arena: &'b mut [u8]) -> Result<Logits<'b>, RunError> {
+        self.run_observed(input, arena, |_, _| {})
+    }
+
+    /// Like [`Model::run_logits`], and calls `observe(op_index, output)` after every op (for
+    /// per-layer comparisons and calibration).
+    ///
+    /// # Errors
+    /// As [`Model::run`].
+    pub fn run_observed<'b>(
+        &self,
+        input: Input<'_>,
+        arena: &'b mut [u8],
+        mut observe: impl FnMut(usize, Activations<'_>),
+    ) -> Result<Logits<'b>, RunError> {
+        let expected = self.input_len();
+        if input.len() != expected {
+            return Err(RunError::InputLength { expected, got: input.len() });
+        }
+        let needed = self.arena_size();
+        if arena.len() < needed {
+            return Err(RunError::ArenaTooSmall { needed, got: arena.len() });
+        }
+        let arena = &mut arena[..needed];
+        let float = self.precision() != Precision::Int8;
+        if float && !(arena.as_ptr() as usize).is_multiple_of(4) {
+            return Err(RunError::ArenaMisaligned);
+        }
+        let ops = self.ops();
+        let Some(first) = ops.first() else {
+            return Err(RunError::ArenaTooSmall { needed, got: 0 });
+        };
+        write_input(input, float, &mut arena[first.input.offset..first.input.end()])?;
+        for (i, op) in ops.iter().enumerate() {
+            run_op(op, arena)?;
+            observe(i, self.view(op, &arena[op.output.offset..op.output.end()])?);
+        }
+        let Some(last) = ops.last() else {
+            return Err(RunError::ArenaTooSmall { needed, got: 0 });
+        };
+        let arena: &'b [u8] = arena;
+        let out = &arena[last.output.offset..last.output.end()];
+        self.view(last, out)
+    }
+
+    fn view<'b>(&self, op: &Op<'_>, bytes: &'b [u8]) -> Result<Activations<'b>, RunError> {
+        Ok(if self.precision() == Precision::Int8 {
+            Activations::I8 {
+                values: bytemuck::cast_slice(bytes),
+                scale: op.record.output_scale,
+                zero_point: op.record.output_zero_point,
+            }
+        } else {
+            Activations::F32(f32s(bytes)?)
+        })
+    }
+}
+
+fn f32s(bytes: &[u8]) -> Result<&[f32], RunError> {
+    bytemuck::try_cast_slice(bytes).map_err(|_| RunError::ArenaMisaligned)
+}
+
+fn f32s_mut(bytes: &mut [u8]) -> Result<&mut [f32], RunError> {
+    bytemuck::try_cast_slice_mut(bytes).map_err(|_| RunError::ArenaMisaligned)
+}
+
+/// Converts the input into the first op's input buffer.
+fn write_input(input: Input<'_>, float: bool, dst: &mut [u8]) -> Result<(), RunError> {
+    if float {
+        let dst = f32s_mut(dst)?;
+        match input {
+            Input::Pixels(p) => dst.iter_mut().zip(p).for_each(|(d, &p)| *d = p as f32 / 255.0),
+            Input::F32(x) => dst.copy_from_slice(x),
+            Input::I8(_) => return Err(RunError::InputKind),
+        }
+    } else {
+        let dst: &mut [i8] = bytemuck::cast_slice_mut(dst);
+        match input {
+            Input::Pixels(p) => dst.iter_mut().zip(p).for_each(|(d, &p)| *d = (p as i16 - 128) as i8),
+            Input::F32(x) => dst.iter_mut().zip(x).for_each(|(d, &x)| *d = quantize_input(x)),
+            Input::I8(q) => dst.copy_from_slice(q),
+        }
+    }
+    Ok(())
+}
+
+/// `clamp(round_half_even(x · 255) − 128)`: a `[0, 1]` float input as int8 (NaN gives −128).
+pub fn quantize_input(x: f32) -> i8 {
+    let q = libm::rintf(x * 255.0) - 128.0;
+    if q >= 127.0 {
+        127
+    } else if q >= -128.0 {
+        q as i8
+    } else {
+        -128
+    }
+}
+
+/// Splits the arena into an op's input (shared) and output (mutable) and its scratch.
+fn regions<'b>(
+    arena: &'b mut [u8],
+    input: Region,
+    output: Region,
+    scratch: Region,
+) -> (&'b [u8], &'b mut [u8], &'b mut [u8]) {
+    // Regions are disjoint and inside the arena (checked at load); carve them in address order.
+    let mut parts: [(usize, Region); 3] = [(0, input), (1, output), (2, scratch)];
+    parts.sort_unstable_by_key(|(_, r)| r.offset);
+    let mut out: [&'b mut [u8]; 3] = [&mut [], &mut [], &mut []];
+    let mut rest = arena;
+    let mut consumed = 0;
+    for (slot, r) in parts {
+        let tail = core::mem::take(&mut rest);
+        let skip = r.offset.saturating_sub(consumed).min(tail.len());
+        let (_, tail) = tail.split_at_mut(skip);
+        let take = r.len.min(tail.len());
+        let (piece, tail) = tail.split_at_mut(take);
+        out[slot] = piece;
+        consumed += skip + take;
+        rest = tail;
+    }
+    let [a, b, c] = out;
+    (a, b, c)
+}
+
+fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Result<(), RunError> {
+    let (input, output, scratch) = regions(arena, op.input, op.output, op.scratch);
+    match &op.kernel {
+        Kernel::ConvF32(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
+        Kernel::ConvF16(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
+        Kernel::DenseF32(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
+        Kernel::DenseF16(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
+        Kernel::MaxPoolF32(p) => kernels::maxpool2d_f32(p, f32s(input)?, f32s_mut(output)?),
+        Kernel::AvgPoolF32(p) => kernels::avgpool2d_f32(p, f32s(input)?, f32s_mut(output)?),
+        Kernel::ConvS8(k) => {
+            kernels::conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)
+        }
+        Kernel::DenseS8(k) => kernels::dense_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output)),
+        Kernel::MaxPoolS8(p) => kernels::maxpool2d_s8(p, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output)),
+        Kernel::AvgPoolS8(p, q) => {
+            kernels::avgpool2d_s8(p, q, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))
+        }
+    }
+    Ok(())
+}
