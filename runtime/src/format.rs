@@ -18,14 +18,19 @@
 //!   in place.
 //! * `checksum` is the CRC-32 (IEEE, reflected, as zlib) of every byte after the checksum field,
 //!   i.e. `blob[16..total_len]`.
-//! * Activations are NHWC. Convolution weights are OHWI (`[out][kh][kw][in]`), dense weights are
-//!   OI (`[out][in]`, `in` in NHWC flatten order). Element types depend on [`Precision`]:
+//! * Activations are NHWC. A filter's taps are numbered in OHWI order, `k = (ky·kw + kx)·in + ic`
+//!   (a dense layer's inputs in NHWC flatten order). Float weights are stored OHWI
+//!   (`[out][k]`). int8 weights are stored *packed in groups of four taps*,
+//!   `[ceil(K/4)][out][4]` ([`packed_index`]), the layout every fast kernel wants: four taps of
+//!   one output channel are one 32-bit word (one `SMLAD` pair, one `vpdpbusd`/`sdot` lane), and
+//!   the words of consecutive output channels are contiguous (one vector of channels). Taps past
+//!   `K` in the last group are zero. Element types depend on [`Precision`]:
 //!
 //!   | precision | weights | bias  | activations | per-channel data (`quant_*`) |
 //!   |-----------|---------|-------|-------------|------------------------------|
-//!   | `F32`     | `f32`   | `f32` | `f32`       | none                         |
-//!   | `F16`     | `f16`   | `f32` | `f32`       | none                         |
-//!   | `Int8`    | `i8`    | `i32` | `i8`        | `u32` bits of each channel's f32 multiplier (when `requant` is [`Requant::PerChannel`]) |
+//!   | `F32`     | `f32`, OHWI | `f32` | `f32`   | none                         |
+//!   | `F16`     | `f16`, OHWI | `f32` | `f32`   | none                         |
+//!   | `Int8`    | `i8`, packed | `i32` | `i8`   | `u32` bits of each channel's f32 multiplier (when `requant` is [`Requant::PerChannel`]) |
 //!
 //! * The arena is one caller-provided byte buffer of `header.arena_size` bytes; each op reads its
 //!   input at `input_offset` and writes its output at `output_offset` (bytes into the arena). The
@@ -420,6 +425,31 @@ impl Header {
 impl OpRecord {
     /// Size of one plan record.
     pub const SIZE: usize = core::mem::size_of::<OpRecord>();
+}
+
+/// Taps per group of the packed int8 weight layout.
+pub const TAP_GROUP: usize = 4;
+
+/// Bytes of packed int8 weights for `out` output channels of `k` taps: `ceil(k/4)·4·out`.
+pub const fn packed_len(k: usize, out: usize) -> usize {
+    k.div_ceil(TAP_GROUP) * TAP_GROUP * out
+}
+
+/// Index of tap `k` of output channel `oc` in the packed int8 layout `[ceil(K/4)][out][4]`.
+#[inline(always)]
+pub const fn packed_index(k: usize, oc: usize, out: usize) -> usize {
+    ((k / TAP_GROUP) * out + oc) * TAP_GROUP + k % TAP_GROUP
+}
+
+/// Packs int8 weights from `[out][k]` (OHWI) into the blob layout (see [`packed_index`]).
+/// `packed` must hold [`packed_len`] bytes; its padding taps are zeroed.
+pub fn pack_weights(ohwi: &[i8], k: usize, out: usize, packed: &mut [i8]) {
+    packed.fill(0);
+    for oc in 0..out {
+        for t in 0..k {
+            packed[packed_index(t, oc, out)] = ohwi[oc * k + t];
+        }
+    }
 }
 
 /// CRC-32 (IEEE 802.3, reflected, init and final XOR `0xFFFF_FFFF`; the zlib/PNG CRC) of `bytes`.

@@ -6,6 +6,9 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)
 )]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod error;
 pub mod format;
 pub mod kernels;

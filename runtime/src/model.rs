@@ -12,7 +12,7 @@ use half::f16;
 use crate::error::{LoadError, Problem};
 use crate::format::{
     Activation, CHECKSUM_START, FORMAT_VERSION, FusedPool, Header, MAGIC, MAX_CLASSES, MAX_OPS, Meta, OpKind, OpRecord,
-    Precision, Requant, SECTION_ALIGN, crc32, str_from_fixed,
+    Precision, Requant, SECTION_ALIGN, TAP_GROUP, crc32, str_from_fixed,
 };
 use crate::kernels;
 use crate::kernels::params::{
@@ -639,7 +639,10 @@ fn validate_op<'a>(ctx: &Ctx<'a>, index: u16, r: &'a OpRecord, chain: &mut Chain
         return Err(e.at("scratch_offset", Problem::Overlap));
     }
     let needed = match &kernel {
-        Kernel::ConvS8(op) => kernels::conv2d_s8_scratch_size(&op.geometry),
+        Kernel::ConvS8(op) => {
+            kernels::conv2d_s8_scratch_size(&op.geometry, op.pool.map_or(1, |(_, p, _)| p.window_len()))
+        }
+        Kernel::DenseS8(op) => kernels::dense_s8_scratch_size(op.input_len, op.output_len),
         _ => 0,
     };
     if scratch.len < needed {
@@ -740,9 +743,20 @@ fn weights_and_bias<'a>(
     per_out: usize,
 ) -> Result<(&'a [u8], &'a [u8]), LoadError> {
     let wsize = ctx.precision.weight_size();
+    // int8 weights are packed in groups of 4 taps (padded with zeros); float ones are [out][k].
+    let taps = if ctx.precision == Precision::Int8 { per_out.div_ceil(TAP_GROUP) * TAP_GROUP } else { per_out };
     let w_len =
-        out.checked_mul(per_out).and_then(|n| n.checked_mul(wsize)).ok_or(e.at("weights_len", Problem::Overflow))?;
+        out.checked_mul(taps).and_then(|n| n.checked_mul(wsize)).ok_or(e.at("weights_len", Problem::Overflow))?;
     let w = section_slice(ctx, e, ("weights_offset", r.weights_offset), ("weights_len", r.weights_len), w_len, wsize)?;
+    if taps > per_out {
+        // The padding taps of the last group must be zero (fast kernels read whole groups).
+        let last_group = &w[(taps / TAP_GROUP - 1) * TAP_GROUP * out..];
+        let padding_is_zero =
+            last_group.chunks_exact(TAP_GROUP).all(|word| word[per_out % TAP_GROUP..].iter().all(|&b| b == 0));
+        if !padding_is_zero {
+            return Err(e.at("weights_offset", Problem::Mismatch));
+        }
+    }
     let b_len = out * ctx.precision.bias_size();
     let b = section_slice(ctx, e, ("bias_offset", r.bias_offset), ("bias_len", r.bias_len), b_len, 4)?;
     Ok((w, b))
@@ -846,7 +860,7 @@ fn avg_requant(e: &OpErr, r: &OpRecord, zp: i32, avg: bool, n: usize) -> Result<
     }
     uniform(e, ("pool_multiplier", r.pool_multiplier), ("pool_shift", r.pool_shift))?;
     let bound = (n as u64) * 255;
-    if !uniform_scaled_below(bound, r.pool_multiplier, r.pool_shift) {
+    if bound > i32::MAX as u64 || !uniform_scaled_below(bound, r.pool_multiplier, r.pool_shift) {
         return Err(e.at("pool_multiplier", Problem::AccumulatorOverflow));
     }
     Ok(AvgRequant {
@@ -857,10 +871,11 @@ fn avg_requant(e: &OpErr, r: &OpRecord, zp: i32, avg: bool, n: usize) -> Result<
     })
 }
 
-/// Checks that `|bias| + k·255·127` fits in i32 and that its requantized value stays below
-/// 2^30, so accumulation never overflows and requantization is exact (no saturation).
+/// Checks that `|bias| + k·255·128` (|x − zp| ≤ 255, |w| ≤ 128) fits in i32 and that its
+/// requantized value stays below 2^30, so accumulation never overflows and requantization is
+/// exact (no saturation).
 fn check_accumulator(e: &OpErr, bias: &[i32], k: usize, requant: &Requantizer<'_>) -> Result<(), LoadError> {
-    let products = (k as u64).checked_mul(255 * 127).ok_or(e.at("in_c", Problem::AccumulatorOverflow))?;
+    let products = (k as u64).checked_mul(255 * 128).ok_or(e.at("in_c", Problem::AccumulatorOverflow))?;
     for (c, b) in bias.iter().enumerate() {
         let bound = products.saturating_add(b.unsigned_abs() as u64);
         if bound > i32::MAX as u64 {

@@ -119,10 +119,10 @@ fn round_shift_right_even(v: u64, s: u32) -> u64 {
     if rem > half || (rem == half && q & 1 == 1) { q + 1 } else { q }
 }
 
-/// Adds the zero point and clamps to `[min, max]` (an int8 range).
+/// Adds the zero point and clamps to `[min, max]` (an int8 range; `min <= max`).
 #[inline]
 pub fn finish(scaled: i32, zero_point: i32, min: i32, max: i32) -> i8 {
-    (scaled as i64 + zero_point as i64).clamp(min as i64, max as i64) as i8
+    scaled.saturating_add(zero_point).max(min).min(max) as i8
 }
 
 #[cfg(test)]

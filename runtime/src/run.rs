@@ -271,7 +271,9 @@ fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Result<(), RunError> {
         Kernel::ConvS8(k) => {
             kernels::conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)
         }
-        Kernel::DenseS8(k) => kernels::dense_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output)),
+        Kernel::DenseS8(k) => {
+            kernels::dense_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)
+        }
         Kernel::MaxPoolS8(p) => kernels::maxpool2d_s8(p, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output)),
         Kernel::AvgPoolS8(p, q) => {
             kernels::avgpool2d_s8(p, q, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))

@@ -110,6 +110,13 @@ fn uniform_exact(acc: i64, multiplier: i32, shift: i32) -> i64 {
     (if 2 * r > den || (2 * r == den && q & 1 == 1) { q + 1 } else { q }) as i64
 }
 
+/// OHWI (`[out][k]`) int8 weights in the blob's packed layout, which the int8 kernels read.
+fn pack(ohwi: &[i8], k: usize, out: usize) -> Vec<i8> {
+    let mut p = vec![0i8; mnistc_runtime::format::packed_len(k, out)];
+    mnistc_runtime::format::pack_weights(ohwi, k, out, &mut p);
+    p
+}
+
 fn finish(v: i64, zp: i32, min: i32, max: i32) -> i8 {
     (v + zp as i64).clamp(min as i64, max as i64) as i8
 }
@@ -424,6 +431,7 @@ proptest! {
         let pool = c.pool_geometry().map(|(kind, g)| {
             (kind, g, AvgRequant { input_zero_point: t.conv_zp, multiplier: pmult, shift: pshift, output_zero_point: t.out_zp })
         });
+        let packed = pack(&t.weights, c.geometry().filter_len(), c.out_c);
         let op = ConvS8 {
             geometry: c.geometry(),
             input_zero_point: t.in_zp,
@@ -432,7 +440,7 @@ proptest! {
             act_min: t.act.0,
             act_max: t.act.1,
             pool,
-            weights: &t.weights,
+            weights: &packed,
             bias: &t.bias,
         };
         let mut got = vec![0i8; c.out_shape().len()];
@@ -477,7 +485,8 @@ proptest! {
         let m_bits: Vec<u32> = ms.iter().map(|m| m.to_bits()).collect();
         let (mult, shift) = multiplier_from_scale(m).unwrap();
         let requant = if per_channel { Requantizer::PerChannel(&m_bits) } else { Requantizer::Uniform { multiplier: mult, shift } };
-        let op = DenseS8 { input_len: n_in, output_len: n_out, input_zero_point: in_zp, requant, output_zero_point: out_zp, act_min: -128, act_max: 127, weights: &weights, bias: &bias };
+        let packed = pack(&weights, n_in, n_out);
+        let op = DenseS8 { input_len: n_in, output_len: n_out, input_zero_point: in_zp, requant, output_zero_point: out_zp, act_min: -128, act_max: 127, weights: &packed, bias: &bias };
         let mut got = vec![0i8; n_out];
         reference::dense_s8(&op, &input, &mut got);
         for o in 0..n_out {

@@ -1,64 +1,230 @@
 //! Kernels, and the one dispatch point that picks an implementation for each op.
 //!
-//! [`reference`] holds the specification of every op. The functions in this module are what the
-//! interpreter calls; each states the scratch bytes it needs (`*_scratch_size`), which the compiler
-//! reserves in the arena plan and [`crate::Model::from_bytes`] checks.
+//! - [`reference`]: the specification of every op, plain loops, never optimised in place.
+//! - [`arch`]: one module per instruction set (x86-64 AVX2 and AVX-512 VNNI, aarch64 NEON
+//!   `sdot`, Cortex-M DSP `SMLAD`), each exporting the same kernel names, built on the shared
+//!   `driver` (im2col, tiling, requantization, fused pools) around a small dot-product
+//!   micro-kernel. Every one equals the reference bit for bit (property-tested per ISA).
+//! - This module: [`isa`] chooses once — at run time with the `std` feature on x86-64/aarch64,
+//!   from the compile-time target otherwise; the `force-scalar` feature (or [`set_isa`]) selects
+//!   the reference everywhere — and each kernel function below dispatches on it.
+//!
+//! Scratch: each kernel states what it needs (`*_scratch_size`); the numbers are the most any
+//! implementation uses, so one blob's arena plan serves every target.
 
+pub mod arch;
+pub(crate) mod driver;
 pub mod params;
 pub mod reference;
 
+#[cfg(test)]
+mod tests;
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
 use params::{AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, FloatWeight, PoolGeometry};
 
-/// Float convolution (with fused activation and pool).
+/// An implementation of the int8 kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Isa {
+    /// The reference kernels (portable scalar code).
+    Reference = 1,
+    /// x86-64 AVX2.
+    Avx2 = 2,
+    /// x86-64 AVX-512 F/BW/VNNI.
+    Avx512Vnni = 3,
+    /// aarch64 NEON with the dot-product extension (`sdot`).
+    NeonDot = 4,
+    /// Arm DSP extension (`SMLAD`, `SXTB16`: Cortex-M4/M7/M33, Armv7-A).
+    ArmDsp = 5,
+}
+
+impl Isa {
+    /// Every implementation, best last.
+    pub const ALL: [Isa; 5] = [Isa::Reference, Isa::ArmDsp, Isa::NeonDot, Isa::Avx2, Isa::Avx512Vnni];
+
+    /// Short name (`reference`, `avx2`, `avx512-vnni`, `neon-dot`, `arm-dsp`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Reference => "reference",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+            Isa::NeonDot => "neon-dot",
+            Isa::ArmDsp => "arm-dsp",
+        }
+    }
+
+    /// Whether this build and this CPU can run it.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Reference => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => arch::x86_64::avx2::is_available(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => arch::x86_64::avx512::is_available(),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => arch::aarch64::neon::is_available(),
+            #[cfg(mnistc_arm_dsp)]
+            Isa::ArmDsp => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    const fn from_u8(v: u8) -> Option<Isa> {
+        match v {
+            1 => Some(Isa::Reference),
+            2 => Some(Isa::Avx2),
+            3 => Some(Isa::Avx512Vnni),
+            4 => Some(Isa::NeonDot),
+            5 => Some(Isa::ArmDsp),
+            _ => None,
+        }
+    }
+}
+
+/// The selected implementation (0: not chosen yet).
+static SELECTED: AtomicU8 = AtomicU8::new(0);
+
+/// The best available implementation (the reference with the `force-scalar` feature).
+pub fn best_isa() -> Isa {
+    if cfg!(feature = "force-scalar") {
+        return Isa::Reference;
+    }
+    let mut best = Isa::Reference;
+    for isa in Isa::ALL {
+        if isa.is_available() {
+            best = isa;
+        }
+    }
+    best
+}
+
+/// The implementation the kernels use: [`best_isa`], chosen once, unless [`set_isa`] chose.
+#[inline]
+pub fn isa() -> Isa {
+    match Isa::from_u8(SELECTED.load(Ordering::Relaxed)) {
+        Some(isa) => isa,
+        None => {
+            let isa = best_isa();
+            SELECTED.store(isa as u8, Ordering::Relaxed);
+            isa
+        }
+    }
+}
+
+/// Selects an implementation for every later call (`None`: back to [`best_isa`]); for
+/// benchmarks and comparisons. Returns `false`, changing nothing, if `isa` is not available.
+pub fn set_isa(isa: Option<Isa>) -> bool {
+    let isa = match isa {
+        Some(i) if !i.is_available() => return false,
+        Some(i) => i,
+        None => best_isa(),
+    };
+    SELECTED.store(isa as u8, Ordering::Relaxed);
+    true
+}
+
+/// Float convolution (with fused activation and pool). Scratch: none.
 #[inline]
 pub fn conv2d_f<W: FloatWeight>(op: &ConvF<'_, W>, input: &[f32], output: &mut [f32], _scratch: &mut [u8]) {
     reference::conv2d_f(op, input, output)
 }
 
-/// int8 convolution (with fused activation range and pool).
-#[inline]
-pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], _scratch: &mut [u8]) {
-    reference::conv2d_s8(op, input, output)
-}
-
-/// Scratch bytes [`conv2d_s8`] may need for a convolution of this geometry: the most that any
-/// implementation (on any ISA) uses, so one blob serves every target.
-pub const fn conv2d_s8_scratch_size(_geometry: &ConvGeometry) -> usize {
-    0
-}
-
-/// Float dense layer.
+/// Float dense layer. Scratch: none.
 #[inline]
 pub fn dense_f<W: FloatWeight>(op: &DenseF<'_, W>, input: &[f32], output: &mut [f32]) {
     reference::dense_f(op, input, output)
 }
 
-/// int8 dense layer.
-#[inline]
-pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8]) {
-    reference::dense_s8(op, input, output)
-}
-
-/// f32 max pool.
+/// f32 max pool. Scratch: none.
 #[inline]
 pub fn maxpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
     reference::maxpool2d_f32(p, input, output)
 }
 
-/// f32 average pool.
+/// f32 average pool. Scratch: none.
 #[inline]
 pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
     reference::avgpool2d_f32(p, input, output)
 }
 
-/// int8 max pool.
-#[inline]
-pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
-    reference::maxpool2d_s8(p, input, output)
+/// Scratch bytes [`conv2d_s8`] needs for a convolution of this geometry whose fused pool (if
+/// any) has `pool_window` pixels (1 without a pool): the most any implementation uses.
+pub const fn conv2d_s8_scratch_size(geometry: &ConvGeometry, pool_window: usize) -> usize {
+    driver::conv2d_s8_scratch_size(geometry, pool_window)
 }
 
-/// int8 average pool.
+/// Scratch bytes [`dense_s8`] needs: the most any implementation uses.
+pub const fn dense_s8_scratch_size(input_len: usize, output_len: usize) -> usize {
+    driver::dense_s8_scratch_size(input_len, output_len)
+}
+
+/// int8 convolution (with fused activation range and pool).
+#[inline]
+pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    match isa() {
+        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::conv2d_s8(op, input, output, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { arch::x86_64::avx2::conv2d_s8(op, input, output, scratch) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => unsafe { arch::aarch64::neon::conv2d_s8(op, input, output, scratch) },
+        #[cfg(mnistc_arm_dsp)]
+        Isa::ArmDsp => unsafe { arch::arm::dsp::conv2d_s8(op, input, output, scratch) },
+        _ => reference::conv2d_s8(op, input, output),
+    }
+}
+
+/// int8 dense layer.
+#[inline]
+pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    match isa() {
+        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::dense_s8(op, input, output, scratch) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { arch::x86_64::avx2::dense_s8(op, input, output, scratch) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => unsafe { arch::aarch64::neon::dense_s8(op, input, output, scratch) },
+        #[cfg(mnistc_arm_dsp)]
+        Isa::ArmDsp => unsafe { arch::arm::dsp::dense_s8(op, input, output, scratch) },
+        _ => reference::dense_s8(op, input, output),
+    }
+}
+
+/// int8 max pool. Scratch: none.
+#[inline]
+pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+    match isa() {
+        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::maxpool2d_s8(p, input, output) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { arch::x86_64::avx2::maxpool2d_s8(p, input, output) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => unsafe { arch::aarch64::neon::maxpool2d_s8(p, input, output) },
+        #[cfg(mnistc_arm_dsp)]
+        Isa::ArmDsp => unsafe { arch::arm::dsp::maxpool2d_s8(p, input, output) },
+        _ => reference::maxpool2d_s8(p, input, output),
+    }
+}
+
+/// int8 average pool. Scratch: none.
 #[inline]
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
-    reference::avgpool2d_s8(p, q, input, output)
+    match isa() {
+        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::avgpool2d_s8(p, q, input, output) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { arch::x86_64::avx2::avgpool2d_s8(p, q, input, output) },
+        #[cfg(target_arch = "aarch64")]
+        Isa::NeonDot => unsafe { arch::aarch64::neon::avgpool2d_s8(p, q, input, output) },
+        #[cfg(mnistc_arm_dsp)]
+        Isa::ArmDsp => unsafe { arch::arm::dsp::avgpool2d_s8(p, q, input, output) },
+        _ => reference::avgpool2d_s8(p, q, input, output),
+    }
 }

@@ -192,7 +192,8 @@ pub struct AvgRequant {
 }
 
 /// An int8 convolution: `clamp(requant(bias + Σ (x − in_zp)·w) + conv_zp, act_min, act_max)`,
-/// optionally followed by a fused max or average pool.
+/// optionally followed by a fused max or average pool. Weights are packed
+/// (`[ceil(K/4)][out][4]`, see [`crate::format::packed_index`]).
 #[derive(Debug, Clone, Copy)]
 pub struct ConvS8<'a> {
     /// Geometry of the convolution.
@@ -209,13 +210,14 @@ pub struct ConvS8<'a> {
     pub act_max: i32,
     /// Fused pool; an average pool carries its requantization.
     pub pool: Option<(PoolKind, PoolGeometry, AvgRequant)>,
-    /// Weights, OHWI.
+    /// Weights, packed (`[ceil(K/4)][out][4]`, zero past `K`).
     pub weights: &'a [i8],
     /// One bias per output channel (scale `s_in · s_w[c]`).
     pub bias: &'a [i32],
 }
 
 /// An int8 fully connected layer: `clamp(requant(bias + Σ (x − in_zp)·w) + out_zp, min, max)`.
+/// Weights are packed like a convolution's (`[ceil(K/4)][out][4]`).
 #[derive(Debug, Clone, Copy)]
 pub struct DenseS8<'a> {
     /// Input length.
@@ -232,7 +234,7 @@ pub struct DenseS8<'a> {
     pub act_min: i32,
     /// Highest output.
     pub act_max: i32,
-    /// Weights, `[out][in]`.
+    /// Weights, packed (`[ceil(in/4)][out][4]`, zero past `in`).
     pub weights: &'a [i8],
     /// One bias per output.
     pub bias: &'a [i32],

@@ -2,6 +2,7 @@
 
 use super::activate_f32;
 use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, FloatWeight, PoolGeometry, PoolKind};
+use crate::format::packed_index;
 use crate::quant;
 
 /// The input pixel under kernel tap `(ky, kx)` of output `(oy, ox)`, or `None` in the padding.
@@ -12,7 +13,7 @@ fn tap(g: &ConvGeometry, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(
     (iy < g.input.h && ix < g.input.w).then_some((iy, ix))
 }
 
-/// Index of weight `(oc, ky, kx, ic)` in OHWI order.
+/// Index of weight `(oc, ky, kx, ic)` in OHWI order (with `oc = 0`: the tap number `k`).
 #[inline(always)]
 fn weight_index(g: &ConvGeometry, oc: usize, ky: usize, kx: usize, ic: usize) -> usize {
     ((oc * g.kernel_h + ky) * g.kernel_w + kx) * g.input.c + ic
@@ -87,7 +88,8 @@ fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) ->
             if let Some((iy, ix)) = tap(g, oy, ox, ky, kx) {
                 for ic in 0..g.input.c {
                     let x = input[g.input.index(iy, ix, ic)] as i32 - op.input_zero_point;
-                    acc += x * op.weights[weight_index(g, oc, ky, kx, ic)] as i32;
+                    let k = weight_index(g, 0, ky, kx, ic);
+                    acc += x * op.weights[packed_index(k, oc, g.output.c)] as i32;
                 }
             }
         }

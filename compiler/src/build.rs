@@ -1,0 +1,247 @@
+//! `mnistc build` as a library: spec → (cached) training → lowering → quantization → blob, with
+//! budgets checked before training and after, and float and on-device evaluation.
+//!
+//! The CLI ([`crate::cli::build`]) writes the results; tests and `mnistc search` call [`build`].
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+use crate::blob::{self, AlignedBytes, BlobError};
+use crate::budget::{self, EstimateError, Footprint, Overrun};
+use crate::cache::Cache;
+use crate::data::{self, DataDir, DataError, FileDigest, Images, Split};
+use crate::lower::{self, LowerError};
+use crate::metrics::Evaluation;
+use crate::on_device::{self, OnDeviceError};
+use crate::plan::{Plan, Precision};
+use crate::quantize::{self, CalibrationError, QuantizeError};
+use crate::spec::ModelSpec;
+use crate::train::{self, Checkpoint, Device, TrainError, TrainOptions};
+
+/// How to build.
+pub struct BuildOptions<'a> {
+    /// Where the data sets are.
+    pub data: DataDir,
+    /// Where to train.
+    pub device: Device,
+    /// Training cache (`None`: always train, store nothing).
+    pub cache: Option<Cache>,
+    /// Progress bar and per-epoch lines during training.
+    pub progress: bool,
+    /// Where to log what happens (stderr for the CLI).
+    pub log: &'a mut dyn Write,
+}
+
+/// How the trained weights were obtained.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TrainingInfo {
+    /// Reused from the cache instead of training.
+    pub cached: bool,
+    /// The cache entry (read or written).
+    pub cache_path: Option<PathBuf>,
+    /// The training key (SHA-256).
+    pub key: String,
+    /// Epochs trained.
+    pub epochs: usize,
+    /// Wall time of the training (of the original run when cached), seconds.
+    pub seconds: f64,
+    /// Mean seconds per epoch.
+    pub mean_epoch_seconds: f64,
+}
+
+/// Everything a build produced.
+pub struct Built {
+    /// The spec (overrides applied).
+    pub spec: ModelSpec,
+    /// The lowered plan written to the blob.
+    pub plan: Plan,
+    /// The blob.
+    pub blob: Vec<u8>,
+    /// Flash, arena, MACs.
+    pub footprint: Footprint,
+    /// Float model on the test set.
+    pub float_eval: Evaluation,
+    /// The blob run by the runtime on the test set.
+    pub device_eval: Evaluation,
+    /// How the weights were obtained.
+    pub training: TrainingInfo,
+    /// Calibration images (int8 only).
+    pub calibration_images: usize,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The spec cannot be lowered (budget estimate).
+    #[error(transparent)]
+    Estimate(#[from] EstimateError),
+    /// `[target]` budgets are exceeded (exit code 1).
+    #[error("{}", .0.iter().map(|o| o.to_string()).collect::<Vec<_>>().join("; "))]
+    Budget(Vec<Overrun>),
+    /// Data files are missing or malformed.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// Lowering failed.
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    /// Calibration failed.
+    #[error(transparent)]
+    Calibrate(#[from] CalibrationError),
+    /// Quantization failed.
+    #[error(transparent)]
+    Quantize(#[from] QuantizeError),
+    /// The plan does not fit the blob format.
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    /// Running the blob failed.
+    #[error(transparent)]
+    OnDevice(#[from] OnDeviceError),
+    /// The metrics could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
+}
+
+impl BuildError {
+    /// Whether the error is the user's input (exit 2) rather than a failed check (exit 1).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            BuildError::Budget(_) | BuildError::OnDevice(_) | BuildError::Metrics(_) => false,
+            BuildError::Train(e) => !matches!(e, TrainError::Diverged { .. } | TrainError::Backend(_)),
+            _ => true,
+        }
+    }
+}
+
+/// SHA-256 of what the blob was built from: the training-relevant spec, its `[quantize]`
+/// section and the data files' digests (not the spec's path, so the same spec anywhere gives
+/// the same bytes).
+pub fn source_hash(spec: &ModelSpec, digests: &[FileDigest]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(spec.training_key_json().as_bytes());
+    h.update(serde_json::to_string(&spec.quantize).unwrap_or_default().as_bytes());
+    for d in digests {
+        h.update(d.file.as_bytes());
+        h.update(d.sha256.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// `n` training images spread evenly over the training set (deterministic).
+pub fn calibration_images(train_set: &Images, n: usize) -> Images {
+    let n = n.clamp(1, train_set.n.max(1));
+    let indices: Vec<usize> = (0..n).map(|i| i * train_set.n / n).collect();
+    train_set.subset(&indices)
+}
+
+/// Lowers a trained model to the plan of its spec's precision (fused, ready to write).
+///
+/// # Errors
+/// [`BuildError`] if lowering, calibration or quantization fails.
+pub fn lower_trained(
+    model: &train::TrainedModel,
+    train_set: &Images,
+    source_hash: [u8; 32],
+) -> Result<(Plan, usize), BuildError> {
+    let spec = &model.spec;
+    let float = lower::float_plan(model, source_hash)?;
+    Ok(match lower::precision(spec.quantize.precision) {
+        Precision::F32 => (lower::fuse_pools(float), 0),
+        Precision::F16 => (lower::fuse_pools(lower::to_f16(float)), 0),
+        Precision::Int8 => {
+            let images = calibration_images(train_set, spec.quantize.calibration);
+            let ranges = quantize::calibrate(&float, &images.pixels, spec.quantize.method)?;
+            (lower::fuse_pools(quantize::quantize(&float, &ranges)?), images.n)
+        }
+    })
+}
+
+/// Builds `spec`: budgets, training (or the cached training), quantization, blob, evaluations.
+///
+/// # Errors
+/// [`BuildError`]; [`BuildError::Budget`] when `[target]` is exceeded (before training when the
+/// architecture alone exceeds it).
+pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, BuildError> {
+    let estimate = budget::estimate(spec)?;
+    let over = budget::overruns(&spec.target, &estimate);
+    if !over.is_empty() {
+        return Err(BuildError::Budget(over));
+    }
+    let dataset = spec.data.dataset;
+    let train_set = data::load(&opts.data, dataset, Split::Train)?;
+    let test_set = data::load(&opts.data, dataset, Split::Test)?;
+    let digests = data::file_digests(&opts.data, dataset)?;
+    let key = Cache::key(spec, &digests);
+
+    let cached = opts.cache.as_ref().and_then(|c| c.load(spec, &digests).map(|ckpt| (ckpt, c.path(&key))));
+    let (checkpoint, cached, cache_path) = match cached {
+        Some((ckpt, path)) => {
+            let _ = writeln!(opts.log, "reusing the training cached in {}", path.display());
+            (ckpt, true, Some(path))
+        }
+        None => {
+            let _ = writeln!(
+                opts.log,
+                "training {} on {} for {} epochs on {}",
+                spec.name,
+                dataset.name(),
+                spec.train.epochs,
+                opts.device
+            );
+            let train_opts = TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress };
+            let model = train::train(spec, &train_set, &train_opts)?;
+            let ckpt = Checkpoint::new(model, digests.clone(), None);
+            let path = match &opts.cache {
+                Some(c) => match c.store(spec, &digests, &ckpt) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        let _ = writeln!(opts.log, "warning: could not cache the training: {e}");
+                        None
+                    }
+                },
+                None => None,
+            };
+            (ckpt, false, path)
+        }
+    };
+    let model = &checkpoint.model;
+    let history = &model.history;
+    let training = TrainingInfo {
+        cached,
+        cache_path,
+        key,
+        epochs: history.epochs.len(),
+        seconds: history.seconds,
+        mean_epoch_seconds: history.epochs.iter().map(|e| e.seconds).sum::<f64>() / history.epochs.len().max(1) as f64,
+    };
+
+    let float_eval = match &checkpoint.test {
+        Some(e) if e.samples as usize == test_set.n => e.clone(),
+        _ => train::evaluate(model, &test_set, opts.device)?,
+    };
+    let (plan, calibration_images) = lower_trained(model, &train_set, source_hash(spec, &digests))?;
+    let blob = blob::write(&plan)?;
+    let footprint = budget::of_plan(&plan, blob.len());
+    let aligned = AlignedBytes::from(blob.as_slice());
+    let device_model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(BlobError::Invalid)?;
+    let device_eval = on_device::evaluate(&device_model, &test_set)?;
+    let built = Built {
+        spec: model.spec.clone(),
+        plan,
+        blob,
+        footprint,
+        float_eval,
+        device_eval,
+        training,
+        calibration_images,
+    };
+    let over = budget::overruns(&spec.target, &built.footprint);
+    if !over.is_empty() {
+        return Err(BuildError::Budget(over));
+    }
+    Ok(built)
+}

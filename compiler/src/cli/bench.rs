@@ -1,0 +1,62 @@
+//! `mnistc bench OUT.bin [--onnx FILE] [--runs N] [--json]`.
+
+use std::path::PathBuf;
+
+use super::{CliError, Io, blob_arg};
+
+/// Arguments of `mnistc bench`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Times one inference (batch 1, one thread) after a warm-up, the median of N runs: \
+the runtime with its best kernels, the runtime with its scalar reference kernels, and tract-onnx on \
+the exported ONNX. Build with --release for meaningful numbers.")]
+pub struct Args {
+    /// The blob
+    #[arg(value_name = "OUT.bin")]
+    pub blob: PathBuf,
+    /// The ONNX model for tract [default: OUT.onnx beside the blob, if present]
+    #[arg(long, value_name = "FILE")]
+    pub onnx: Option<PathBuf>,
+    /// Timed runs per measurement
+    #[arg(long, value_name = "N", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub runs: u64,
+    /// Print one JSON object (runtime_us, runtime_scalar_us, tract_us, macs, ...)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `mnistc bench`.
+///
+/// # Errors
+/// Exit 2 for an unreadable blob or ONNX file; 1 if a model fails to run.
+pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
+    let bytes = blob_arg::read(&args.blob)?;
+    blob_arg::load(&args.blob, &bytes)?;
+    let onnx_path = args.onnx.clone().or_else(|| Some(args.blob.with_extension("onnx")).filter(|p| p.is_file()));
+    let onnx = match &onnx_path {
+        Some(p) => Some(std::fs::read(p).map_err(|e| CliError::bad_input(format!("{}: {e}", p.display())))?),
+        None => None,
+    };
+    let report =
+        crate::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(CliError::failed)?;
+    if args.json {
+        writeln!(io.out, "{}", serde_json::to_string(&report).map_err(CliError::failed)?).map_err(CliError::failed)
+    } else {
+        let tract = match (report.tract_us, report.speedup_vs_tract) {
+            (Some(t), Some(s)) => format!("tract-onnx:          {t:9.1} µs  (runtime is {s:.1}x faster)\n"),
+            _ => "tract-onnx:          (no ONNX file)\n".into(),
+        };
+        let text = format!(
+            "{} MACs per inference, median of {} runs, batch 1, one thread\n\
+             runtime ({:<11}) {:9.1} µs  ({:.2} GMAC/s)\n\
+             runtime (reference)   {:9.1} µs  (runtime is {:.1}x faster)\n{tract}",
+            report.macs,
+            report.runs,
+            report.isa,
+            report.runtime_us,
+            report.gmacs,
+            report.runtime_scalar_us,
+            report.speedup_vs_scalar,
+        );
+        io.out.write_all(text.as_bytes()).map_err(CliError::failed)
+    }
+}

@@ -1,0 +1,126 @@
+//! `mnistc build MODEL.toml -o OUT.bin [--data DIR] [--epochs N] [--train-limit N] [--seed N]
+//! [--device cpu|cuda] [--json]`.
+
+use std::path::{Path, PathBuf};
+
+use super::common::{DataArgs, DeviceArg, OverrideArgs, check_output_path};
+use super::{CliError, Io};
+use crate::blob::AlignedBytes;
+use crate::build::{self, BuildError, BuildOptions};
+use crate::cache::Cache;
+use crate::data::DataDir;
+use crate::inspect;
+use crate::report::{self, Files};
+use crate::spec::ModelSpec;
+use crate::train::{Device, TrainError};
+
+/// Arguments of `mnistc build`.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "Writes OUT.bin atomically and beside it OUT.onnx, OUT.report.json and OUT.report.md.\n\
+The training is cached (key: the spec without [quantize]/[target], the overrides, the data files' \
+SHA-256 and the mnistc version) in $MNISTC_CACHE, else $XDG_CACHE_HOME/mnistc, else ~/.cache/mnistc.\n\
+Exit codes: 0 built, 1 a [target] budget is exceeded or a check failed, 2 bad input.")]
+pub struct Args {
+    /// The model description
+    #[arg(value_name = "MODEL.toml")]
+    pub model: PathBuf,
+    /// The blob to write
+    #[arg(short, long, value_name = "OUT.bin")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// Where to train
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+    /// Print the report as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+    /// Neither read nor write the training cache
+    #[arg(long)]
+    pub no_cache: bool,
+    /// No progress bar or log lines on stderr
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `OUT` with its extension replaced by `ext` (`digits.bin` → `digits.onnx`).
+pub fn sibling(out: &Path, ext: &str) -> PathBuf {
+    out.with_extension(ext)
+}
+
+fn build_error(e: BuildError) -> CliError {
+    if e.is_bad_input() { CliError::bad_input(e) } else { CliError::failed(e) }
+}
+
+/// Runs `mnistc build`.
+///
+/// # Errors
+/// Exit 2 for bad input, 1 when a budget is exceeded.
+pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
+    let spec = ModelSpec::from_path(&args.model).map_err(CliError::bad_input)?;
+    let spec = spec.with_overrides(&args.overrides.overrides()).map_err(CliError::bad_input)?;
+    for w in &spec.warnings {
+        let _ = writeln!(io.err, "warning: {w}");
+    }
+    let device = Device::from(args.device);
+    if !device.is_compiled_in() {
+        return Err(CliError::bad_input(TrainError::CudaUnavailable));
+    }
+    check_output_path(&args.output, "blob")?;
+    let files = (
+        args.output.clone(),
+        sibling(&args.output, "onnx"),
+        sibling(&args.output, "report.json"),
+        sibling(&args.output, "report.md"),
+    );
+
+    let mut sink = std::io::sink();
+    let log: &mut dyn std::io::Write = if args.quiet { &mut sink } else { io.err };
+    let mut opts = BuildOptions {
+        data: DataDir::resolve(args.data.data.as_deref()),
+        device,
+        cache: (!args.no_cache).then(Cache::from_env),
+        progress: !args.quiet,
+        log,
+    };
+    let built = build::build(&spec, &mut opts).map_err(build_error)?;
+    let onnx = crate::onnx::export(&built.plan).map_err(CliError::failed)?;
+
+    let aligned = AlignedBytes::from(built.blob.as_slice());
+    let model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(CliError::failed)?;
+    let inspection = inspect::inspect(&model);
+    let paths = Files { blob: &files.0, onnx: &files.1, report_json: &files.2, report_md: &files.3 };
+    let json = report::to_json(&built, &inspection, &paths);
+    let md = report::to_markdown(&built, &inspection, &paths);
+    let write = |path: &Path, bytes: &[u8]| {
+        crate::atomic::write(path, bytes).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))
+    };
+    write(&files.0, &built.blob)?;
+    write(&files.1, &onnx)?;
+    write(&files.2, serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
+    write(&files.3, md.as_bytes())?;
+
+    if args.json {
+        writeln!(io.out, "{json}").map_err(CliError::failed)?;
+    } else {
+        let text = format!(
+            "built {} ({}): float test accuracy {:.2} %, on-device {:.2} %\n\
+             flash {} bytes, arena {} bytes, {} MACs\nwrote {}, {}, {}, {}\n",
+            spec.name,
+            inspection.precision,
+            100.0 * built.float_eval.accuracy,
+            100.0 * built.device_eval.accuracy,
+            inspection.flash_bytes,
+            inspection.arena_bytes,
+            inspection.macs,
+            files.0.display(),
+            files.1.display(),
+            files.2.display(),
+            files.3.display(),
+        );
+        io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! [`DataError`]: missing, unreadable or malformed dataset files.
+
+use std::path::PathBuf;
+
+use super::{DataDirSource, Dataset};
+
+/// An error while locating or reading dataset files. Every variant names the file or folder.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// Some of the dataset's files are not there.
+    #[error(
+        "missing {} files in {}: {}\n  the data directory {} was chosen by {}\n  \
+         needed: the four standard IDX files {} (raw or .gz) in {}/\n  \
+         how to get them: {}; or point --data DIR (or the MNISTC_DATA environment variable) \
+         at a directory holding mnist/ and fashion-mnist/. mnistc never downloads anything.",
+        dataset.name(),
+        dir.display(),
+        missing.join(", "),
+        root.display(),
+        chosen_by.describe(),
+        super::standard_file_list(),
+        dataset.dir_name(),
+        dataset.how_to_get()
+    )]
+    Missing {
+        /// Which dataset.
+        dataset: Dataset,
+        /// The folder searched (`ROOT/mnist`).
+        dir: PathBuf,
+        /// The data directory.
+        root: PathBuf,
+        /// How the data directory was chosen.
+        chosen_by: DataDirSource,
+        /// Missing file names (`train-images-idx3-ubyte(.gz)`).
+        missing: Vec<String>,
+    },
+    /// A file exists but cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A gzip file is corrupt or truncated.
+    #[error("{} is not a valid gzip file (corrupt or truncated): {source}", path.display())]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The decompressor's error.
+        source: std::io::Error,
+    },
+    /// The IDX header is wrong.
+    #[error("{}: not an IDX {what} file: {problem}", path.display())]
+    BadHeader {
+        /// The file.
+        path: PathBuf,
+        /// `images` or `labels`.
+        what: &'static str,
+        /// What was expected and found.
+        problem: String,
+    },
+    /// The file is shorter or longer than its header says.
+    #[error(
+        "{}: {what} file has {found} bytes of data but its header ({header}) needs {expected}; \
+         the file is {}",
+        path.display(),
+        if found < expected { "truncated" } else { "followed by unexpected bytes" }
+    )]
+    Length {
+        /// The file (uncompressed content).
+        path: PathBuf,
+        /// `images` or `labels`.
+        what: &'static str,
+        /// The header's dimensions, e.g. `60000 x 28 x 28`.
+        header: String,
+        /// Bytes the header implies (after the header).
+        expected: u64,
+        /// Bytes present (after the header).
+        found: u64,
+    },
+    /// Images and labels disagree on the number of items.
+    #[error(
+        "{} has {images} images but {} has {labels} labels",
+        images_path.display(),
+        labels_path.display()
+    )]
+    CountMismatch {
+        /// Images file.
+        images_path: PathBuf,
+        /// Labels file.
+        labels_path: PathBuf,
+        /// Image count.
+        images: usize,
+        /// Label count.
+        labels: usize,
+    },
+    /// Images have another size than the dataset's.
+    #[error("{}: images are {height}x{width}, but {} images are {expected_height}x{expected_width}", path.display(), dataset.name())]
+    ImageSize {
+        /// The file.
+        path: PathBuf,
+        /// Which dataset.
+        dataset: Dataset,
+        /// Rows found.
+        height: usize,
+        /// Columns found.
+        width: usize,
+        /// Expected rows.
+        expected_height: usize,
+        /// Expected columns.
+        expected_width: usize,
+    },
+    /// A label is not a valid class.
+    #[error("{}: label #{index} is {label}, but the dataset has only {classes} classes (0..={})", path.display(), classes - 1)]
+    BadLabel {
+        /// The file.
+        path: PathBuf,
+        /// Position of the label.
+        index: usize,
+        /// The label value.
+        label: u8,
+        /// Number of classes.
+        classes: usize,
+    },
+}

@@ -1,0 +1,385 @@
+//! Datasets on disk: locating the data directory, reading IDX files (raw or `.gz`), file
+//! digests for cache keys, and deterministic stratified subsets / validation splits.
+//!
+//! Layout: `DIR/mnist/` and `DIR/fashion-mnist/`, each with the four standard files
+//! `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
+//! `t10k-labels-idx1-ubyte`, each either raw or gzipped (`.gz` suffix; the content decides,
+//! not the name). `DIR` is `--data DIR`, else `$MNISTC_DATA`, else `./data`.
+//! Nothing is ever downloaded.
+
+mod error;
+mod idx;
+mod rng;
+mod split;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use error::DataError;
+pub use rng::Rng;
+pub use split::{TrainingSplit, prepare_training, stratified_sample, stratified_split};
+
+/// The environment variable naming the data directory.
+pub const DATA_ENV: &str = "MNISTC_DATA";
+
+/// A supported dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dataset {
+    /// MNIST handwritten digits.
+    Mnist,
+    /// Zalando's Fashion-MNIST.
+    FashionMnist,
+}
+
+impl Dataset {
+    /// All datasets.
+    pub const ALL: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+
+    /// The name used in `model.toml` (`mnist`, `fashion-mnist`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Dataset::Mnist => "mnist",
+            Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    /// The sub-folder of the data directory.
+    pub fn dir_name(&self) -> &'static str {
+        self.name()
+    }
+
+    /// `(height, width, channels, classes)`.
+    pub fn image_shape_and_classes(&self) -> (usize, usize, usize, usize) {
+        (28, 28, 1, 10)
+    }
+
+    /// Images in the standard training set.
+    pub fn train_size(&self) -> usize {
+        60_000
+    }
+
+    /// Images in the standard test set.
+    pub fn test_size(&self) -> usize {
+        10_000
+    }
+
+    /// Human-readable class names, index = label.
+    pub fn class_names(&self) -> Vec<String> {
+        let names: &[&str] = match self {
+            Dataset::Mnist => &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            Dataset::FashionMnist => &[
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+        };
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn how_to_get(&self) -> &'static str {
+        match self {
+            Dataset::Mnist => {
+                "download the four files of the MNIST database (Y. LeCun, C. Cortes, C. Burges; \
+                 e.g. from http://yann.lecun.com/exdb/mnist/ or one of its mirrors) and put them \
+                 there unchanged"
+            }
+            Dataset::FashionMnist => {
+                "download the four files from https://github.com/zalandoresearch/fashion-mnist \
+                 (data/fashion) or install Debian's dataset-fashion-mnist package \
+                 (/usr/share/datasets/fashion-mnist) and copy them there unchanged"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Training or test part of a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// The 60,000 training images (`train-*`).
+    Train,
+    /// The 10,000 test images (`t10k-*`).
+    Test,
+}
+
+impl Split {
+    /// Standard `(images, labels)` file names (without `.gz`).
+    pub fn file_names(&self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+            Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+        }
+    }
+}
+
+fn standard_file_list() -> String {
+    let (a, b) = Split::Train.file_names();
+    let (c, d) = Split::Test.file_names();
+    format!("{a}, {b}, {c}, {d}")
+}
+
+/// How the data directory was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataDirSource {
+    /// `--data DIR`.
+    Flag,
+    /// `$MNISTC_DATA`.
+    Env,
+    /// The default `./data`.
+    Default,
+}
+
+impl DataDirSource {
+    fn describe(&self) -> &'static str {
+        match self {
+            DataDirSource::Flag => "the --data option",
+            DataDirSource::Env => "the MNISTC_DATA environment variable",
+            DataDirSource::Default => "default (./data, because neither --data nor MNISTC_DATA was given)",
+        }
+    }
+}
+
+/// A resolved data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    /// The directory holding `mnist/` and `fashion-mnist/`.
+    pub root: PathBuf,
+    /// How it was chosen (reported when files are missing).
+    pub source: DataDirSource,
+}
+
+impl DataDir {
+    /// `--data DIR` if given, else `$MNISTC_DATA` if set and non-empty, else `./data`.
+    /// Does not check that the directory exists (loading does, with a helpful error).
+    pub fn resolve(cli_arg: Option<&Path>) -> DataDir {
+        if let Some(p) = cli_arg {
+            return DataDir { root: p.to_path_buf(), source: DataDirSource::Flag };
+        }
+        match std::env::var_os(DATA_ENV) {
+            Some(v) if !v.is_empty() => DataDir { root: PathBuf::from(v), source: DataDirSource::Env },
+            _ => DataDir { root: PathBuf::from("data"), source: DataDirSource::Default },
+        }
+    }
+
+    /// A data directory given explicitly (as if by `--data`).
+    pub fn new(root: impl Into<PathBuf>) -> DataDir {
+        DataDir { root: root.into(), source: DataDirSource::Flag }
+    }
+
+    /// The folder of one dataset.
+    pub fn dataset_dir(&self, dataset: Dataset) -> PathBuf {
+        self.root.join(dataset.dir_name())
+    }
+
+    /// Finds `name` or `name.gz` in the dataset folder.
+    fn find(&self, dataset: Dataset, name: &str) -> Option<PathBuf> {
+        let dir = self.dataset_dir(dataset);
+        [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
+    }
+
+    /// Locates the files of the given splits, or reports every missing one.
+    fn locate(&self, dataset: Dataset, splits: &[Split]) -> Result<Vec<PathBuf>, DataError> {
+        let mut found = Vec::new();
+        let mut missing = Vec::new();
+        for split in splits {
+            let (images, labels) = split.file_names();
+            for name in [images, labels] {
+                match self.find(dataset, name) {
+                    Some(p) => found.push(p),
+                    None => missing.push(format!("{name}(.gz)")),
+                }
+            }
+        }
+        if missing.is_empty() {
+            Ok(found)
+        } else {
+            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            Err(DataError::Missing {
+                dataset,
+                dir: abs(&self.dataset_dir(dataset)),
+                root: abs(&self.root),
+                chosen_by: self.source,
+                missing,
+            })
+        }
+    }
+}
+
+/// Grey-scale images with their labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Images {
+    /// Number of images.
+    pub n: usize,
+    /// Rows per image.
+    pub height: usize,
+    /// Columns per image.
+    pub width: usize,
+    /// `n * height * width` pixels, image-major then row-major, 0 = black (background).
+    pub pixels: Vec<u8>,
+    /// `n` labels.
+    pub labels: Vec<u8>,
+}
+
+impl Images {
+    /// Pixels per image.
+    pub fn image_len(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// The pixels of image `i`.
+    ///
+    /// # Panics
+    /// If `i >= n`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let len = self.image_len();
+        &self.pixels[i * len..(i + 1) * len]
+    }
+
+    /// A new set with the images at `indices`, in that order.
+    ///
+    /// # Panics
+    /// If an index is out of range.
+    pub fn subset(&self, indices: &[usize]) -> Images {
+        let mut pixels = Vec::with_capacity(indices.len() * self.image_len());
+        for &i in indices {
+            pixels.extend_from_slice(self.image(i));
+        }
+        Images {
+            n: indices.len(),
+            height: self.height,
+            width: self.width,
+            pixels,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+        }
+    }
+
+    /// The first `n` images (all if fewer).
+    pub fn head(&self, n: usize) -> Images {
+        let n = n.min(self.n);
+        Images {
+            n,
+            height: self.height,
+            width: self.width,
+            pixels: self.pixels[..n * self.image_len()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+        }
+    }
+
+    /// Images per class, for `classes` classes.
+    pub fn class_counts(&self, classes: usize) -> Vec<usize> {
+        let mut counts = vec![0; classes];
+        for &l in &self.labels {
+            if let Some(c) = counts.get_mut(usize::from(l)) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
+
+/// Loads one split of a dataset, checking magic numbers, dimensions, lengths and labels.
+///
+/// # Errors
+/// [`DataError::Missing`] (naming the files, the folder and how the data directory was chosen),
+/// or an error naming the malformed file and what was expected.
+pub fn load(dir: &DataDir, dataset: Dataset, split: Split) -> Result<Images, DataError> {
+    let paths = dir.locate(dataset, &[split])?;
+    let (images_path, labels_path) = (&paths[0], &paths[1]);
+    let (n, height, width, pixels) = idx::parse_images(images_path, idx::read_maybe_gz(images_path)?)?;
+    let (eh, ew, _, classes) = dataset.image_shape_and_classes();
+    if (height, width) != (eh, ew) {
+        return Err(DataError::ImageSize {
+            path: images_path.clone(),
+            dataset,
+            height,
+            width,
+            expected_height: eh,
+            expected_width: ew,
+        });
+    }
+    let labels = idx::parse_labels(labels_path, idx::read_maybe_gz(labels_path)?)?;
+    if labels.len() != n {
+        return Err(DataError::CountMismatch {
+            images_path: images_path.clone(),
+            labels_path: labels_path.clone(),
+            images: n,
+            labels: labels.len(),
+        });
+    }
+    if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= classes) {
+        return Err(DataError::BadLabel { path: labels_path.clone(), index, label, classes });
+    }
+    Ok(Images { n, height, width, pixels, labels })
+}
+
+/// Reads an IDX images file (raw or gzip) anywhere on disk: `(count, rows, cols, pixels)`.
+///
+/// # Errors
+/// [`DataError`] naming the file and what was expected when it is missing or malformed.
+pub fn read_images_file(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
+    idx::parse_images(path, idx::read_maybe_gz(path)?)
+}
+
+/// Reads a whole file, decompressing it when its content is gzip (whatever its name).
+///
+/// # Errors
+/// [`DataError::Io`] or [`DataError::Gzip`], naming the file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    idx::read_maybe_gz(path)
+}
+
+/// Reads any IDX labels file (raw or gzipped).
+///
+/// # Errors
+/// A [`DataError`] naming the file and what is wrong.
+pub fn read_labels_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    idx::parse_labels(path, idx::read_maybe_gz(path)?)
+}
+
+/// The SHA-256 of one dataset file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigest {
+    /// Standard file name without `.gz` (`train-images-idx3-ubyte`).
+    pub file: String,
+    /// SHA-256 (lower-case hex) of the **uncompressed** content, so a raw file and its `.gz`
+    /// have the same digest.
+    pub sha256: String,
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 digests of the uncompressed content of the dataset's four files (train images,
+/// train labels, test images, test labels), for cache keys.
+///
+/// # Errors
+/// As [`load`], for missing or unreadable files (the content is not validated here).
+pub fn file_digests(dir: &DataDir, dataset: Dataset) -> Result<Vec<FileDigest>, DataError> {
+    let paths = dir.locate(dataset, &[Split::Train, Split::Test])?;
+    let (a, b) = Split::Train.file_names();
+    let (c, d) = Split::Test.file_names();
+    paths
+        .iter()
+        .zip([a, b, c, d])
+        .map(|(path, name)| Ok(FileDigest { file: name.to_string(), sha256: sha256_hex(&idx::read_maybe_gz(path)?) }))
+        .collect()
+}

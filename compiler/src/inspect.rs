@@ -1,0 +1,196 @@
+//! What a blob holds, read back through the runtime: the layer plan with shapes, quantization
+//! parameters in brief, MACs, flash and arena bytes (`mnistc inspect`, and the reports).
+
+use mnistc_runtime::format::{FusedPool, OpKind, Precision, Requant};
+use mnistc_runtime::model::Kernel;
+use mnistc_runtime::{Model, Shape};
+use serde::Serialize;
+
+/// One op of a blob's plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpInfo {
+    /// Index in the plan.
+    pub index: usize,
+    /// `conv2d`, `maxpool2d`, `avgpool2d`, `dense`, with a fused pool as `conv2d+maxpool2d`.
+    pub op: String,
+    /// Input `[h, w, c]`.
+    pub input: [usize; 3],
+    /// Output `[h, w, c]`.
+    pub output: [usize; 3],
+    /// Kernel or window `[h, w]` (none for dense).
+    pub kernel: Option<[usize; 2]>,
+    /// Stride `[h, w]`.
+    pub stride: Option<[usize; 2]>,
+    /// Padding `[top, left, bottom, right]`.
+    pub padding: Option<[usize; 4]>,
+    /// Fused pool `(window, stride)`.
+    pub pool: Option<[usize; 4]>,
+    /// Fused activation.
+    pub activation: String,
+    /// Weights plus biases.
+    pub params: usize,
+    /// Multiply-accumulates (whole convolution output × filter length; dense in × out).
+    pub macs: u64,
+    /// Bytes of weights, biases and multipliers in the blob.
+    pub weight_bytes: usize,
+    /// int8: requantization path (`uniform`, `per-channel`) or none.
+    pub requant: Option<String>,
+    /// int8: input scale and zero point.
+    pub input_quant: Option<(f32, i32)>,
+    /// int8: output scale and zero point.
+    pub output_quant: Option<(f32, i32)>,
+    /// Arena offsets `[input, output]`.
+    pub arena: [usize; 2],
+}
+
+/// A blob's contents.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// Model name.
+    pub name: String,
+    /// Data set.
+    pub dataset: String,
+    /// `f32`, `f16` or `int8`.
+    pub precision: String,
+    /// Input `[h, w, c]`.
+    pub input: [usize; 3],
+    /// Class names.
+    pub classes: Vec<String>,
+    /// The plan.
+    pub ops: Vec<OpInfo>,
+    /// Blob bytes.
+    pub flash_bytes: usize,
+    /// Arena bytes.
+    pub arena_bytes: usize,
+    /// Total MACs.
+    pub macs: u64,
+    /// Total weights plus biases.
+    pub params: usize,
+    /// Bytes of int8 weights and int32 biases (or float weights and biases).
+    pub weight_bytes: usize,
+    /// Everything else: header, metadata, plan records, per-channel multipliers, alignment.
+    pub overhead_bytes: usize,
+    /// SHA-256 of the source spec and data (hex).
+    pub source_hash: String,
+}
+
+fn hwc(s: Shape) -> [usize; 3] {
+    [s.h, s.w, s.c]
+}
+
+/// Describes a loaded blob.
+pub fn inspect(model: &Model<'_>) -> Inspection {
+    let precision = model.precision();
+    let mut ops = Vec::new();
+    let mut weights_and_biases = 0;
+    for (index, op) in model.ops().iter().enumerate() {
+        let r = op.record;
+        let kind = OpKind::from_u8(r.kind);
+        let mut name = kind.map_or("?", |k| k.name()).to_string();
+        match FusedPool::from_u8(r.pool) {
+            Some(FusedPool::Max) => name.push_str("+maxpool2d"),
+            Some(FusedPool::Avg) => name.push_str("+avgpool2d"),
+            _ => {}
+        }
+        let (params, macs) = match &op.kernel {
+            Kernel::ConvF32(k) => (k.weights.len() + k.bias.len(), k.geometry.macs() as u64),
+            Kernel::ConvF16(k) => (k.weights.len() + k.bias.len(), k.geometry.macs() as u64),
+            Kernel::ConvS8(k) => (k.weights.len() + k.bias.len(), k.geometry.macs() as u64),
+            Kernel::DenseF32(k) => (k.weights.len() + k.bias.len(), k.weights.len() as u64),
+            Kernel::DenseF16(k) => (k.weights.len() + k.bias.len(), k.weights.len() as u64),
+            Kernel::DenseS8(k) => (k.weights.len() + k.bias.len(), k.weights.len() as u64),
+            _ => (0, 0),
+        };
+        weights_and_biases += (r.weights_len + r.bias_len) as usize;
+        let spatial = matches!(kind, Some(OpKind::Conv2d | OpKind::MaxPool2d | OpKind::AvgPool2d));
+        let int8 = precision == Precision::Int8;
+        ops.push(OpInfo {
+            index,
+            op: name,
+            input: [r.in_h as usize, r.in_w as usize, r.in_c as usize],
+            output: [r.out_h as usize, r.out_w as usize, r.out_c as usize],
+            kernel: spatial.then_some([r.kernel_h as usize, r.kernel_w as usize]),
+            stride: spatial.then_some([r.stride_h as usize, r.stride_w as usize]),
+            padding: (kind == Some(OpKind::Conv2d))
+                .then_some([r.pad_top, r.pad_left, r.pad_bottom, r.pad_right].map(|p| p as usize)),
+            pool: (r.pool != 0).then_some([r.pool_h, r.pool_w, r.pool_stride_h, r.pool_stride_w].map(|p| p as usize)),
+            activation: mnistc_runtime::Activation::from_u8(r.activation).map_or("?", |a| a.name()).to_string(),
+            params,
+            macs,
+            weight_bytes: (r.weights_len + r.bias_len + r.quant_len) as usize,
+            requant: match Requant::from_u8(r.requant) {
+                Some(Requant::Uniform) => Some("uniform".into()),
+                Some(Requant::PerChannel) => Some("per-channel".into()),
+                _ => None,
+            },
+            input_quant: int8.then_some((r.input_scale, r.input_zero_point)),
+            output_quant: int8.then_some((r.output_scale, r.output_zero_point)),
+            arena: [op.input.offset, op.output.offset],
+        });
+    }
+    let flash_bytes = model.bytes().len();
+    Inspection {
+        name: model.name().to_string(),
+        dataset: model.dataset().to_string(),
+        precision: precision.name().to_string(),
+        input: hwc(model.input_shape()),
+        classes: (0..model.output_len()).map(|i| model.class_name(i).to_string()).collect(),
+        macs: ops.iter().map(|o| o.macs).sum(),
+        params: ops.iter().map(|o| o.params).sum(),
+        ops,
+        flash_bytes,
+        arena_bytes: model.arena_size(),
+        weight_bytes: weights_and_biases,
+        overhead_bytes: flash_bytes - weights_and_biases,
+        source_hash: model.meta().source_hash.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+impl Inspection {
+    /// A readable table of the plan and the totals.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "{} ({}, {}), input {}x{}x{}, {} classes\n\n",
+            self.name,
+            self.dataset,
+            self.precision,
+            self.input[0],
+            self.input[1],
+            self.input[2],
+            self.classes.len()
+        );
+        s.push_str(&format!(
+            "{:<3} {:<20} {:<13} {:<13} {:<16} {:<7} {:>8} {:>10} {:<12} {}\n",
+            "#", "op", "input", "output", "kernel/stride", "act", "params", "MACs", "requant", "quant (in -> out)"
+        ));
+        for o in &self.ops {
+            let shape = |v: [usize; 3]| format!("{}x{}x{}", v[0], v[1], v[2]);
+            let ks = match (o.kernel, o.stride) {
+                (Some(k), Some(st)) => format!("{}x{} /{}x{}", k[0], k[1], st[0], st[1]),
+                _ => "-".into(),
+            };
+            let quant = match (o.input_quant, o.output_quant) {
+                (Some((si, zi)), Some((so, zo))) => format!("{si:.5}@{zi} -> {so:.5}@{zo}"),
+                _ => "-".into(),
+            };
+            s.push_str(&format!(
+                "{:<3} {:<20} {:<13} {:<13} {:<16} {:<7} {:>8} {:>10} {:<12} {}\n",
+                o.index,
+                o.op,
+                shape(o.input),
+                shape(o.output),
+                ks,
+                o.activation,
+                o.params,
+                o.macs,
+                o.requant.as_deref().unwrap_or("-"),
+                quant
+            ));
+        }
+        s.push_str(&format!(
+            "\nflash (blob): {} bytes ({} weights and biases, {} overhead)\narena (ram):  {} bytes\nMACs:         {}\nparams:       {}\n",
+            self.flash_bytes, self.weight_bytes, self.overhead_bytes, self.arena_bytes, self.macs, self.params
+        ));
+        s
+    }
+}

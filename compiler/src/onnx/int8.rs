@@ -1,0 +1,190 @@
+//! The int8 graph: `QuantizeLinear`, `QLinearConv` (convolutions, dense layers and average pools),
+//! int8 `Clip` and `MaxPool`, `DequantizeLinear`.
+
+use tract_onnx::pb;
+use tract_onnx::pb::tensor_proto::DataType;
+
+use super::proto::{GraphBuilder, attr_int, attr_ints};
+use super::validate::{INPUT_SCALE, INPUT_ZERO_POINT};
+use super::{
+    INPUT_NAME, INPUT_Q_NAME, OnnxError, dense_hwc_to_chw, flatten_logits, io, nchw, ohwi_to_oihw, op_output_name,
+};
+use crate::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, Weights};
+use crate::quantize::avg_pool_weight_scale;
+
+pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
+    let mut b = GraphBuilder::default();
+    let scale = b.f32_scalar(format!("{INPUT_Q_NAME}.scale"), INPUT_SCALE);
+    let zero_point = b.i8_scalar(format!("{INPUT_Q_NAME}.zero_point"), INPUT_ZERO_POINT as i8);
+    let mut x = b.node("QuantizeLinear", &[INPUT_NAME, &scale, &zero_point], INPUT_Q_NAME, vec![]);
+    b.value_info(&x, DataType::Int8, &nchw(plan.input));
+    for (i, op) in plan.ops.iter().enumerate() {
+        let p = op_output_name(i);
+        let err = |what: &str| OnnxError::Op { op: i, kind: op.kind.name(), what: what.into() };
+        let q = op.quant.as_ref().ok_or_else(|| err("int8 op without quantization parameters"))?;
+        let y = match op.kind {
+            OpKind::Conv2d => {
+                let (w, bias) = params(op).ok_or_else(|| err("an int8 conv needs int8 weights and int32 bias"))?;
+                let (o, c, [kh, kw]) = (op.output.c, op.input.c, op.kernel);
+                let conv = Conv {
+                    x_q: q.input,
+                    weights: ohwi_to_oihw(w, o, op.kernel, c),
+                    weight_dims: [o, c, kh, kw],
+                    weight_scales: &q.weight_scales,
+                    y_q: q.conv,
+                    bias,
+                    stride: op.stride,
+                    pads: op.pads,
+                };
+                let y = conv.emit(&mut b, &p, &x, "conv");
+                let y = clamp(&mut b, &p, &y, q);
+                match &op.fused_pool {
+                    None => y,
+                    Some(pool) if pool.kind == PoolKind::Max => max_pool(&mut b, &p, &y, pool.size, pool.stride),
+                    Some(pool) => {
+                        avg_pool(&mut b, &format!("{p}.pool"), &y, o, pool.size, pool.stride, q.conv, q.output)
+                    }
+                }
+            }
+            OpKind::MaxPool2d => max_pool(&mut b, &p, &x, op.kernel, op.stride),
+            OpKind::AvgPool2d => avg_pool(&mut b, &p, &x, op.input.c, op.kernel, op.stride, q.input, q.output),
+            OpKind::Dense => {
+                let (w, bias) = params(op).ok_or_else(|| err("an int8 dense needs int8 weights and int32 bias"))?;
+                let (units, s) = (op.output.c, op.input);
+                let conv = Conv {
+                    x_q: q.input,
+                    weights: dense_hwc_to_chw(w, units, s),
+                    weight_dims: [units, s.c, s.h, s.w],
+                    weight_scales: &q.weight_scales,
+                    y_q: q.conv,
+                    bias,
+                    stride: [1, 1],
+                    pads: [0; 4],
+                };
+                let y = conv.emit(&mut b, &p, &x, "dense");
+                clamp(&mut b, &p, &y, q)
+            }
+        };
+        x = b.rename_last(&y, &p);
+        b.value_info(&x, DataType::Int8, &nchw(op.output));
+    }
+    let last = plan.ops.last().ok_or(OnnxError::Empty)?;
+    let out =
+        plan.output_quant.ok_or_else(|| OnnxError::Quantization("an int8 plan without output quantization".into()))?;
+    let scale = b.f32_scalar("logits.scale", out.scale);
+    let zero_point = b.i8_scalar("logits.zero_point", zp(out));
+    let real = b.node("DequantizeLinear", &[&x, &scale, &zero_point], "logits.nchw", vec![]);
+    b.value_info(&real, DataType::Float, &nchw(last.output));
+    flatten_logits(&mut b, &real, last.output);
+    let (input, output) = io(plan, last.output.len());
+    let doc = format!(
+        "{} int8 graph: QuantizeLinear -> `{INPUT_Q_NAME}` -> QLinearConv / Clip / MaxPool -> DequantizeLinear; \
+         op i's int8 output is `op{{i}}`",
+        plan.name
+    );
+    Ok(b.finish(&plan.name, input, output, doc))
+}
+
+fn params(op: &PlanOp) -> Option<(&[i8], &[i32])> {
+    match (&op.weights, &op.bias) {
+        (Weights::I8(w), Bias::I32(b)) => Some((w, b)),
+        _ => None,
+    }
+}
+
+/// A zero point as int8 (validated to fit).
+fn zp(q: QParams) -> i8 {
+    q.zero_point.clamp(-128, 127) as i8
+}
+
+/// A `QLinearConv` with per-output-channel weight scales and int32 bias.
+struct Conv<'a> {
+    x_q: QParams,
+    /// OIHW.
+    weights: Vec<i8>,
+    weight_dims: [usize; 4],
+    weight_scales: &'a [f32],
+    y_q: QParams,
+    bias: &'a [i32],
+    stride: [usize; 2],
+    pads: [usize; 4],
+}
+
+impl Conv<'_> {
+    fn emit(&self, b: &mut GraphBuilder, p: &str, x: &str, stage: &str) -> String {
+        let [o, _, kh, kw] = self.weight_dims;
+        let x_scale = b.f32_scalar(format!("{p}.x_scale"), self.x_q.scale);
+        let x_zp = b.i8_scalar(format!("{p}.x_zero_point"), zp(self.x_q));
+        let w = b.i8s(format!("{p}.w"), &self.weight_dims, &self.weights);
+        let w_scale = b.f32s(format!("{p}.w_scale"), &[o], self.weight_scales);
+        let w_zp = b.i8s(format!("{p}.w_zero_point"), &[o], &vec![0; o]);
+        let y_scale = b.f32_scalar(format!("{p}.y_scale"), self.y_q.scale);
+        let y_zp = b.i8_scalar(format!("{p}.y_zero_point"), zp(self.y_q));
+        let bias = b.i32s(format!("{p}.b"), &[o], self.bias);
+        let attrs = vec![
+            attr_ints("kernel_shape", &[kh, kw]),
+            attr_ints("strides", &self.stride),
+            attr_ints("pads", &self.pads),
+            attr_ints("dilations", &[1, 1]),
+            attr_int("group", 1),
+        ];
+        b.node(
+            "QLinearConv",
+            &[x, &x_scale, &x_zp, &w, &w_scale, &w_zp, &y_scale, &y_zp, &bias],
+            format!("{p}.{stage}"),
+            attrs,
+        )
+    }
+}
+
+/// The activation clamp, when it is narrower than int8's range (`QLinearConv` already saturates
+/// to `[−128, 127]`).
+fn clamp(b: &mut GraphBuilder, p: &str, x: &str, q: &OpQuant) -> String {
+    if (q.act_min, q.act_max) == (-128, 127) {
+        return x.to_string();
+    }
+    let lo = b.i8_scalar(format!("{p}.clip.min"), q.act_min.clamp(-128, 127) as i8);
+    let hi = b.i8_scalar(format!("{p}.clip.max"), q.act_max.clamp(-128, 127) as i8);
+    b.node("Clip", &[x, &lo, &hi], format!("{p}.clip"), vec![])
+}
+
+fn max_pool(b: &mut GraphBuilder, p: &str, x: &str, size: [usize; 2], stride: [usize; 2]) -> String {
+    b.node(
+        "MaxPool",
+        &[x],
+        format!("{p}.maxpool"),
+        vec![attr_ints("kernel_shape", &size), attr_ints("strides", &stride)],
+    )
+}
+
+/// An int8 average pool as a depthwise `QLinearConv`: all-ones weights `[C, 1, kh, kw]` of scale
+/// `f32(1/n)`, no bias. It sums `x − x_zp` over the window and requantizes the sum uniformly with
+/// `f32(f32(s_x / n) / s_y)`, exactly the runtime's average pool.
+#[allow(clippy::too_many_arguments)]
+fn avg_pool(
+    b: &mut GraphBuilder,
+    p: &str,
+    x: &str,
+    channels: usize,
+    size: [usize; 2],
+    stride: [usize; 2],
+    x_q: QParams,
+    y_q: QParams,
+) -> String {
+    let n = size[0] * size[1];
+    let x_scale = b.f32_scalar(format!("{p}.x_scale"), x_q.scale);
+    let x_zp = b.i8_scalar(format!("{p}.x_zero_point"), zp(x_q));
+    let w = b.i8s(format!("{p}.w"), &[channels, 1, size[0], size[1]], &vec![1; channels * n]);
+    let w_scale = b.f32_scalar(format!("{p}.w_scale"), avg_pool_weight_scale(n));
+    let w_zp = b.i8_scalar(format!("{p}.w_zero_point"), 0);
+    let y_scale = b.f32_scalar(format!("{p}.y_scale"), y_q.scale);
+    let y_zp = b.i8_scalar(format!("{p}.y_zero_point"), zp(y_q));
+    let attrs = vec![
+        attr_ints("kernel_shape", &size),
+        attr_ints("strides", &stride),
+        attr_ints("pads", &[0; 4]),
+        attr_ints("dilations", &[1, 1]),
+        attr_int("group", channels as i64),
+    ];
+    b.node("QLinearConv", &[x, &x_scale, &x_zp, &w, &w_scale, &w_zp, &y_scale, &y_zp], format!("{p}.avgpool"), attrs)
+}

@@ -1,0 +1,191 @@
+//! The lowered model: the runtime's op sequence with weights in the runtime's layout.
+//!
+//! This is what the compiler builds from a trained model (float, then quantized) and what
+//! [`crate::blob::write`] turns into bytes and [`crate::onnx`] into an ONNX graph. Shapes are
+//! NHWC; convolution weights are OHWI, dense weights `[out][in]` with `in` in NHWC flatten
+//! order — the runtime's tap order. Float weights are written as they are; int8 weights are
+//! packed into the runtime's groups of 4 taps when written ([`mnistc_runtime::format::packed_index`]).
+
+use half::f16;
+pub use mnistc_runtime::Shape;
+pub use mnistc_runtime::format::{Activation, OpKind, Precision};
+
+/// A model as a static plan of runtime ops.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Model name.
+    pub name: String,
+    /// Data set (`mnist`, `fashion-mnist`).
+    pub dataset: String,
+    /// Class names, one per logit.
+    pub class_names: Vec<String>,
+    /// Input shape.
+    pub input: Shape,
+    /// Precision of weights and activations.
+    pub precision: Precision,
+    /// int8 logits: their scale and zero point (`None` for float plans).
+    pub output_quant: Option<QParams>,
+    /// SHA-256 of the source spec and data files.
+    pub source_hash: [u8; 32],
+    /// Ops in execution order.
+    pub ops: Vec<PlanOp>,
+}
+
+/// A scale and zero point (`real = (q − zero_point) · scale`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QParams {
+    /// Scale.
+    pub scale: f32,
+    /// Zero point.
+    pub zero_point: i32,
+}
+
+/// A pool, standalone or fused onto a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Window `[h, w]`.
+    pub size: [usize; 2],
+    /// Stride `[h, w]`.
+    pub stride: [usize; 2],
+}
+
+pub use mnistc_runtime::kernels::params::PoolKind;
+
+/// One op of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOp {
+    /// What the op computes.
+    pub kind: OpKind,
+    /// Input shape.
+    pub input: Shape,
+    /// Output shape (after a fused pool).
+    pub output: Shape,
+    /// Convolution kernel or pool window `[h, w]` (unused by dense).
+    pub kernel: [usize; 2],
+    /// Stride `[h, w]` (unused by dense).
+    pub stride: [usize; 2],
+    /// Convolution padding `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// Fused activation (conv, dense).
+    pub activation: Activation,
+    /// Pool fused onto a convolution's output.
+    pub fused_pool: Option<Pool>,
+    /// Weights in the runtime's layout (none for pools).
+    pub weights: Weights,
+    /// Bias per output channel (none for pools).
+    pub bias: Bias,
+    /// int8 quantization (int8 plans only).
+    pub quant: Option<OpQuant>,
+}
+
+/// Weights of an op.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weights {
+    /// Pools have none.
+    None,
+    /// f32 weights.
+    F32(Vec<f32>),
+    /// f16 weights.
+    F16(Vec<f16>),
+    /// int8 weights (symmetric per output channel).
+    I8(Vec<i8>),
+}
+
+/// Bias of an op.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bias {
+    /// Pools have none.
+    None,
+    /// f32 bias (f32 and f16 plans).
+    F32(Vec<f32>),
+    /// int32 bias at scale `s_in · s_w[c]` (int8 plans).
+    I32(Vec<i32>),
+}
+
+/// How an int8 conv/dense scales its accumulator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequantSpec {
+    /// One scale for the op (tract's uniform path).
+    Uniform {
+        /// Q0.31 multiplier.
+        multiplier: i32,
+        /// Shift.
+        shift: i32,
+    },
+    /// One f32 multiplier per output channel (tract's per-channel path).
+    PerChannel(Vec<f32>),
+}
+
+/// int8 parameters of an op.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpQuant {
+    /// The input's scale and zero point.
+    pub input: QParams,
+    /// Scale and zero point of the conv/dense result (before a fused pool); equals `output`
+    /// unless an average pool is fused.
+    pub conv: QParams,
+    /// The output's scale and zero point.
+    pub output: QParams,
+    /// Per-output-channel weight scales (symmetric, zero point 0); empty for pools.
+    pub weight_scales: Vec<f32>,
+    /// Accumulator scaling of the conv/dense (`None` for pools).
+    pub requant: Option<RequantSpec>,
+    /// Clamp range of the conv/dense output, after the zero point.
+    pub act_min: i32,
+    /// See `act_min`.
+    pub act_max: i32,
+    /// Uniform `(multiplier, shift)` of an average pool (standalone or fused).
+    pub pool_requant: Option<(i32, i32)>,
+}
+
+impl PlanOp {
+    /// Multiply-accumulates of one inference of this op, counted as Keras-style summaries do: the
+    /// whole convolution output times its filter length, inputs times outputs for dense, and
+    /// nothing for pools.
+    pub fn macs(&self) -> u64 {
+        match self.kind {
+            OpKind::Conv2d => {
+                let conv = self.conv_output();
+                (conv.len() * self.kernel[0] * self.kernel[1] * self.input.c) as u64
+            }
+            OpKind::Dense => (self.input.len() * self.output.c) as u64,
+            OpKind::MaxPool2d | OpKind::AvgPool2d => 0,
+        }
+    }
+
+    /// The convolution's own output shape (before a fused pool); the output for other ops.
+    pub fn conv_output(&self) -> Shape {
+        if self.kind != OpKind::Conv2d {
+            return self.output;
+        }
+        let [pt, pl, pb, pr] = self.pads;
+        let h = (self.input.h + pt + pb - self.kernel[0]) / self.stride[0] + 1;
+        let w = (self.input.w + pl + pr - self.kernel[1]) / self.stride[1] + 1;
+        Shape::new(h, w, self.output.c)
+    }
+
+    /// Number of weights plus biases.
+    pub fn params(&self) -> usize {
+        let w = match &self.weights {
+            Weights::None => 0,
+            Weights::F32(v) => v.len(),
+            Weights::F16(v) => v.len(),
+            Weights::I8(v) => v.len(),
+        };
+        let b = match &self.bias {
+            Bias::None => 0,
+            Bias::F32(v) => v.len(),
+            Bias::I32(v) => v.len(),
+        };
+        w + b
+    }
+}
+
+impl Plan {
+    /// Total multiply-accumulates of one inference.
+    pub fn macs(&self) -> u64 {
+        self.ops.iter().map(PlanOp::macs).sum()
+    }
+}

@@ -1,0 +1,162 @@
+//! Post-training int8 quantization of a float plan.
+//!
+//! - Weights: int8 symmetric per output channel (`[-127, 127]`, zero point 0), scale
+//!   `max|w_c| / 127`; bias int32 at scale `s_in · s_w[c]`.
+//! - Activations: int8 asymmetric per tensor over the calibrated range ([`calibrate`]). The input
+//!   is fixed at scale 1/255, zero point −128. ReLU/ReLU6 outputs start at zero point −128, so
+//!   the activation is exactly the int8 clamp (ReLU6 caps the range at 6).
+//! - Max pools keep their input's scale; average pools too, and requantize their window sum by
+//!   `f32(1/n)` the way the exported depthwise `QLinearConv` does.
+//! - Requantization follows tract's two paths ([`scales::requant_spec`]).
+//!
+//! Quantization works on the unfused plan (one op per layer); [`crate::lower::fuse_pools`] then
+//! merges conv→pool pairs without changing any number.
+
+pub mod calibrate;
+pub mod scales;
+
+pub use calibrate::{CalibrationError, Range, calibrate};
+pub use scales::{ScaleError, avg_pool_requant, avg_pool_weight_scale, combined_scale, requant_spec};
+
+use crate::plan::{Activation, Bias, OpKind, OpQuant, Plan, Precision, QParams, Weights};
+
+/// Why a plan cannot be quantized.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    /// The plan is not an unfused f32 plan with one range per op.
+    #[error("quantize expects an unfused f32 plan with one calibrated range per op")]
+    NotFloat,
+    /// A scale combination is unusable.
+    #[error("op {op}: {source}")]
+    Scale {
+        /// Op index.
+        op: usize,
+        /// The problem.
+        source: ScaleError,
+    },
+}
+
+/// The int8 input's quantization: scale 1/255, zero point −128 (`q = pixel − 128`).
+pub const INPUT_QPARAMS: QParams = QParams { scale: 1.0 / 255.0, zero_point: -128 };
+
+/// Asymmetric int8 parameters covering `range`.
+pub fn qparams(range: Range) -> QParams {
+    let (lo, hi) = (range.lo.min(0.0), range.hi.max(0.0));
+    let scale = ((hi - lo) / 255.0).max(1e-8);
+    let zero_point = (-128.0 - lo / scale).round_ties_even().clamp(-128.0, 127.0) as i32;
+    QParams { scale, zero_point }
+}
+
+/// Output parameters of a conv/dense with `activation` whose float output spans `range`.
+fn output_qparams(activation: Activation, range: Range) -> QParams {
+    match activation {
+        Activation::None => qparams(range),
+        Activation::Relu => QParams { scale: (range.hi.max(1e-6)) / 255.0, zero_point: -128 },
+        Activation::Relu6 => QParams { scale: range.hi.clamp(1e-6, 6.0) / 255.0, zero_point: -128 },
+    }
+}
+
+/// Quantizes the unfused f32 `plan` with one calibrated output range per op.
+///
+/// # Errors
+/// [`QuantizeError`] for a plan of the wrong kind or unusable scales.
+pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
+    if plan.precision != Precision::F32
+        || ranges.len() != plan.ops.len()
+        || plan.ops.iter().any(|o| o.fused_pool.is_some())
+    {
+        return Err(QuantizeError::NotFloat);
+    }
+    let mut out = plan.clone();
+    let mut x = INPUT_QPARAMS;
+    for (i, (op, &range)) in out.ops.iter_mut().zip(ranges).enumerate() {
+        let scale_err = |source| QuantizeError::Scale { op: i, source };
+        let q = match op.kind {
+            OpKind::MaxPool2d => OpQuant {
+                input: x,
+                conv: x,
+                output: x,
+                weight_scales: vec![],
+                requant: None,
+                act_min: -128,
+                act_max: 127,
+                pool_requant: None,
+            },
+            OpKind::AvgPool2d => OpQuant {
+                input: x,
+                conv: x,
+                output: x,
+                weight_scales: vec![],
+                requant: None,
+                act_min: -128,
+                act_max: 127,
+                pool_requant: Some(avg_pool_requant(op.kernel[0] * op.kernel[1], x.scale, x.scale).map_err(scale_err)?),
+            },
+            OpKind::Conv2d | OpKind::Dense => {
+                let (Weights::F32(w), Bias::F32(b)) = (&op.weights, &op.bias) else {
+                    return Err(QuantizeError::NotFloat);
+                };
+                let channels = b.len();
+                let per = w.len() / channels.max(1);
+                let mut scales = Vec::with_capacity(channels);
+                let mut wq = Vec::with_capacity(w.len());
+                for row in w.chunks_exact(per.max(1)) {
+                    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let s = if max > 0.0 { max / 127.0 } else { 1.0 / 127.0 };
+                    scales.push(s);
+                    wq.extend(row.iter().map(|v| (v / s).round_ties_even().clamp(-127.0, 127.0) as i8));
+                }
+                // Keep |bias| + k·255·128 inside i32 (the runtime's accumulator bound).
+                let limit = (i32::MAX as f64 - per as f64 * 255.0 * 128.0).max(0.0);
+                let bq: Vec<i32> = b
+                    .iter()
+                    .zip(&scales)
+                    .map(|(&v, &s)| (v as f64 / (x.scale as f64 * s as f64)).round().clamp(-limit, limit) as i32)
+                    .collect();
+                let y = output_qparams(op.activation, range);
+                op.weights = Weights::I8(wq);
+                op.bias = Bias::I32(bq);
+                OpQuant {
+                    input: x,
+                    conv: y,
+                    output: y,
+                    requant: Some(requant_spec(x.scale, &scales, y.scale).map_err(scale_err)?),
+                    weight_scales: scales,
+                    act_min: -128,
+                    act_max: 127,
+                    pool_requant: None,
+                }
+            }
+        };
+        x = q.output;
+        op.quant = Some(q);
+    }
+    out.precision = Precision::Int8;
+    out.output_quant = Some(x);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qparams_cover_the_range_and_zero() {
+        let q = qparams(Range { lo: -1.0, hi: 3.0 });
+        assert!((q.scale - 4.0 / 255.0).abs() < 1e-7);
+        // real 0 maps to an integer: -128 + 1/scale*1.0 = -64.25 -> -64
+        assert_eq!(q.zero_point, -64);
+        let q = qparams(Range { lo: 0.5, hi: 2.0 });
+        assert_eq!(q.zero_point, -128);
+        let q = qparams(Range { lo: -2.0, hi: -1.0 });
+        assert_eq!(q.zero_point, 127);
+    }
+
+    #[test]
+    fn relu_outputs_start_at_the_lowest_int8() {
+        let q = output_qparams(Activation::Relu, Range { lo: -3.0, hi: 5.1 });
+        assert_eq!(q, QParams { scale: 5.1 / 255.0, zero_point: -128 });
+        let q = output_qparams(Activation::Relu6, Range { lo: 0.0, hi: 9.0 });
+        assert_eq!(q, QParams { scale: 6.0 / 255.0, zero_point: -128 });
+    }
+}

@@ -1,0 +1,478 @@
+//! The model description (`model.toml`): parsing, validation, shape inference, overrides and a
+//! canonical serialization for cache keys.
+//!
+//! [`ModelSpec::parse`] / [`ModelSpec::from_path`] return a fully resolved and validated
+//! description: defaults are filled in, every layer fits its input, the last layer is a dense
+//! layer with `input.classes` units, and the input matches the dataset. Every key is documented
+//! in `models/README.md`.
+//!
+//! This module does not train or touch data files; see [`crate::train`] and [`crate::data`].
+
+mod error;
+mod parse;
+mod reader;
+mod shape;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::data::Dataset;
+pub use error::{InvalidKind, SpecError};
+pub use shape::{LayerShape, Shape};
+
+/// A parsed and validated model description.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Model name (`name = ...`, default: the file stem).
+    pub name: String,
+    /// Where the description came from (file path or `<string>`); used in messages.
+    pub origin: String,
+    /// Input image and class count.
+    pub input: InputSpec,
+    /// Layers in order. A dense layer whose input is still spatial flattens it implicitly
+    /// (channel-major, i.e. C,H,W order, like burn's `flatten(1, 3)`); no layer is inserted.
+    pub layers: Vec<LayerSpec>,
+    /// Dataset and how much of it to use.
+    pub data: DataSpec,
+    /// Training hyper-parameters.
+    pub train: TrainSpec,
+    /// Post-training quantization settings (used by `build`).
+    pub quantize: QuantizeSpec,
+    /// Optional deployment budgets.
+    pub target: TargetSpec,
+    /// Non-fatal remarks about the description (e.g. a key that has no effect with the chosen
+    /// optimizer). The CLI prints them on stderr.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `[input]`: the shape of one input image and the number of classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+    /// Channels (1 for MNIST and Fashion-MNIST).
+    pub channels: usize,
+    /// Number of classes (logits of the last layer).
+    pub classes: usize,
+}
+
+/// One `[[layers]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerSpec {
+    /// The layer with every parameter resolved.
+    pub layer: Layer,
+    /// 1-based line of the layer's table in the source (0 when unknown).
+    pub line: usize,
+    /// 1-based line of each key given in the source, for later error messages.
+    #[serde(default)]
+    pub key_lines: BTreeMap<String, usize>,
+}
+
+impl LayerSpec {
+    /// Line of `key` in the source, falling back to the layer's line.
+    pub fn line_of(&self, key: &str) -> usize {
+        self.key_lines.get(key).copied().unwrap_or(self.line)
+    }
+}
+
+/// A layer with its resolved parameters. All spatial pairs are `[height, width]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Layer {
+    /// 2-D convolution (cross-correlation, bias on), followed by `activation`.
+    Conv2d {
+        /// Output channels.
+        filters: usize,
+        /// Kernel size.
+        kernel: [usize; 2],
+        /// Stride.
+        stride: [usize; 2],
+        /// `valid` (no padding) or `same` (TF/burn style: out = ceil(in / stride), extra
+        /// padding row/column at the bottom/right).
+        padding: Padding,
+        /// Activation applied to the output.
+        activation: Activation,
+    },
+    /// Max pooling without padding; the output size is floored.
+    MaxPool2d {
+        /// Window size.
+        size: [usize; 2],
+        /// Stride (defaults to `size`).
+        stride: [usize; 2],
+    },
+    /// Average pooling without padding; the output size is floored.
+    AvgPool2d {
+        /// Window size.
+        size: [usize; 2],
+        /// Stride (defaults to `size`).
+        stride: [usize; 2],
+    },
+    /// Fully connected layer (bias on), followed by `activation`.
+    Dense {
+        /// Output features.
+        units: usize,
+        /// Activation applied to the output.
+        activation: Activation,
+    },
+    /// Dropout (training only; identity at inference).
+    Dropout {
+        /// Probability of zeroing an element, in `[0, 1)`.
+        rate: f64,
+    },
+    /// Flattens a spatial input (C,H,W order).
+    Flatten,
+}
+
+impl Layer {
+    /// The `type` name used in `model.toml`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Layer::Conv2d { .. } => "conv2d",
+            Layer::MaxPool2d { .. } => "maxpool2d",
+            Layer::AvgPool2d { .. } => "avgpool2d",
+            Layer::Dense { .. } => "dense",
+            Layer::Dropout { .. } => "dropout",
+            Layer::Flatten => "flatten",
+        }
+    }
+
+    /// Whether the layer has weights (conv2d and dense).
+    pub fn has_weights(&self) -> bool {
+        matches!(self, Layer::Conv2d { .. } | Layer::Dense { .. })
+    }
+}
+
+/// Convolution padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Padding {
+    /// No padding: out = floor((in - k) / stride) + 1.
+    Valid,
+    /// Zero padding so that out = ceil(in / stride); the odd extra row/column goes to the
+    /// bottom/right.
+    Same,
+}
+
+/// Activation after a conv2d or dense layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Identity.
+    None,
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+}
+
+impl Activation {
+    /// The name used in `model.toml`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+        }
+    }
+}
+
+/// `[data]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// Which dataset to train and test on.
+    pub dataset: Dataset,
+    /// Fraction of the (limited) training set held out for validation, stratified by class;
+    /// `0` disables validation.
+    pub validation: f64,
+    /// Use only this many training images (stratified, deterministic given the seed); `0` = all.
+    pub train_limit: usize,
+}
+
+/// Optimizer choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Optimizer {
+    /// Adam (burn's defaults: beta1 0.9, beta2 0.999, eps 1e-5); `weight_decay` is an L2
+    /// penalty added to the gradient.
+    Adam,
+    /// AdamW: Adam with decoupled weight decay.
+    Adamw,
+    /// SGD with optional (Nesterov) momentum; `weight_decay` is an L2 penalty.
+    Sgd,
+}
+
+/// Weight initialization. Biases always start at zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// He (Kaiming) normal: N(0, 2 / fan_in).
+    He,
+    /// Glorot (Xavier) uniform: U(±sqrt(6 / (fan_in + fan_out))).
+    Glorot,
+}
+
+/// Learning-rate schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Constant learning rate.
+    None,
+    /// Multiply the learning rate by `gamma` every `step_size` epochs.
+    Step {
+        /// Epochs between decays.
+        step_size: usize,
+        /// Decay factor in (0, 1].
+        gamma: f64,
+    },
+    /// Multiply the learning rate by `factor` when the validation loss has not improved for
+    /// `patience` epochs, never going below `min_lr`. Needs a validation set.
+    Plateau {
+        /// Epochs without improvement before a decay.
+        patience: usize,
+        /// Decay factor in (0, 1).
+        factor: f64,
+        /// Lower bound of the learning rate.
+        min_lr: f64,
+    },
+    /// Cosine annealing from `learning_rate` to `min_lr` over all training steps (updated every
+    /// batch).
+    Cosine {
+        /// Final learning rate.
+        min_lr: f64,
+    },
+}
+
+/// Data augmentation applied to training images (never to validation or test images).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Augment {
+    /// Maximum random shift in pixels along each axis (uniform integer in `-shift..=shift`).
+    pub shift: usize,
+    /// Maximum random rotation in degrees (uniform in `-rotate..=rotate`), bilinear resampling.
+    pub rotate: f64,
+}
+
+impl Augment {
+    /// Whether augmentation does anything.
+    pub fn is_enabled(&self) -> bool {
+        self.shift > 0 || self.rotate > 0.0
+    }
+}
+
+/// `[train]`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    /// Optimizer.
+    pub optimizer: Optimizer,
+    /// Initial learning rate.
+    pub learning_rate: f64,
+    /// SGD momentum in [0, 1) (ignored by Adam/AdamW).
+    pub momentum: f64,
+    /// SGD Nesterov momentum (ignored by Adam/AdamW).
+    pub nesterov: bool,
+    /// Weight decay (L2 penalty for adam/sgd, decoupled for adamw).
+    pub weight_decay: f64,
+    /// Mini-batch size.
+    pub batch_size: usize,
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Seed of every random choice (init, dropout, shuffling, augmentation, splits).
+    pub seed: u64,
+    /// Weight initialization.
+    pub init: Init,
+    /// Early-stopping patience in epochs on the validation loss (0 = off). When on, the weights
+    /// of the best epoch are restored at the end.
+    pub early_stopping: usize,
+    /// Learning-rate schedule.
+    pub lr_schedule: LrSchedule,
+    /// Augmentation.
+    pub augment: Augment,
+    /// Label smoothing of the cross-entropy loss, in [0, 1) (0 = plain cross-entropy).
+    pub label_smoothing: f64,
+}
+
+/// Number format of the deployed model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 8-bit integers (per-channel weights, per-tensor activations).
+    Int8,
+    /// Half-precision floats.
+    F16,
+    /// Single-precision floats.
+    F32,
+}
+
+/// How activation ranges are calibrated for int8.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationMethod {
+    /// Observed minimum and maximum.
+    MinMax,
+    /// Clip to a high percentile of the observed values.
+    Percentile,
+    /// Choose the clipping range minimizing the quantization mean squared error.
+    Mse,
+}
+
+/// `[quantize]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantizeSpec {
+    /// Number format.
+    pub precision: Precision,
+    /// Training images used for calibration.
+    pub calibration: usize,
+    /// Calibration method.
+    pub method: CalibrationMethod,
+}
+
+/// `[target]`: optional budgets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSpec {
+    /// Maximum blob size in bytes.
+    pub flash: Option<u64>,
+    /// Maximum arena size in bytes.
+    pub ram: Option<u64>,
+    /// Maximum multiply-accumulates per inference.
+    pub macs: Option<u64>,
+}
+
+/// Command-line overrides shared by `train`, `build` and `search`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// Replace `train.epochs` (must be ≥ 1).
+    pub epochs: Option<usize>,
+    /// Replace `data.train_limit` (0 = all).
+    pub train_limit: Option<usize>,
+    /// Replace `train.seed`.
+    pub seed: Option<u64>,
+}
+
+/// The canonical form of everything that influences training (for cache keys).
+#[derive(Serialize)]
+struct TrainingKey<'a> {
+    key_version: u32,
+    input: &'a InputSpec,
+    layers: Vec<&'a Layer>,
+    data: &'a DataSpec,
+    train: &'a TrainSpec,
+}
+
+impl ModelSpec {
+    /// Reads and validates a model file.
+    ///
+    /// # Errors
+    /// [`SpecError::Io`] if the file cannot be read, otherwise as [`ModelSpec::parse`].
+    pub fn from_path(path: &Path) -> Result<ModelSpec, SpecError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_path_buf(), source })?;
+        ModelSpec::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates a model description. `origin` names it in error messages and,
+    /// when it is a file path, gives the default `name` (its stem).
+    ///
+    /// # Errors
+    /// [`SpecError::Syntax`] for invalid TOML, [`SpecError::Invalid`] for anything else, naming
+    /// the key path, the line and what is allowed.
+    pub fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
+        parse::parse(text, origin)
+    }
+
+    /// Per-layer input/output shapes, parameter counts and MACs.
+    ///
+    /// # Errors
+    /// Only if the public fields were modified into an invalid model after parsing.
+    pub fn shapes(&self) -> Result<Vec<LayerShape>, SpecError> {
+        shape::infer(&self.input, &self.layers).map_err(|e| {
+            let line = self.layers.get(e.index).map_or(0, |l| l.line_of(e.key));
+            SpecError::Invalid {
+                origin: self.origin.clone(),
+                line,
+                key: format!("layers[{}].{}", e.index, e.key),
+                message: e.message,
+                kind: InvalidKind::Inconsistent,
+            }
+        })
+    }
+
+    /// Total trainable parameters.
+    ///
+    /// # Errors
+    /// As [`ModelSpec::shapes`].
+    pub fn total_params(&self) -> Result<usize, SpecError> {
+        Ok(self.shapes()?.iter().map(|s| s.params).sum())
+    }
+
+    /// Total multiply-accumulates per inference.
+    ///
+    /// # Errors
+    /// As [`ModelSpec::shapes`].
+    pub fn total_macs(&self) -> Result<u64, SpecError> {
+        Ok(self.shapes()?.iter().map(|s| s.macs).sum())
+    }
+
+    /// Applies command-line overrides.
+    ///
+    /// # Errors
+    /// [`SpecError::Invalid`] with key `--epochs` if `epochs` is 0, or `--train-limit` if the
+    /// limit exceeds the dataset's training images.
+    pub fn with_overrides(&self, overrides: &Overrides) -> Result<ModelSpec, SpecError> {
+        let mut spec = self.clone();
+        if let Some(epochs) = overrides.epochs {
+            if epochs == 0 {
+                return Err(SpecError::Invalid {
+                    origin: "command line".into(),
+                    line: 0,
+                    key: "--epochs".into(),
+                    message: "must be at least 1".into(),
+                    kind: InvalidKind::BadValue,
+                });
+            }
+            spec.train.epochs = epochs;
+        }
+        if let Some(limit) = overrides.train_limit {
+            let max = spec.data.dataset.train_size();
+            if limit > max {
+                return Err(SpecError::Invalid {
+                    origin: "command line".into(),
+                    line: 0,
+                    key: "--train-limit".into(),
+                    message: format!("{limit} is more than the {max} training images of {}", spec.data.dataset),
+                    kind: InvalidKind::BadValue,
+                });
+            }
+            spec.data.train_limit = limit;
+        }
+        if let Some(seed) = overrides.seed {
+            spec.train.seed = seed;
+        }
+        Ok(spec)
+    }
+
+    /// Canonical JSON of everything that influences the trained weights: `input`, the layers
+    /// (parameters only, no line numbers), `[data]` and `[train]`. `name`, `[quantize]` and
+    /// `[target]` are left out, so renaming a model or changing its quantization or budgets
+    /// does not invalidate a training. Field order is fixed by the struct definitions, so the
+    /// string is stable across runs and platforms.
+    pub fn training_key_json(&self) -> String {
+        let key = TrainingKey {
+            key_version: 1,
+            input: &self.input,
+            layers: self.layers.iter().map(|l| &l.layer).collect(),
+            data: &self.data,
+            train: &self.train,
+        };
+        // Serializing plain structs, enums and numbers into a String cannot fail.
+        serde_json::to_string(&key).unwrap_or_default()
+    }
+
+    /// Indices (into `layers`) of the layers that carry weights, in order.
+    pub fn weighted_layers(&self) -> Vec<usize> {
+        self.layers.iter().enumerate().filter(|(_, l)| l.layer.has_weights()).map(|(i, _)| i).collect()
+    }
+}

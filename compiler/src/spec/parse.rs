@@ -1,0 +1,494 @@
+//! `model.toml` → [`ModelSpec`]: key-by-key reading with defaults, then whole-model checks.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use toml::de::DeTable;
+
+use super::error::{InvalidKind, SpecError};
+use super::reader::{Source, TOP_LEVEL_KEYS, Table, Value, syntax_error};
+use super::shape;
+use super::{
+    Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InputSpec, Layer, LayerSpec, LrSchedule,
+    ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec,
+};
+
+const TOP_KEYS: &[&str] = TOP_LEVEL_KEYS;
+const INPUT_KEYS: &[&str] = &["height", "width", "channels", "classes"];
+const DATA_KEYS: &[&str] = &["dataset", "validation", "train_limit"];
+const TRAIN_KEYS: &[&str] = &[
+    "optimizer",
+    "learning_rate",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "batch_size",
+    "epochs",
+    "seed",
+    "init",
+    "early_stopping",
+    "lr_schedule",
+    "augment",
+    "label_smoothing",
+];
+const AUGMENT_KEYS: &[&str] = &["shift", "rotate"];
+const QUANTIZE_KEYS: &[&str] = &["precision", "calibration", "method"];
+const TARGET_KEYS: &[&str] = &["flash", "ram", "macs"];
+
+const LAYER_TYPES: &[(&str, &str)] = &[
+    ("conv2d", "conv2d"),
+    ("maxpool2d", "maxpool2d"),
+    ("avgpool2d", "avgpool2d"),
+    ("dense", "dense"),
+    ("dropout", "dropout"),
+    ("flatten", "flatten"),
+];
+const CONV_KEYS: &[&str] = &["type", "filters", "kernel", "stride", "padding", "activation"];
+const POOL_KEYS: &[&str] = &["type", "size", "stride"];
+const DENSE_KEYS: &[&str] = &["type", "units", "activation"];
+const DROPOUT_KEYS: &[&str] = &["type", "rate"];
+const FLATTEN_KEYS: &[&str] = &["type"];
+
+const ACTIVATIONS: &[(&str, Activation)] =
+    &[("relu", Activation::Relu), ("relu6", Activation::Relu6), ("none", Activation::None)];
+
+/// Largest kernel/pool/stride size accepted (a sanity bound, not a hardware limit).
+const MAX_WINDOW: usize = 64;
+
+pub(crate) fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
+    let src = Source::new(origin, text);
+    let doc = DeTable::parse(text).map_err(|e| syntax_error(&src, e.span(), e.message()))?;
+    let root = Table::new(&src, String::new(), 1, doc.get_ref());
+    root.check_keys(TOP_KEYS, "at the top level")?;
+
+    let name = read_name(&root, origin)?;
+    let data = read_data(&root)?;
+    let input = read_input(&root, data.dataset)?;
+    let layers = read_layers(&root, &input)?;
+    let mut warnings = Vec::new();
+    let train = read_train(&root, &input, &data, &mut warnings)?;
+    let quantize = read_quantize(&root)?;
+    let target = read_target(&root)?;
+
+    Ok(ModelSpec { name, origin: origin.to_string(), input, layers, data, train, quantize, target, warnings })
+}
+
+/// `[section]` as a table, or `None` when absent.
+fn section<'a, 'i>(root: &Table<'a, 'i>, key: &str, allowed: &[&str]) -> Result<Option<Table<'a, 'i>>, SpecError> {
+    match root.get(key) {
+        None => Ok(None),
+        Some(v) => {
+            let t = v.table()?;
+            t.check_keys(allowed, &format!("in [{key}]"))?;
+            Ok(Some(t))
+        }
+    }
+}
+
+fn read_name(root: &Table<'_, '_>, origin: &str) -> Result<String, SpecError> {
+    let (name, line, explicit) = match root.get("name") {
+        Some(v) => (v.str()?.to_string(), v.line, true),
+        None => {
+            let stem = if origin.starts_with('<') {
+                "model".to_string()
+            } else {
+                Path::new(origin).file_stem().map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned())
+            };
+            (stem, 1, false)
+        }
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if !ok {
+        let how =
+            if explicit { String::new() } else { " (taken from the file name; set `name` explicitly)".to_string() };
+        return Err(root.src.error(
+            line,
+            "name",
+            InvalidKind::BadValue,
+            format!(
+                "`{name}` is not a valid model name{how}; use 1 to 64 ASCII letters, digits, \
+                 '-', '_' or '.'"
+            ),
+        ));
+    }
+    Ok(name)
+}
+
+fn read_data(root: &Table<'_, '_>) -> Result<DataSpec, SpecError> {
+    let Some(t) = section(root, "data", DATA_KEYS)? else {
+        return Err(root.src.error(
+            1,
+            "data.dataset",
+            InvalidKind::Missing,
+            "missing; add a [data] table with dataset = \"mnist\" or \"fashion-mnist\"",
+        ));
+    };
+    let dataset = t
+        .require("dataset", "set it to \"mnist\" or \"fashion-mnist\"")?
+        .choice(&[("mnist", Dataset::Mnist), ("fashion-mnist", Dataset::FashionMnist)])?;
+    let validation = match t.get("validation") {
+        Some(v) => v.float_in(0.0, false, 0.5, false)?,
+        None => 0.1,
+    };
+    let train_limit = match t.get("train_limit") {
+        Some(v) => v.usize(0, dataset.train_size())?,
+        None => 0,
+    };
+    if train_limit > 0 && validation > 0.0 {
+        let held = (train_limit as f64 * validation).round() as usize;
+        if held == 0 || held == train_limit {
+            return Err(t.src.error(
+                t.line_of("train_limit"),
+                "data.train_limit",
+                InvalidKind::Inconsistent,
+                format!(
+                    "{train_limit} images with validation = {validation} leaves no images for \
+                     {}; use more images or change data.validation",
+                    if held == 0 { "validation" } else { "training" }
+                ),
+            ));
+        }
+    }
+    Ok(DataSpec { dataset, validation, train_limit })
+}
+
+fn read_input(root: &Table<'_, '_>, dataset: Dataset) -> Result<InputSpec, SpecError> {
+    let (h, w, c, k) = dataset.image_shape_and_classes();
+    let mut input = InputSpec { height: h, width: w, channels: c, classes: k };
+    let Some(t) = section(root, "input", INPUT_KEYS)? else {
+        return Ok(input);
+    };
+    let fields: [(&str, usize, &mut usize); 4] = [
+        ("height", h, &mut input.height),
+        ("width", w, &mut input.width),
+        ("channels", c, &mut input.channels),
+        ("classes", k, &mut input.classes),
+    ];
+    for (key, expected, slot) in fields {
+        if let Some(v) = t.get(key) {
+            let got = v.usize(1, 65_536)?;
+            if got != expected {
+                return Err(v.err(
+                    InvalidKind::Inconsistent,
+                    format!(
+                        "{got} does not match the {} dataset, whose images are {h}x{w}x{c} with \
+                         {k} classes; set {key} = {expected} (or leave it out)",
+                        dataset.name()
+                    ),
+                ));
+            }
+            *slot = got;
+        }
+    }
+    Ok(input)
+}
+
+fn key_lines(t: &Table<'_, '_>, keys: &[&str]) -> BTreeMap<String, usize> {
+    keys.iter().filter_map(|k| t.get(k).map(|v| (k.to_string(), v.line))).collect()
+}
+
+fn read_activation(t: &Table<'_, '_>, default: Activation) -> Result<Activation, SpecError> {
+    t.get("activation").map_or(Ok(default), |v| v.choice(ACTIVATIONS))
+}
+
+fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>, SpecError> {
+    let tables =
+        root.require("layers", "describe the network with [[layers]] tables (see models/README.md)")?.tables()?;
+    if tables.is_empty() {
+        return Err(root.src.error(
+            root.line_of("layers"),
+            "layers",
+            InvalidKind::BadValue,
+            "the model needs at least one layer (the last one a dense layer with input.classes \
+             units)",
+        ));
+    }
+    let last_dense = tables.iter().rposition(|t| t.get("type").and_then(|v| v.str().ok()) == Some("dense"));
+
+    let mut layers = Vec::with_capacity(tables.len());
+    for (i, t) in tables.iter().enumerate() {
+        let kind =
+            t.require("type", "one of conv2d, maxpool2d, avgpool2d, dense, dropout, flatten")?.choice(LAYER_TYPES)?;
+        let (layer, keys) = match kind {
+            "conv2d" => {
+                t.check_keys(CONV_KEYS, "for a conv2d layer")?;
+                let filters = t.require("filters", "the number of output channels, e.g. 32")?.usize(1, 4096)?;
+                let kernel = t.require("kernel", "an integer or [height, width], e.g. 3")?.pair(1, MAX_WINDOW)?;
+                let stride = opt_pair(t, "stride", [1, 1])?;
+                let padding = t
+                    .get("padding")
+                    .map_or(Ok(Padding::Valid), |v| v.choice(&[("valid", Padding::Valid), ("same", Padding::Same)]))?;
+                let activation = read_activation(t, Activation::Relu)?;
+                let layer = Layer::Conv2d { filters, kernel, stride, padding, activation };
+                (layer, CONV_KEYS)
+            }
+            "maxpool2d" | "avgpool2d" => {
+                t.check_keys(POOL_KEYS, &format!("for a {kind} layer"))?;
+                let size = t
+                    .require("size", "the pooling window, an integer or [height, width], e.g. 2")?
+                    .pair(1, MAX_WINDOW)?;
+                let stride = opt_pair(t, "stride", size)?;
+                let layer = if kind == "maxpool2d" {
+                    Layer::MaxPool2d { size, stride }
+                } else {
+                    Layer::AvgPool2d { size, stride }
+                };
+                (layer, POOL_KEYS)
+            }
+            "dense" => {
+                t.check_keys(DENSE_KEYS, "for a dense layer")?;
+                let units = t.require("units", "the number of outputs, e.g. 10")?.usize(1, 1 << 20)?;
+                let is_last = Some(i) == last_dense;
+                let activation = read_activation(t, if is_last { Activation::None } else { Activation::Relu })?;
+                (Layer::Dense { units, activation }, DENSE_KEYS)
+            }
+            "dropout" => {
+                t.check_keys(DROPOUT_KEYS, "for a dropout layer")?;
+                let rate = t
+                    .require("rate", "the probability of dropping an element, e.g. 0.5")?
+                    .float_in(0.0, false, 1.0, true)?;
+                (Layer::Dropout { rate }, DROPOUT_KEYS)
+            }
+            _ => {
+                t.check_keys(FLATTEN_KEYS, "for a flatten layer")?;
+                (Layer::Flatten, FLATTEN_KEYS)
+            }
+        };
+        layers.push(LayerSpec { layer, line: t.line, key_lines: key_lines(t, keys) });
+    }
+
+    // Whole-model checks, in file order: shapes first, then the classifier head.
+    if let Err(e) = shape::infer(input, &layers) {
+        let t = &tables[e.index];
+        return Err(t.src.error(t.line_of(e.key), t.key_path(e.key), InvalidKind::Inconsistent, e.message));
+    }
+    let last = tables.len() - 1;
+    let t = &tables[last];
+    match layers[last].layer {
+        Layer::Dense { units, activation } => {
+            if units != input.classes {
+                return Err(t.src.error(
+                    t.line_of("units"),
+                    t.key_path("units"),
+                    InvalidKind::Inconsistent,
+                    format!(
+                        "the last dense layer produces the logits and must have input.classes = \
+                         {} units, not {units}",
+                        input.classes
+                    ),
+                ));
+            }
+            if activation != Activation::None {
+                return Err(t.src.error(
+                    t.line_of("activation"),
+                    t.key_path("activation"),
+                    InvalidKind::Inconsistent,
+                    format!(
+                        "the last dense layer produces the logits; its activation must be \
+                         \"none\", not \"{}\" (softmax is part of the loss)",
+                        activation.name()
+                    ),
+                ));
+            }
+        }
+        other => {
+            return Err(t.src.error(
+                t.line,
+                t.key_path("type"),
+                InvalidKind::Inconsistent,
+                format!(
+                    "the last layer must be a dense layer with input.classes = {} units (the \
+                     logits), not {}",
+                    input.classes,
+                    other.type_name()
+                ),
+            ));
+        }
+    }
+    Ok(layers)
+}
+
+fn opt_pair(t: &Table<'_, '_>, key: &str, default: [usize; 2]) -> Result<[usize; 2], SpecError> {
+    t.get(key).map_or(Ok(default), |v| v.pair(1, MAX_WINDOW))
+}
+
+fn get_or<T>(
+    t: Option<&Table<'_, '_>>,
+    key: &str,
+    default: T,
+    read: impl FnOnce(&Value<'_, '_>) -> Result<T, SpecError>,
+) -> Result<T, SpecError> {
+    match t.and_then(|t| t.get(key)) {
+        Some(v) => read(&v),
+        None => Ok(default),
+    }
+}
+
+fn read_train(
+    root: &Table<'_, '_>,
+    input: &InputSpec,
+    data: &DataSpec,
+    warnings: &mut Vec<String>,
+) -> Result<TrainSpec, SpecError> {
+    let t = section(root, "train", TRAIN_KEYS)?;
+    let t = t.as_ref();
+    let optimizer = get_or(t, "optimizer", Optimizer::Adam, |v| {
+        v.choice(&[("adam", Optimizer::Adam), ("adamw", Optimizer::Adamw), ("sgd", Optimizer::Sgd)])
+    })?;
+    let learning_rate = get_or(t, "learning_rate", 1e-3, |v| v.float_in(0.0, true, 10.0, false))?;
+    let momentum = get_or(t, "momentum", 0.9, |v| v.float_in(0.0, false, 1.0, true))?;
+    let nesterov = get_or(t, "nesterov", false, |v| v.bool())?;
+    let weight_decay = get_or(t, "weight_decay", 0.0, |v| v.float_in(0.0, false, 1.0, false))?;
+    let batch_size = get_or(t, "batch_size", 128, |v| v.usize(1, 65_536))?;
+    let epochs = get_or(t, "epochs", 10, |v| v.usize(1, 100_000))?;
+    let seed = get_or(t, "seed", 42, |v| v.uint(0, i64::MAX as u64))?;
+    let init = get_or(t, "init", Init::He, |v| v.choice(&[("he", Init::He), ("glorot", Init::Glorot)]))?;
+    let early_stopping = get_or(t, "early_stopping", 0, |v| v.usize(0, 100_000))?;
+    let label_smoothing = get_or(t, "label_smoothing", 0.0, |v| v.float_in(0.0, false, 1.0, true))?;
+    let lr_schedule = match t.and_then(|t| t.get("lr_schedule")) {
+        None => LrSchedule::None,
+        Some(v) => read_schedule(&v, learning_rate)?,
+    };
+    let augment = match t.and_then(|t| t.get("augment")) {
+        None => Augment { shift: 0, rotate: 0.0 },
+        Some(v) => {
+            let a = v.table()?;
+            a.check_keys(AUGMENT_KEYS, "in train.augment")?;
+            let max_shift = input.height.min(input.width) / 2;
+            let shift = get_or(Some(&a), "shift", 0, |v| v.usize(0, max_shift))?;
+            let rotate = get_or(Some(&a), "rotate", 0.0, |v| v.float_in(0.0, false, 180.0, false))?;
+            Augment { shift, rotate }
+        }
+    };
+
+    // Cross-key checks.
+    let line = |key: &str| t.map_or(1, |t| t.line_of(key));
+    let src = root.src;
+    if optimizer == Optimizer::Sgd && nesterov && momentum == 0.0 {
+        return Err(src.error(
+            line("nesterov"),
+            "train.nesterov",
+            InvalidKind::Inconsistent,
+            "Nesterov momentum needs train.momentum > 0",
+        ));
+    }
+    if optimizer != Optimizer::Sgd && nesterov {
+        warnings.push(format!(
+            "{}:{}: train.nesterov has no effect with optimizer = \"{}\" (sgd only)",
+            src.origin,
+            line("nesterov"),
+            if optimizer == Optimizer::Adam { "adam" } else { "adamw" }
+        ));
+    }
+    if data.validation == 0.0 {
+        if early_stopping > 0 {
+            return Err(src.error(
+                line("early_stopping"),
+                "train.early_stopping",
+                InvalidKind::Inconsistent,
+                "early stopping watches the validation loss; set data.validation > 0 or \
+                 early_stopping = 0",
+            ));
+        }
+        if matches!(lr_schedule, LrSchedule::Plateau { .. }) {
+            return Err(src.error(
+                line("lr_schedule"),
+                "train.lr_schedule",
+                InvalidKind::Inconsistent,
+                "the plateau schedule watches the validation loss; set data.validation > 0 or \
+                 use another schedule",
+            ));
+        }
+    }
+    Ok(TrainSpec {
+        optimizer,
+        learning_rate,
+        momentum,
+        nesterov,
+        weight_decay,
+        batch_size,
+        epochs,
+        seed,
+        init,
+        early_stopping,
+        lr_schedule,
+        augment,
+        label_smoothing,
+    })
+}
+
+fn read_schedule(v: &Value<'_, '_>, learning_rate: f64) -> Result<LrSchedule, SpecError> {
+    const KINDS: &[(&str, &str)] = &[("none", "none"), ("step", "step"), ("plateau", "plateau"), ("cosine", "cosine")];
+    let table = v.table().ok();
+    let kind = match &table {
+        None => v.choice(KINDS)?,
+        Some(t) => t.require("type", "one of none, step, plateau, cosine")?.choice(KINDS)?,
+    };
+    let t = table.as_ref();
+    let min_lr = |t: Option<&Table<'_, '_>>, default: f64| {
+        get_or(t, "min_lr", default, |v| {
+            let m = v.float_in(0.0, false, learning_rate, false)?;
+            Ok(m)
+        })
+    };
+    Ok(match kind {
+        "none" => {
+            if let Some(t) = t {
+                t.check_keys(&["type"], "for lr_schedule type none")?;
+            }
+            LrSchedule::None
+        }
+        "step" => {
+            if let Some(t) = t {
+                t.check_keys(&["type", "step_size", "gamma"], "for lr_schedule type step")?;
+            }
+            LrSchedule::Step {
+                step_size: get_or(t, "step_size", 5, |v| v.usize(1, 100_000))?,
+                gamma: get_or(t, "gamma", 0.5, |v| v.float_in(0.0, true, 1.0, false))?,
+            }
+        }
+        "plateau" => {
+            if let Some(t) = t {
+                t.check_keys(&["type", "patience", "factor", "min_lr"], "for lr_schedule type plateau")?;
+            }
+            LrSchedule::Plateau {
+                patience: get_or(t, "patience", 2, |v| v.usize(1, 100_000))?,
+                factor: get_or(t, "factor", 0.5, |v| v.float_in(0.0, true, 1.0, true))?,
+                min_lr: min_lr(t, learning_rate.min(1e-6))?,
+            }
+        }
+        _ => {
+            if let Some(t) = t {
+                t.check_keys(&["type", "min_lr"], "for lr_schedule type cosine")?;
+            }
+            LrSchedule::Cosine { min_lr: min_lr(t, 0.0)? }
+        }
+    })
+}
+
+fn read_quantize(root: &Table<'_, '_>) -> Result<QuantizeSpec, SpecError> {
+    let t = section(root, "quantize", QUANTIZE_KEYS)?;
+    let t = t.as_ref();
+    Ok(QuantizeSpec {
+        precision: get_or(t, "precision", Precision::Int8, |v| {
+            v.choice(&[("int8", Precision::Int8), ("f16", Precision::F16), ("f32", Precision::F32)])
+        })?,
+        calibration: get_or(t, "calibration", 1000, |v| v.usize(1, 1_000_000))?,
+        method: get_or(t, "method", CalibrationMethod::MinMax, |v| {
+            v.choice(&[
+                ("minmax", CalibrationMethod::MinMax),
+                ("percentile", CalibrationMethod::Percentile),
+                ("mse", CalibrationMethod::Mse),
+            ])
+        })?,
+    })
+}
+
+fn read_target(root: &Table<'_, '_>) -> Result<TargetSpec, SpecError> {
+    let t = section(root, "target", TARGET_KEYS)?;
+    let t = t.as_ref();
+    let budget = |key: &str| get_or(t, key, None, |v| v.uint(1, i64::MAX as u64).map(Some));
+    Ok(TargetSpec { flash: budget("flash")?, ram: budget("ram")?, macs: budget("macs")? })
+}

@@ -1,0 +1,165 @@
+//! Shape inference: per-layer input/output shapes, parameter counts and MACs.
+//!
+//! Conventions (the same as burn's modules, which the trained weights come from):
+//! - conv2d `valid`: out = floor((in - k) / stride) + 1; `same`: out = ceil(in / stride).
+//! - pools never pad and floor their output: out = floor((in - size) / stride) + 1.
+//! - a dense layer on a spatial input flattens it first (C,H,W order).
+//! - MACs count every kernel tap of every output element, padded positions included;
+//!   pools, dropout and flatten count 0.
+
+use serde::{Deserialize, Serialize};
+
+use super::{InputSpec, Layer, LayerSpec, Padding};
+
+/// A tensor shape for one image (batch dimension excluded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Shape {
+    /// A feature map.
+    Spatial {
+        /// Rows.
+        height: usize,
+        /// Columns.
+        width: usize,
+        /// Channels.
+        channels: usize,
+    },
+    /// A feature vector.
+    Flat {
+        /// Number of features.
+        len: usize,
+    },
+}
+
+impl Shape {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match *self {
+            Shape::Spatial { height, width, channels } => height * width * channels,
+            Shape::Flat { len } => len,
+        }
+    }
+
+    /// Whether the shape has no element (never true for a validated model).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `(height, width, channels)`; a flat vector of `n` is `(1, 1, n)`.
+    pub fn hwc(&self) -> (usize, usize, usize) {
+        match *self {
+            Shape::Spatial { height, width, channels } => (height, width, channels),
+            Shape::Flat { len } => (1, 1, len),
+        }
+    }
+
+    /// Keras-like rendering: `(26, 26, 32)` or `(1600)`.
+    pub fn display(&self) -> String {
+        match *self {
+            Shape::Spatial { height, width, channels } => format!("({height}, {width}, {channels})"),
+            Shape::Flat { len } => format!("({len})"),
+        }
+    }
+}
+
+/// Shapes and costs of one layer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerShape {
+    /// Index into `ModelSpec::layers`.
+    pub index: usize,
+    /// The layer.
+    pub layer: Layer,
+    /// Input shape.
+    pub input: Shape,
+    /// Output shape.
+    pub output: Shape,
+    /// Trainable parameters (weights + biases).
+    pub params: usize,
+    /// Multiply-accumulates per inference.
+    pub macs: u64,
+}
+
+/// Why a layer does not fit: the layer index, the key to blame and a message.
+pub(crate) struct ShapeError {
+    pub index: usize,
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn conv_out(input: usize, k: usize, stride: usize, padding: Padding) -> Option<usize> {
+    match padding {
+        Padding::Valid => (input >= k).then(|| (input - k) / stride + 1),
+        Padding::Same => Some(input.div_ceil(stride)),
+    }
+}
+
+pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<LayerShape>, ShapeError> {
+    let mut shape = Shape::Spatial { height: input.height, width: input.width, channels: input.channels };
+    let mut out = Vec::with_capacity(layers.len());
+    for (index, spec) in layers.iter().enumerate() {
+        let layer = spec.layer;
+        let err = |key: &'static str, message: String| ShapeError { index, key, message };
+        let spatial = |what: &str| match shape {
+            Shape::Spatial { height, width, channels } => Ok((height, width, channels)),
+            Shape::Flat { len } => Err(err(
+                "type",
+                format!(
+                    "{what} needs a spatial input, but the input of this layer is already flat \
+                     ({len} features); put it before the first flatten/dense layer"
+                ),
+            )),
+        };
+        let (output, params, macs) = match layer {
+            Layer::Conv2d { filters, kernel, stride, padding, .. } => {
+                let (h, w, c) = spatial("conv2d")?;
+                let (Some(oh), Some(ow)) =
+                    (conv_out(h, kernel[0], stride[0], padding), conv_out(w, kernel[1], stride[1], padding))
+                else {
+                    return Err(err(
+                        "kernel",
+                        format!(
+                            "{}x{} does not fit the {h}x{w} input of this layer (with padding = \
+                             \"valid\" the kernel must be at most {h}x{w}; use a smaller kernel \
+                             or padding = \"same\")",
+                            kernel[0], kernel[1]
+                        ),
+                    ));
+                };
+                let taps = kernel[0] * kernel[1] * c;
+                let output = Shape::Spatial { height: oh, width: ow, channels: filters };
+                (output, taps * filters + filters, (oh * ow * filters) as u64 * taps as u64)
+            }
+            Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
+                let (h, w, c) = spatial(layer.type_name())?;
+                if size[0] > h || size[1] > w {
+                    return Err(err(
+                        "size",
+                        format!(
+                            "{}x{} does not fit the {h}x{w} input of this layer (pooling does \
+                             not pad; the window must be at most {h}x{w})",
+                            size[0], size[1]
+                        ),
+                    ));
+                }
+                let output = Shape::Spatial {
+                    height: (h - size[0]) / stride[0] + 1,
+                    width: (w - size[1]) / stride[1] + 1,
+                    channels: c,
+                };
+                (output, 0, 0)
+            }
+            Layer::Dense { units, .. } => {
+                let n = shape.len();
+                (Shape::Flat { len: units }, n * units + units, (n * units) as u64)
+            }
+            Layer::Dropout { .. } => (shape, 0, 0),
+            Layer::Flatten => {
+                spatial("flatten")?;
+                (Shape::Flat { len: shape.len() }, 0, 0)
+            }
+        };
+        out.push(LayerShape { index, layer, input: shape, output, params, macs });
+        shape = output;
+    }
+    Ok(out)
+}

@@ -1,0 +1,201 @@
+//! `mnistc summary`: a Keras-style table of layers, output shapes, parameters and MACs.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::spec::{Activation, Layer, LayerShape, ModelSpec, Padding, SpecError};
+
+/// The summary of a model.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// Model name.
+    pub name: String,
+    /// Source of the description.
+    pub origin: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// `(height, width, channels)` of the input.
+    pub input: (usize, usize, usize),
+    /// Number of classes.
+    pub classes: usize,
+    /// Per-layer shapes and costs.
+    pub layers: Vec<LayerShape>,
+    /// Sum of parameters.
+    pub total_params: usize,
+    /// Sum of MACs.
+    pub total_macs: u64,
+}
+
+/// Summarizes a model.
+///
+/// # Errors
+/// Only for a spec modified into an inconsistent state after parsing.
+pub fn summarize(spec: &ModelSpec) -> Result<Summary, SpecError> {
+    let layers = spec.shapes()?;
+    Ok(Summary {
+        name: spec.name.clone(),
+        origin: spec.origin.clone(),
+        dataset: spec.data.dataset.name().to_string(),
+        input: (spec.input.height, spec.input.width, spec.input.channels),
+        classes: spec.input.classes,
+        total_params: layers.iter().map(|l| l.params).sum(),
+        total_macs: layers.iter().map(|l| l.macs).sum(),
+        layers,
+    })
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pair(p: [usize; 2]) -> String {
+    format!("{}x{}", p[0], p[1])
+}
+
+fn act(a: Activation) -> String {
+    match a {
+        Activation::None => String::new(),
+        other => format!(", {}", other.name()),
+    }
+}
+
+/// Short description of a layer: `conv2d 32 3x3 valid, relu`.
+pub fn describe(layer: &Layer) -> String {
+    match *layer {
+        Layer::Conv2d { filters, kernel, stride, padding, activation } => {
+            let stride = if stride == [1, 1] { String::new() } else { format!("/{}", pair(stride)) };
+            let padding = match padding {
+                Padding::Valid => "valid",
+                Padding::Same => "same",
+            };
+            format!("conv2d {filters} {}{stride} {padding}{}", pair(kernel), act(activation))
+        }
+        Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
+            format!("{} {}/{}", layer.type_name(), pair(size), pair(stride))
+        }
+        Layer::Dense { units, activation } => format!("dense {units}{}", act(activation)),
+        Layer::Dropout { rate } => format!("dropout {rate}"),
+        Layer::Flatten => "flatten".to_string(),
+    }
+}
+
+impl Summary {
+    /// The table as text.
+    pub fn render(&self) -> String {
+        let rows: Vec<[String; 5]> = self
+            .layers
+            .iter()
+            .map(|l| {
+                [
+                    l.index.to_string(),
+                    describe(&l.layer),
+                    l.output.display(),
+                    thousands(l.params as u64),
+                    thousands(l.macs),
+                ]
+            })
+            .collect();
+        let head = ["#", "Layer", "Output shape", "Params", "MACs"];
+        let mut widths = head.map(str::len);
+        for r in &rows {
+            for (w, c) in widths.iter_mut().zip(r) {
+                *w = (*w).max(c.len());
+            }
+        }
+        let total_w = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        let line = |out: &mut String, r: &[String; 5]| {
+            let _ = writeln!(
+                out,
+                "{:>w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+                w4 = widths[4]
+            );
+        };
+        let (h, w, c) = self.input;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Model: {} ({}), dataset {}, input ({h}, {w}, {c}), {} classes",
+            self.name, self.origin, self.dataset, self.classes
+        );
+        let _ = writeln!(out, "{}", "=".repeat(total_w));
+        line(&mut out, &head.map(String::from));
+        let _ = writeln!(out, "{}", "-".repeat(total_w));
+        for r in &rows {
+            line(&mut out, r);
+        }
+        let _ = writeln!(out, "{}", "=".repeat(total_w));
+        let p = self.total_params as f64;
+        let _ = writeln!(
+            out,
+            "Total params: {} ({:.1} KiB as f32, {:.1} KiB as int8)",
+            thousands(self.total_params as u64),
+            p * 4.0 / 1024.0,
+            p / 1024.0
+        );
+        let _ = writeln!(out, "Total MACs:   {}", thousands(self.total_macs));
+        out
+    }
+
+    /// The summary as JSON (`layers[]` with `index`, `type`, `description`, `input`,
+    /// `output`, `params`, `macs`; `total_params`, `total_macs`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let layers: Vec<serde_json::Value> = self
+            .layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "index": l.index,
+                    "type": l.layer.type_name(),
+                    "description": describe(&l.layer),
+                    "layer": l.layer,
+                    "input": l.input,
+                    "output": l.output,
+                    "params": l.params,
+                    "macs": l.macs,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "name": self.name,
+            "origin": self.origin,
+            "dataset": self.dataset,
+            "input": { "height": self.input.0, "width": self.input.1, "channels": self.input.2 },
+            "classes": self.classes,
+            "layers": layers,
+            "total_params": self.total_params,
+            "total_macs": self.total_macs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(2_440_960), "2,440,960");
+    }
+}

@@ -1,0 +1,80 @@
+//! [`TrainError`]: why training or float inference failed.
+
+use crate::data::DataError;
+use crate::metrics::MetricsError;
+use crate::spec::SpecError;
+
+/// An error from [`train`](super::train), [`predict_logits`](super::predict_logits) or
+/// [`evaluate`](super::evaluate).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// The model description is inconsistent.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// Data could not be loaded.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The images do not have the model's input size.
+    #[error(
+        "the model expects {expected_height}x{expected_width} images, but the data has \
+         {height}x{width} images"
+    )]
+    InputMismatch {
+        /// Model input height.
+        expected_height: usize,
+        /// Model input width.
+        expected_width: usize,
+        /// Data image height.
+        height: usize,
+        /// Data image width.
+        width: usize,
+    },
+    /// A label is not a class of the model.
+    #[error("image #{index} has label {label}, but the model has only {classes} classes")]
+    LabelOutOfRange {
+        /// Image index.
+        index: usize,
+        /// Its label.
+        label: u8,
+        /// Classes of the model.
+        classes: usize,
+    },
+    /// Nothing to train on.
+    #[error("the training set is empty (check data.train_limit and data.validation)")]
+    EmptyTrainingSet,
+    /// `--device cuda` on a binary built without the `cuda` feature.
+    #[error(
+        "this mnistc binary was built without CUDA support; rebuild it with `cargo build -p mnistc \
+         --release --features cuda` (needs network access at build time, see README) or use \
+         --device cpu"
+    )]
+    CudaUnavailable,
+    /// The loss became NaN or infinite.
+    #[error(
+        "training diverged: the loss became {loss} at epoch {epoch}, batch {batch}; lower \
+         train.learning_rate (now {learning_rate})"
+    )]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch within the epoch.
+        batch: usize,
+        /// The non-finite loss.
+        loss: f32,
+        /// Learning rate in use.
+        learning_rate: f64,
+    },
+    /// Stored weights do not fit the model description.
+    #[error("the weights do not match the model description: {detail}")]
+    WeightsMismatch {
+        /// What differs.
+        detail: String,
+    },
+    /// The backend failed (reading a tensor back, ...).
+    #[error("burn backend error: {0}")]
+    Backend(String),
+    /// Metrics could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}

@@ -1,0 +1,321 @@
+//! Training with burn, float inference and checkpoints.
+//!
+//! - [`train`] builds a burn network from a [`ModelSpec`] (real `Conv2d`, `MaxPool2d`,
+//!   `AvgPool2d`, `Linear`, `Dropout` modules, ReLU/ReLU6), trains it with burn's optimizers
+//!   and returns a [`TrainedModel`] whose weights are plain `Vec<f32>` (no burn needed to read
+//!   them).
+//! - [`predict_logits`], [`evaluate`] and [`for_each_layer_output`] run the float model
+//!   (batched, inference mode) on any [`Device`].
+//! - [`Checkpoint`] saves and loads a trained model bit-exactly, with its spec, history and
+//!   the data digests it was trained on.
+//!
+//! # Reproducibility
+//! Every random choice is seeded from `train.seed`: burn's device RNG (initialization,
+//! dropout masks) and mnistc's own [`Rng`](crate::data::Rng) streams (subset, validation
+//! split, shuffling, augmentation). On the CPU a run is bit-reproducible. burn's CPU backend
+//! keeps its RNG in a process-wide global, so trainings in one process are serialized by a
+//! lock (two concurrent trainings would otherwise interleave their random draws).
+
+mod augment;
+mod batch;
+mod checkpoint;
+mod device;
+mod error;
+mod model;
+mod optim;
+mod progress;
+mod run;
+mod schedule;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::Images;
+use crate::metrics::Evaluation;
+use crate::spec::ModelSpec;
+
+pub use checkpoint::{Checkpoint, CheckpointError, SavedFiles};
+pub use device::Device;
+pub use error::TrainError;
+
+/// How to run a training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrainOptions {
+    /// Where to train.
+    pub device: Device,
+    /// Show a progress bar per epoch (only when stderr is a terminal).
+    pub progress: bool,
+    /// Print one summary line per epoch on stderr.
+    pub verbose: bool,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions { device: Device::Cpu, progress: false, verbose: false }
+    }
+}
+
+/// Which kind of layer a [`TrainedLayer`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerKind {
+    /// Convolution.
+    Conv2d,
+    /// Fully connected.
+    Dense,
+}
+
+/// The float weights of one conv2d or dense layer, in burn's layouts.
+///
+/// - conv2d: `weight_shape = [out_channels, in_channels, kernel_h, kernel_w]`, row-major
+///   (cross-correlation, no kernel flip, like PyTorch).
+/// - dense: `weight_shape = [in_features, out_features]`, row-major, i.e. `y = x · W + b`
+///   (the transpose of PyTorch's `[out, in]`). When the dense layer follows a feature map of
+///   shape `(H, W, C)`, input feature `i = c·H·W + h·W + w` (burn's C,H,W flatten order).
+/// - `bias` has `out` elements.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainedLayer {
+    /// Index into `ModelSpec::layers`.
+    pub spec_index: usize,
+    /// Layer kind.
+    pub kind: LayerKind,
+    /// Weights, row-major in `weight_shape`.
+    pub weight: Vec<f32>,
+    /// Weight shape (see the type's documentation).
+    pub weight_shape: Vec<usize>,
+    /// Biases.
+    pub bias: Vec<f32>,
+}
+
+/// One epoch of training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (with dropout, augmentation and label
+    /// smoothing, as optimized).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch's batches (same conditions).
+    pub train_accuracy: f64,
+    /// Cross-entropy on the validation set after the epoch (inference mode).
+    pub val_loss: Option<f64>,
+    /// Accuracy on the validation set after the epoch.
+    pub val_accuracy: Option<f64>,
+    /// Learning rate at the epoch's first batch.
+    pub learning_rate: f64,
+    /// Wall time of the epoch including validation, in seconds.
+    pub seconds: f64,
+}
+
+/// What happened during a training run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Per-epoch records.
+    pub epochs: Vec<EpochRecord>,
+    /// Epoch (1-based) with the lowest validation loss, if there was validation.
+    pub best_epoch: Option<usize>,
+    /// Whether the returned weights are those of `best_epoch` (early stopping on).
+    pub restored_best: bool,
+    /// Whether training stopped before `train.epochs`.
+    pub stopped_early: bool,
+    /// Images trained on.
+    pub train_images: usize,
+    /// Images in the validation set.
+    pub validation_images: usize,
+    /// Device used.
+    pub device: String,
+    /// Total wall time in seconds.
+    pub seconds: f64,
+}
+
+impl History {
+    /// The history as CSV (`epoch,train_loss,train_accuracy,val_loss,val_accuracy,
+    /// learning_rate,seconds`; empty cells when there was no validation).
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n");
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        for e in &self.epochs {
+            out.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                e.epoch,
+                e.train_loss,
+                e.train_accuracy,
+                opt(e.val_loss),
+                opt(e.val_accuracy),
+                e.learning_rate,
+                e.seconds
+            ));
+        }
+        out
+    }
+}
+
+/// A trained float model: its spec, weights and training history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainedModel {
+    /// The spec it was trained from (overrides applied).
+    pub spec: ModelSpec,
+    /// Weights of every conv2d/dense layer, in layer order.
+    pub layers: Vec<TrainedLayer>,
+    /// Training history.
+    pub history: History,
+}
+
+impl TrainedModel {
+    /// The weights of spec layer `index`, if it has weights.
+    pub fn layer(&self, spec_index: usize) -> Option<&TrainedLayer> {
+        self.layers.iter().find(|l| l.spec_index == spec_index)
+    }
+
+    /// Checks that the weights have exactly the shapes the spec implies.
+    ///
+    /// # Errors
+    /// [`TrainError::WeightsMismatch`] naming the first difference.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let shapes = self.spec.shapes()?;
+        let mut layers = self.layers.iter();
+        for s in &shapes {
+            let expected = match s.layer {
+                crate::spec::Layer::Conv2d { filters, kernel, .. } => {
+                    Some((LayerKind::Conv2d, vec![filters, s.input.hwc().2, kernel[0], kernel[1]], filters))
+                }
+                crate::spec::Layer::Dense { units, .. } => Some((LayerKind::Dense, vec![s.input.len(), units], units)),
+                _ => None,
+            };
+            let Some((kind, shape, bias)) = expected else {
+                continue;
+            };
+            let Some(l) = layers.next() else {
+                return Err(TrainError::WeightsMismatch { detail: format!("no weights for layer {}", s.index) });
+            };
+            if l.spec_index != s.index
+                || l.kind != kind
+                || l.weight_shape != shape
+                || l.weight.len() != shape.iter().product::<usize>()
+                || l.bias.len() != bias
+            {
+                return Err(TrainError::WeightsMismatch {
+                    detail: format!(
+                        "layer {} should be {kind:?} {shape:?} + {bias} biases, found layer {} \
+                         {:?} {:?} ({} values) + {} biases",
+                        s.index,
+                        l.spec_index,
+                        l.kind,
+                        l.weight_shape,
+                        l.weight.len(),
+                        l.bias.len()
+                    ),
+                });
+            }
+        }
+        if let Some(extra) = layers.next() {
+            return Err(TrainError::WeightsMismatch {
+                detail: format!("unexpected weights for layer {}", extra.spec_index),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Float logits, row-major `[n, classes]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logits {
+    /// Number of classes (row length).
+    pub classes: usize,
+    /// `n * classes` values.
+    pub values: Vec<f32>,
+}
+
+impl Logits {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.classes).unwrap_or(0)
+    }
+
+    /// Whether there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Logits of sample `i`.
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.classes..(i + 1) * self.classes]
+    }
+
+    /// Predicted class of every sample (first maximum on ties).
+    pub fn predictions(&self) -> Vec<u8> {
+        self.values.chunks_exact(self.classes.max(1)).map(|r| batch::argmax(r) as u8).collect()
+    }
+}
+
+/// Trains `spec` on `train_set` (the full training split of the dataset; `[data]` decides the
+/// limit and validation hold-out).
+///
+/// # Errors
+/// [`TrainError`] if the images do not fit the model, the device is unavailable, or training
+/// diverges.
+pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Result<TrainedModel, TrainError> {
+    run::run(spec, train_set, opts)
+}
+
+/// Float logits of `images` (inference mode, batches of 1000) on `device`.
+///
+/// # Errors
+/// [`TrainError`] if the images do not fit the model or the device is unavailable.
+pub fn predict_logits(model: &TrainedModel, images: &Images, device: Device) -> Result<Logits, TrainError> {
+    run::check_images(&model.spec, images)?;
+    let dev = device.burn_device()?;
+    let net = model::Net::from_trained(&model.spec, &model.layers, &dev)?;
+    Ok(Logits { classes: model.spec.input.classes, values: batch::logits(&net, images, &dev)? })
+}
+
+/// Evaluates the float model on labelled images.
+///
+/// # Errors
+/// As [`predict_logits`].
+pub fn evaluate(model: &TrainedModel, images: &Images, device: Device) -> Result<Evaluation, TrainError> {
+    let logits = predict_logits(model, images, device)?;
+    Ok(Evaluation::from_predictions(&images.labels, &logits.predictions(), &model.spec.data.dataset.class_names())?)
+}
+
+/// Runs the float model on `images` in batches and calls `observe(layer_index, values,
+/// batch_len)` after every layer with that layer's output for the batch, `batch_len` samples
+/// of `values.len() / batch_len` values each (feature maps in C,H,W order, after the
+/// activation). Meant for calibrating activation ranges.
+///
+/// # Errors
+/// As [`predict_logits`].
+pub fn for_each_layer_output(
+    model: &TrainedModel,
+    images: &Images,
+    device: Device,
+    mut observe: impl FnMut(usize, &[f32], usize),
+) -> Result<(), TrainError> {
+    run::check_images(&model.spec, images)?;
+    let dev = device.burn_device()?;
+    let net = model::Net::from_trained(&model.spec, &model.layers, &dev)?;
+    let len = images.image_len();
+    let mut start = 0;
+    let mut failure = None;
+    while start < images.n {
+        let b = batch::INFER_BATCH.min(images.n - start);
+        let x =
+            batch::image_tensor(&images.pixels[start * len..(start + b) * len], b, images.height, images.width, &dev);
+        net.forward_trace(x, |i, t| {
+            if failure.is_some() {
+                return;
+            }
+            match batch::to_f32(t.clone()) {
+                Ok(v) => observe(i, &v, b),
+                Err(e) => failure = Some(e),
+            }
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        start += b;
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! The burn network built from a [`ModelSpec`]: one block per spec layer, in order.
+//!
+//! Blocks are real burn modules (`Conv2d`, `MaxPool2d`, `AvgPool2d`, `Linear`, `Dropout`) with
+//! the activation applied after conv2d/dense blocks. Block `i` is `spec.layers[i]`, so weights
+//! map back to the spec by index. Inputs are NCHW `[batch, channels, height, width]`; a dense
+//! block on a 4-D input flattens it with `flatten(1, 3)` (C,H,W order).
+
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::{relu, relu6};
+
+use super::error::TrainError;
+use super::{LayerKind, TrainedLayer};
+use crate::spec::{Activation, Init, Layer, ModelSpec, Padding};
+
+/// A conv2d layer and its activation.
+#[derive(Module, Debug)]
+pub(crate) struct ConvBlock {
+    conv: Conv2d,
+    #[module(skip)]
+    activation: Activation,
+}
+
+/// A dense layer and its activation.
+#[derive(Module, Debug)]
+pub(crate) struct DenseBlock {
+    linear: Linear,
+    #[module(skip)]
+    activation: Activation,
+}
+
+/// An explicit flatten (no parameters).
+#[derive(Module, Debug, Default)]
+pub(crate) struct FlattenBlock;
+
+/// One spec layer.
+#[derive(Module, Debug)]
+pub(crate) enum Block {
+    Conv(ConvBlock),
+    MaxPool(MaxPool2d),
+    AvgPool(AvgPool2d),
+    Dense(DenseBlock),
+    Dropout(Dropout),
+    Flatten(FlattenBlock),
+}
+
+/// The whole network.
+#[derive(Module, Debug)]
+pub(crate) struct Net {
+    blocks: Vec<Block>,
+}
+
+/// Activations between blocks: still spatial, or already flattened.
+enum Act {
+    Spatial(Tensor<4>),
+    Flat(Tensor<2>),
+}
+
+impl Act {
+    fn flat(self) -> Tensor<2> {
+        match self {
+            Act::Spatial(t) => t.flatten(1, 3),
+            Act::Flat(t) => t,
+        }
+    }
+}
+
+fn activate<const D: usize>(x: Tensor<D>, a: Activation) -> Tensor<D> {
+    match a {
+        Activation::None => x,
+        Activation::Relu => relu(x),
+        Activation::Relu6 => relu6(x),
+    }
+}
+
+fn initializer(init: Init) -> Initializer {
+    match init {
+        Init::He => Initializer::KaimingNormal { gain: std::f64::consts::SQRT_2, fan_out_only: false },
+        Init::Glorot => Initializer::XavierUniform { gain: 1.0 },
+    }
+}
+
+/// Weights for one layer, as they will be installed.
+pub(crate) struct LayerWeights<'a> {
+    pub weight: &'a [f32],
+    pub bias: &'a [f32],
+}
+
+impl Net {
+    /// A freshly initialized network (weights drawn from the device's seeded RNG in layer
+    /// order, biases zero).
+    pub fn init(spec: &ModelSpec, device: &Device) -> Result<Net, TrainError> {
+        Net::build(spec, device, None)
+    }
+
+    /// A network carrying the given trained weights (no random draw).
+    pub fn from_trained(spec: &ModelSpec, layers: &[TrainedLayer], device: &Device) -> Result<Net, TrainError> {
+        Net::build(spec, device, Some(layers))
+    }
+
+    fn build(spec: &ModelSpec, device: &Device, trained: Option<&[TrainedLayer]>) -> Result<Net, TrainError> {
+        let shapes = spec.shapes()?;
+        let init = initializer(spec.train.init);
+        let mut blocks = Vec::with_capacity(spec.layers.len());
+        let mut trained_iter = trained.map(|t| t.iter());
+        for (index, (layer_spec, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
+            let mut next_weights = |kind: LayerKind, w_shape: Vec<usize>, b_len: usize| {
+                let Some(iter) = trained_iter.as_mut() else {
+                    return Ok(None);
+                };
+                let t = iter
+                    .next()
+                    .ok_or(TrainError::WeightsMismatch { detail: format!("no weights for layer {index}") })?;
+                if t.spec_index != index
+                    || t.kind != kind
+                    || t.weight_shape != w_shape
+                    || t.weight.len() != w_shape.iter().product::<usize>()
+                    || t.bias.len() != b_len
+                {
+                    return Err(TrainError::WeightsMismatch {
+                        detail: format!(
+                            "layer {index} expects a {kind:?} weight of shape {w_shape:?} and \
+                             {b_len} biases; got layer {} {:?} {:?} with {} biases",
+                            t.spec_index,
+                            t.kind,
+                            t.weight_shape,
+                            t.bias.len()
+                        ),
+                    });
+                }
+                Ok(Some(LayerWeights { weight: &t.weight, bias: &t.bias }))
+            };
+            let block = match layer_spec.layer {
+                Layer::Conv2d { filters, kernel, stride, padding, activation } => {
+                    let cin = shape.input.hwc().2;
+                    let mut conv = Conv2dConfig::new([cin, filters], kernel)
+                        .with_stride(stride)
+                        .with_padding(match padding {
+                            Padding::Valid => PaddingConfig2d::Valid,
+                            Padding::Same => PaddingConfig2d::Same,
+                        })
+                        .with_initializer(init.clone())
+                        .init(device);
+                    let w_shape = vec![filters, cin, kernel[0], kernel[1]];
+                    match next_weights(LayerKind::Conv2d, w_shape.clone(), filters)? {
+                        Some(w) => {
+                            conv.weight = param(w.weight, w_shape, device);
+                            conv.bias = Some(param(w.bias, vec![filters], device));
+                        }
+                        None => {
+                            // Draw now so the RNG order is the layer order.
+                            let _ = conv.weight.val();
+                            conv.bias = Some(Param::from_tensor(Tensor::zeros([filters], device)));
+                        }
+                    }
+                    Block::Conv(ConvBlock { conv, activation })
+                }
+                Layer::MaxPool2d { size, stride } => Block::MaxPool(
+                    MaxPool2dConfig::new(size)
+                        .with_strides(stride)
+                        .with_padding(PaddingConfig2d::Valid)
+                        .with_ceil_mode(false)
+                        .init(),
+                ),
+                Layer::AvgPool2d { size, stride } => Block::AvgPool(
+                    AvgPool2dConfig::new(size)
+                        .with_strides(stride)
+                        .with_padding(PaddingConfig2d::Valid)
+                        .with_ceil_mode(false)
+                        .init(),
+                ),
+                Layer::Dense { units, activation } => {
+                    let d_in = shape.input.len();
+                    let mut linear = LinearConfig::new(d_in, units).with_initializer(init.clone()).init(device);
+                    let w_shape = vec![d_in, units];
+                    match next_weights(LayerKind::Dense, w_shape.clone(), units)? {
+                        Some(w) => {
+                            linear.weight = param(w.weight, w_shape, device);
+                            linear.bias = Some(param(w.bias, vec![units], device));
+                        }
+                        None => {
+                            let _ = linear.weight.val();
+                            linear.bias = Some(Param::from_tensor(Tensor::zeros([units], device)));
+                        }
+                    }
+                    Block::Dense(DenseBlock { linear, activation })
+                }
+                Layer::Dropout { rate } => Block::Dropout(DropoutConfig::new(rate).init()),
+                Layer::Flatten => Block::Flatten(FlattenBlock),
+            };
+            blocks.push(block);
+        }
+        if let Some(mut rest) = trained_iter
+            && let Some(extra) = rest.next()
+        {
+            return Err(TrainError::WeightsMismatch {
+                detail: format!(
+                    "unexpected weights for layer {} (the model has no more weighted layers)",
+                    extra.spec_index
+                ),
+            });
+        }
+        Ok(Net { blocks })
+    }
+
+    /// Logits `[batch, classes]` for inputs `[batch, channels, height, width]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.run(x, None)
+    }
+
+    /// Like [`Net::forward`], calling `observe(layer_index, output)` after every layer with
+    /// its output (4-D outputs as `[batch, C*H*W]` in C,H,W order).
+    pub fn forward_trace(&self, x: Tensor<4>, mut observe: impl FnMut(usize, &Tensor<2>)) -> Tensor<2> {
+        self.run(x, Some(&mut observe))
+    }
+
+    fn run(&self, x: Tensor<4>, mut observe: Option<&mut dyn FnMut(usize, &Tensor<2>)>) -> Tensor<2> {
+        let mut act = Act::Spatial(x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            act = match (block, act) {
+                (Block::Conv(b), Act::Spatial(t)) => Act::Spatial(activate(b.conv.forward(t), b.activation)),
+                (Block::MaxPool(p), Act::Spatial(t)) => Act::Spatial(p.forward(t)),
+                (Block::AvgPool(p), Act::Spatial(t)) => Act::Spatial(p.forward(t)),
+                (Block::Dense(b), a) => Act::Flat(activate(b.linear.forward(a.flat()), b.activation)),
+                (Block::Dropout(d), Act::Spatial(t)) => Act::Spatial(d.forward(t)),
+                (Block::Dropout(d), Act::Flat(t)) => Act::Flat(d.forward(t)),
+                (Block::Flatten(_), a) => Act::Flat(a.flat()),
+                // A validated spec never puts a spatial layer after a flat one (shape inference
+                // rejects it), and `Net` is only built from validated specs.
+                (_, a @ Act::Flat(_)) => a,
+            };
+            if let Some(observe) = observe.as_mut() {
+                match &act {
+                    Act::Flat(t) => observe(i, t),
+                    Act::Spatial(t) => observe(i, &t.clone().flatten(1, 3)),
+                }
+            }
+        }
+        act.flat()
+    }
+
+    /// The weights of every conv2d/dense block, in layer order.
+    pub fn export(&self) -> Result<Vec<TrainedLayer>, TrainError> {
+        let mut out = Vec::new();
+        for (spec_index, block) in self.blocks.iter().enumerate() {
+            let (kind, weight, bias) = match block {
+                Block::Conv(b) => (
+                    LayerKind::Conv2d,
+                    read(b.conv.weight.val())?,
+                    b.conv.bias.as_ref().map(|p| read(p.val())).transpose()?,
+                ),
+                Block::Dense(b) => (
+                    LayerKind::Dense,
+                    read(b.linear.weight.val())?,
+                    b.linear.bias.as_ref().map(|p| read(p.val())).transpose()?,
+                ),
+                _ => continue,
+            };
+            let (weight, weight_shape) = weight;
+            let bias = bias.map(|(b, _)| b).unwrap_or_default();
+            out.push(TrainedLayer { spec_index, kind, weight, weight_shape, bias });
+        }
+        Ok(out)
+    }
+}
+
+fn param<const D: usize>(values: &[f32], shape: Vec<usize>, device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(TensorData::new(values.to_vec(), shape), device))
+}
+
+fn read<const D: usize>(t: Tensor<D>) -> Result<(Vec<f32>, Vec<usize>), TrainError> {
+    let shape = t.dims().to_vec();
+    let values = t
+        .into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| TrainError::Backend(format!("cannot read weights: {e:?}")))?;
+    Ok((values, shape))
+}

@@ -1,0 +1,187 @@
+//! The training loop.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+
+use super::augment::augment_into;
+use super::batch::{self, image_tensor, label_tensor};
+use super::error::TrainError;
+use super::model::Net;
+use super::progress::EpochProgress;
+use super::schedule::Scheduler;
+use super::{EpochRecord, History, TrainOptions, TrainedModel, optim};
+use crate::data::{Images, Rng, prepare_training};
+use crate::spec::ModelSpec;
+
+/// burn-flex keeps its RNG in a process-wide global: one training at a time per process.
+static TRAIN_LOCK: Mutex<()> = Mutex::new(());
+
+/// Checks that `images` fit the model's input and classes.
+pub(crate) fn check_images(spec: &ModelSpec, images: &Images) -> Result<(), TrainError> {
+    if (images.height, images.width) != (spec.input.height, spec.input.width) || spec.input.channels != 1 {
+        return Err(TrainError::InputMismatch {
+            expected_height: spec.input.height,
+            expected_width: spec.input.width,
+            height: images.height,
+            width: images.width,
+        });
+    }
+    if let Some((index, &label)) =
+        images.labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= spec.input.classes)
+    {
+        return Err(TrainError::LabelOutOfRange { index, label, classes: spec.input.classes });
+    }
+    Ok(())
+}
+
+pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Result<TrainedModel, TrainError> {
+    check_images(spec, train_set)?;
+    let t = &spec.train;
+    let classes = spec.input.classes;
+    let split = prepare_training(train_set, &spec.data, classes, t.seed);
+    let data = &split.train;
+    if data.n == 0 {
+        return Err(TrainError::EmptyTrainingSet);
+    }
+    let plain = opts.device.burn_device()?;
+
+    let _guard = TRAIN_LOCK.lock().unwrap_or_else(PoisonError::into_inner);
+    let run_start = Instant::now();
+    let device = plain.clone().autodiff();
+    device.seed(t.seed);
+    let mut net = Net::init(spec, &device)?;
+    let mut optimizer = optim::build(t);
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((t.label_smoothing > 0.0).then_some(t.label_smoothing as f32))
+        .init(&device);
+
+    let (h, w) = (data.height, data.width);
+    let hw = h * w;
+    let steps = data.n.div_ceil(t.batch_size);
+    let mut scheduler = Scheduler::new(t.learning_rate, t.lr_schedule, t.epochs, steps);
+    let mut order: Vec<usize> = (0..data.n).collect();
+    let mut shuffle_rng = Rng::for_stream(t.seed, "shuffle");
+    let mut augment_rng = Rng::for_stream(t.seed, "augment");
+    let mut pixels = vec![0u8; t.batch_size.min(data.n) * hw];
+    let mut labels = Vec::with_capacity(t.batch_size);
+
+    let mut history = History {
+        train_images: data.n,
+        validation_images: split.validation.as_ref().map_or(0, |v| v.n),
+        device: opts.device.name().to_string(),
+        ..History::default()
+    };
+    let mut best: Option<(f64, usize, Option<Net>)> = None;
+    let mut since_best = 0;
+
+    for epoch in 0..t.epochs {
+        let epoch_start = Instant::now();
+        shuffle_rng.shuffle(&mut order);
+        let progress = EpochProgress::new(opts.progress, opts.verbose, epoch + 1, t.epochs, steps);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0usize);
+        let first_lr = scheduler.lr(epoch, 0);
+        for (step, chunk) in order.chunks(t.batch_size).enumerate() {
+            let lr = scheduler.lr(epoch, step);
+            let b = chunk.len();
+            labels.clear();
+            for (j, &i) in chunk.iter().enumerate() {
+                let out = &mut pixels[j * hw..(j + 1) * hw];
+                if t.augment.is_enabled() {
+                    augment_into(data.image(i), h, w, &t.augment, &mut augment_rng, out);
+                } else {
+                    out.copy_from_slice(data.image(i));
+                }
+                labels.push(data.labels[i]);
+            }
+            let x = image_tensor(&pixels[..b * hw], b, h, w, &device);
+            let y = label_tensor(&labels, &device);
+            let logits = net.forward(x);
+            let loss = loss_fn.forward(logits.clone(), y.clone());
+            let loss_value = loss.clone().into_scalar::<f32>();
+            if !loss_value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch: epoch + 1,
+                    batch: step + 1,
+                    loss: loss_value,
+                    learning_rate: lr,
+                });
+            }
+            let hits = logits.argmax(1).reshape([b]).equal(y).int().sum().into_scalar::<i64>();
+            let grads = GradientsParams::from_grads(loss.backward(), &net);
+            net = optimizer.step(lr, net, grads);
+
+            loss_sum += f64::from(loss_value) * b as f64;
+            correct += hits.max(0) as u64;
+            seen += b;
+            progress.update(loss_sum / seen as f64, correct as f64 / seen as f64);
+        }
+
+        let (val_loss, val_accuracy) = match &split.validation {
+            Some(v) => {
+                let inference = net.valid();
+                let logits = batch::logits(&inference, v, &plain)?;
+                let (l, a) = batch::loss_and_accuracy(&logits, &v.labels, classes);
+                (Some(l), Some(a))
+            }
+            None => (None, None),
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            learning_rate: first_lr,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+        };
+        progress.finish(&epoch_line(&record, t.epochs));
+        history.epochs.push(record);
+        scheduler.end_epoch(val_loss);
+
+        if let Some(loss) = val_loss {
+            if best.as_ref().is_none_or(|(b, _, _)| loss < *b) {
+                // Keep a copy of the weights only when they may be restored.
+                let snapshot = (t.early_stopping > 0).then(|| net.valid());
+                best = Some((loss, epoch + 1, snapshot));
+                since_best = 0;
+            } else {
+                since_best += 1;
+            }
+        }
+        if t.early_stopping > 0 && since_best >= t.early_stopping && epoch + 1 < t.epochs {
+            history.stopped_early = true;
+            if opts.verbose {
+                eprintln!("early stopping: no validation-loss improvement for {since_best} epochs");
+            }
+            break;
+        }
+    }
+
+    history.best_epoch = best.as_ref().map(|(_, e, _)| *e);
+    let final_net = match best {
+        Some((_, epoch, Some(snapshot))) => {
+            history.restored_best = true;
+            if opts.verbose && epoch != history.epochs.len() {
+                eprintln!("restoring the weights of epoch {epoch} (lowest validation loss)");
+            }
+            snapshot
+        }
+        _ => net.valid(),
+    };
+    let layers = final_net.export()?;
+    history.seconds = run_start.elapsed().as_secs_f64();
+    Ok(TrainedModel { spec: spec.clone(), layers, history })
+}
+
+fn epoch_line(r: &EpochRecord, epochs: usize) -> String {
+    let mut line = format!("epoch {}/{epochs}: loss {:.4} acc {:.2}%", r.epoch, r.train_loss, r.train_accuracy * 100.0);
+    if let (Some(l), Some(a)) = (r.val_loss, r.val_accuracy) {
+        line.push_str(&format!(" | val loss {l:.4} acc {:.2}%", a * 100.0));
+    }
+    line.push_str(&format!(" | lr {:.2e} | {:.1} s", r.learning_rate, r.seconds));
+    line
+}

@@ -1,0 +1,106 @@
+//! Learning-rate schedules (`train.lr_schedule`).
+//!
+//! - `none`: constant.
+//! - `step`: `lr * gamma^floor(epoch / step_size)` (epochs counted from 0).
+//! - `plateau`: Keras `ReduceLROnPlateau`: when the validation loss has not improved (by a
+//!   relative 1e-4) for `patience` epochs, `lr = max(lr * factor, min_lr)` and the count
+//!   restarts.
+//! - `cosine`: `min_lr + (lr - min_lr) * (1 + cos(pi * t / T)) / 2` with `t` the batch index
+//!   over the whole run and `T` the total number of batches.
+
+use crate::spec::LrSchedule;
+
+/// Tracks the learning rate during a run.
+#[derive(Clone, Debug)]
+pub(crate) struct Scheduler {
+    base: f64,
+    schedule: LrSchedule,
+    total_steps: usize,
+    steps_per_epoch: usize,
+    plateau_lr: f64,
+    best: f64,
+    bad_epochs: usize,
+}
+
+impl Scheduler {
+    pub fn new(base: f64, schedule: LrSchedule, epochs: usize, steps_per_epoch: usize) -> Self {
+        Scheduler {
+            base,
+            schedule,
+            total_steps: epochs * steps_per_epoch,
+            steps_per_epoch,
+            plateau_lr: base,
+            best: f64::INFINITY,
+            bad_epochs: 0,
+        }
+    }
+
+    /// Learning rate for batch `step` (0-based) of epoch `epoch` (0-based).
+    pub fn lr(&self, epoch: usize, step: usize) -> f64 {
+        match self.schedule {
+            LrSchedule::None => self.base,
+            LrSchedule::Step { step_size, gamma } => self.base * gamma.powi((epoch / step_size.max(1)) as i32),
+            LrSchedule::Plateau { .. } => self.plateau_lr,
+            LrSchedule::Cosine { min_lr } => {
+                let t = (epoch * self.steps_per_epoch + step) as f64;
+                let total = self.total_steps.max(1) as f64;
+                min_lr + (self.base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t / total).cos())
+            }
+        }
+    }
+
+    /// Feeds the validation loss at the end of an epoch (used by `plateau`).
+    pub fn end_epoch(&mut self, val_loss: Option<f64>) {
+        let LrSchedule::Plateau { patience, factor, min_lr } = self.schedule else {
+            return;
+        };
+        let Some(loss) = val_loss else { return };
+        if loss < self.best * (1.0 - 1e-4) {
+            self.best = loss;
+            self.bad_epochs = 0;
+        } else {
+            self.bad_epochs += 1;
+            if self.bad_epochs >= patience {
+                self.plateau_lr = (self.plateau_lr * factor).max(min_lr);
+                self.bad_epochs = 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_schedule() {
+        let s = Scheduler::new(0.1, LrSchedule::Step { step_size: 2, gamma: 0.5 }, 6, 10);
+        assert_eq!(s.lr(0, 5), 0.1);
+        assert_eq!(s.lr(1, 9), 0.1);
+        assert_eq!(s.lr(2, 0), 0.05);
+        assert_eq!(s.lr(5, 0), 0.025);
+    }
+
+    #[test]
+    fn cosine_goes_from_base_to_min() {
+        let s = Scheduler::new(1.0, LrSchedule::Cosine { min_lr: 0.1 }, 2, 50);
+        assert_eq!(s.lr(0, 0), 1.0);
+        assert!((s.lr(1, 0) - 0.55).abs() < 1e-12);
+        assert!(s.lr(1, 49) > 0.1 && s.lr(1, 49) < 0.1003);
+    }
+
+    #[test]
+    fn plateau_reduces_after_patience_and_respects_min() {
+        let mut s = Scheduler::new(1.0, LrSchedule::Plateau { patience: 2, factor: 0.1, min_lr: 0.05 }, 10, 1);
+        s.end_epoch(Some(1.0));
+        s.end_epoch(Some(0.5));
+        assert_eq!(s.lr(2, 0), 1.0);
+        s.end_epoch(Some(0.5));
+        assert_eq!(s.lr(3, 0), 1.0);
+        s.end_epoch(Some(0.6));
+        assert!((s.lr(4, 0) - 0.1).abs() < 1e-12);
+        s.end_epoch(Some(0.7));
+        s.end_epoch(Some(0.7));
+        assert_eq!(s.lr(6, 0), 0.05);
+    }
+}

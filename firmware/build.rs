@@ -1,0 +1,138 @@
+//! Host side of the firmware: the linker script, the model blob, and the test data it checks.
+//!
+//! Reads the blob (`digits.bin`, or `$MNISTC_BLOB`), validates it with the host runtime, takes the
+//! first [`IMAGES`] test images and labels of the blob's data set from `$MNISTC_DATA`, and runs
+//! them on the host to get the int8 logits the board must reproduce byte for byte. All of it goes
+//! to `OUT_DIR` for `include_bytes!`: nothing derived from the data set is committed.
+
+use std::env;
+use std::fs::{self, File};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use mnistc_runtime::kernels::{self, Isa};
+use mnistc_runtime::{Input, Logits, Model, Precision};
+
+/// How many test images the firmware runs (the first ones of the test split).
+const IMAGES: usize = 300;
+
+/// The command that writes the default blob, from the repository root.
+const BUILD_BLOB: &str = "cargo build -p mnistc && \
+    target/debug/mnistc build models/digits.toml -o firmware/digits.bin --train-limit 2000 --epochs 1";
+
+fn main() {
+    if let Err(message) = run() {
+        // Fails the build with this message (one line).
+        println!("cargo::error={}", message.replace('\n', " "));
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or("CARGO_MANIFEST_DIR is not set")?);
+    let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    println!("cargo::rerun-if-changed=build.rs");
+
+    // cortex-m-rt's link.x includes memory.x from the linker's search path.
+    println!("cargo::rerun-if-changed=memory.x");
+    copy(&manifest_dir.join("memory.x"), &out.join("memory.x"))?;
+    println!("cargo::rustc-link-search={}", out.display());
+    println!("cargo::rustc-link-arg-bins=--nmagic");
+    println!("cargo::rustc-link-arg-bins=-Tlink.x");
+
+    println!("cargo::rerun-if-env-changed=MNISTC_BLOB");
+    let blob_path = manifest_dir.join(env::var_os("MNISTC_BLOB").unwrap_or_else(|| "digits.bin".into()));
+    println!("cargo::rerun-if-changed={}", blob_path.display());
+    let blob = fs::read(&blob_path).map_err(|e| {
+        format!(
+            "cannot read the model blob {}: {e}. Build it from the repository root with `{BUILD_BLOB}`, \
+             or point MNISTC_BLOB at a blob (a relative path starts in firmware/).",
+            blob_path.display()
+        )
+    })?;
+    // The runtime reads the blob in place: give it a 16-byte-aligned copy.
+    let mut buffer = vec![0u8; blob.len() + 15];
+    let start = buffer.as_ptr().align_offset(16);
+    let aligned = &mut buffer[start..start + blob.len()];
+    aligned.copy_from_slice(&blob);
+    let model = Model::from_bytes(aligned).map_err(|e| format!("{}: {e}", blob_path.display()))?;
+    if model.precision() != Precision::Int8 {
+        return Err(format!(
+            "{}: a {} blob; the firmware checks int8 logits, so build an int8 model",
+            blob_path.display(),
+            model.precision().name()
+        ));
+    }
+
+    println!("cargo::rerun-if-env-changed=MNISTC_DATA");
+    let data_dir = env::var_os("MNISTC_DATA").map_or_else(|| manifest_dir.join("../data"), PathBuf::from);
+    let set_dir = data_dir.join(model.dataset());
+    let shape = model.input_shape();
+    if shape.c != 1 {
+        return Err(format!("the model takes {} channels; the {} images have one", shape.c, model.dataset()));
+    }
+    let images = read_idx(&set_dir, "t10k-images-idx3-ubyte", 0x0803, &[shape.h, shape.w])?;
+    let labels = read_idx(&set_dir, "t10k-labels-idx1-ubyte", 0x0801, &[])?;
+
+    // The oracle is the specification (the reference kernels), whatever this machine's CPU offers.
+    kernels::set_isa(Some(Isa::Reference));
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut logits = Vec::with_capacity(IMAGES * model.output_len());
+    for image in images.chunks_exact(shape.len()) {
+        match model.run_logits(Input::Pixels(image), &mut arena) {
+            Ok(Logits::I8 { values, .. }) => logits.extend(values.iter().map(|&v| v as u8)),
+            Ok(Logits::F32(_)) => return Err("an int8 model returned float logits".into()),
+            Err(e) => return Err(format!("the host runtime failed: {e}")),
+        }
+    }
+
+    fs::write(out.join("model.bin"), &blob).map_err(|e| e.to_string())?;
+    fs::write(out.join("images.bin"), &images).map_err(|e| e.to_string())?;
+    fs::write(out.join("labels.bin"), &labels).map_err(|e| e.to_string())?;
+    fs::write(out.join("logits.bin"), &logits).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    fs::copy(from, to).map(drop).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+/// Reads the first [`IMAGES`] items of the IDX file `dir/name.gz` (else `dir/name`) whose items
+/// have the dimensions `item_dims` (`[]` for labels); `magic` is `0x0800 | number of dimensions`.
+fn read_idx(dir: &Path, name: &str, magic: u32, item_dims: &[usize]) -> Result<Vec<u8>, String> {
+    let gz = dir.join(format!("{name}.gz"));
+    let raw = dir.join(name);
+    let (path, mut reader): (&Path, Box<dyn Read>) = if gz.exists() {
+        (&gz, Box::new(GzDecoder::new(BufReader::new(File::open(&gz).map_err(|e| format!("{}: {e}", gz.display()))?))))
+    } else if raw.exists() {
+        (&raw, Box::new(BufReader::new(File::open(&raw).map_err(|e| format!("{}: {e}", raw.display()))?)))
+    } else {
+        println!("cargo::rerun-if-changed={}", gz.display());
+        return Err(format!(
+            "{} not found (nor without .gz): set MNISTC_DATA to the folder that holds mnist/ and fashion-mnist/",
+            gz.display()
+        ));
+    };
+    println!("cargo::rerun-if-changed={}", path.display());
+    let fail = |what: String| format!("{}: {what}", path.display());
+    let mut word = || -> Result<usize, String> {
+        let mut bytes = [0u8; 4];
+        reader.read_exact(&mut bytes).map_err(|e| fail(e.to_string()))?;
+        Ok(u32::from_be_bytes(bytes) as usize)
+    };
+    let found = word()?;
+    if found != magic as usize {
+        return Err(fail(format!("IDX magic {found:#010x}, expected {magic:#010x}")));
+    }
+    let count = word()?;
+    let dims = item_dims.iter().map(|_| word()).collect::<Result<Vec<_>, _>>()?;
+    if dims != item_dims {
+        return Err(fail(format!("items are {dims:?}, the model takes {item_dims:?}")));
+    }
+    if count < IMAGES {
+        return Err(fail(format!("{count} items, the firmware runs {IMAGES}")));
+    }
+    let mut items = vec![0u8; IMAGES * item_dims.iter().product::<usize>()];
+    reader.read_exact(&mut items).map_err(|e| fail(e.to_string()))?;
+    Ok(items)
+}

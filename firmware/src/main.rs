@@ -1,0 +1,143 @@
+//! Runs an mnistc model on a Cortex-M4F and checks it against the host runtime.
+//!
+//! For each test image that build.rs embedded: one inference into a `static` arena, a byte-for-byte
+//! comparison of the int8 logits with the host's, the prediction against the label, and the
+//! instructions it took (SysTick under QEMU's `-icount shift=0`). Exits through semihosting with
+//! status 0 only when every image matched.
+#![no_std]
+#![no_main]
+
+use cortex_m::peripheral::{SYST, syst::SystClkSource};
+use cortex_m_rt::entry;
+use cortex_m_semihosting::{debug::Exception, hprintln};
+use mnistc_runtime::{Aligned, Input, Logits, Model, arena_size_of, kernels};
+use panic_semihosting as _; // a panic prints its message and exits with status 1
+
+/// A file that build.rs wrote to `OUT_DIR`.
+macro_rules! generated {
+    ($name:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $name))
+    };
+}
+
+/// The model blob, in flash; the runtime reads it in place, so it must be aligned.
+static BLOB: Aligned<[u8; generated!("model.bin").len()]> = Aligned(*generated!("model.bin"));
+/// Arena bytes the blob declares, read from its header at compile time.
+const ARENA_SIZE: usize = arena_size_of(generated!("model.bin"));
+/// Test images (raw `u8` pixels, one after the other) and their labels.
+static IMAGES: &[u8] = generated!("images.bin");
+static LABELS: &[u8] = generated!("labels.bin");
+/// The int8 logits the host runtime computed for each image.
+static EXPECTED: &[u8] = generated!("logits.bin");
+
+/// SysTick runs at 25 MHz on mps2; under `-icount shift=0` (1 ns per instruction) one tick is 40
+/// instructions.
+const INSTRUCTIONS_PER_TICK: u64 = 40;
+const SYST_RELOAD: u32 = 0x00FF_FFFF;
+
+/// Exit statuses (a panic exits with 1).
+const EXIT_LOAD_FAILED: u32 = 2;
+const EXIT_RUN_FAILED: u32 = 3;
+const EXIT_MISMATCH: u32 = 4;
+
+#[entry]
+fn main() -> ! {
+    // `#[entry]` turns this into a `&'static mut` to a `.bss` static, the only reference to it.
+    static mut ARENA: Aligned<[u8; ARENA_SIZE]> = Aligned([0; ARENA_SIZE]);
+    let mut syst = cortex_m::Peripherals::take().unwrap().SYST;
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(SYST_RELOAD);
+    syst.enable_counter();
+
+    let arena = &mut ARENA.0;
+    let model = Model::from_bytes(&BLOB.0).unwrap_or_else(|e| {
+        hprintln!("blob rejected: {}", e);
+        exit(EXIT_LOAD_FAILED)
+    });
+    hprintln!(
+        "{} ({}, {}): blob {} B, arena {} B, {} kernels",
+        model.name(),
+        model.dataset(),
+        model.precision().name(),
+        BLOB.0.len(),
+        ARENA_SIZE,
+        kernels::isa().name()
+    );
+
+    let (mut images, mut matches, mut correct) = (0u32, 0u32, 0u32);
+    let (mut min, mut max, mut total) = (u32::MAX, 0u32, 0u64);
+    let cases = IMAGES.chunks_exact(model.input_len()).zip(LABELS).zip(EXPECTED.chunks_exact(model.output_len()));
+    for ((pixels, &label), expected) in cases {
+        let (result, ticks) = timed(&mut syst, || model.run_logits(Input::Pixels(pixels), arena));
+        let logits = result.unwrap_or_else(|e| {
+            hprintln!("image {}: {}", images, e);
+            exit(EXIT_RUN_FAILED)
+        });
+        let Logits::I8 { values, .. } = logits else {
+            hprintln!("float logits: the firmware checks int8 models only");
+            exit(EXIT_RUN_FAILED)
+        };
+        if values.iter().map(|&v| v as u8).eq(expected.iter().copied()) {
+            matches += 1;
+        } else if matches == images {
+            hprintln!("image {}: logits differ from the host's", images);
+        }
+        correct += u32::from(logits.argmax() == usize::from(label));
+        (min, max, total) = (min.min(ticks), max.max(ticks), total + u64::from(ticks));
+        images += 1;
+    }
+
+    hprintln!(
+        "images {}, logits match {}/{}, correct {}, instructions/inference {} (min {}, max {}), stack {} B",
+        images,
+        matches,
+        images,
+        correct,
+        total * INSTRUCTIONS_PER_TICK / u64::from(images.max(1)),
+        u64::from(min) * INSTRUCTIONS_PER_TICK,
+        u64::from(max) * INSTRUCTIONS_PER_TICK,
+        stack_used()
+    );
+    exit(if images > 0 && matches == images && images as usize == LABELS.len() { 0 } else { EXIT_MISMATCH })
+}
+
+/// Runs `f` and returns its result and the SysTick ticks it took (repeatable under `-icount`).
+fn timed<R>(syst: &mut SYST, f: impl FnOnce() -> R) -> (R, u32) {
+    syst.clear_current(); // also clears COUNTFLAG
+    let start = SYST::get_current();
+    let result = f();
+    let end = SYST::get_current();
+    assert!(!syst.has_wrapped(), "SysTick wrapped: the region took more than 2^24 ticks");
+    (result, start.wrapping_sub(end) & SYST_RELOAD)
+}
+
+/// Bytes of stack used so far: cortex-m-rt's `paint-stack` filled the stack with a known value at
+/// reset, and the deepest word that no longer holds it marks the high-water line.
+fn stack_used() -> usize {
+    unsafe extern "C" {
+        static _stack_end: u32; // lowest address of the stack region (cortex-m-rt's link.x)
+        static _stack_start: u32; // initial stack pointer, its top
+    }
+    let bottom = (&raw const _stack_end).cast::<u32>();
+    let top = (&raw const _stack_start) as usize;
+    let sp = cortex_m::register::msp::read() as usize;
+    let mut word = bottom;
+    // SAFETY: every word from the bottom of the stack region up to the current stack pointer lies in
+    // RAM that no live object occupies; reading it volatile observes only the paint or stale data.
+    while (word as usize) < sp && unsafe { word.read_volatile() } == cortex_m_rt::STACK_PAINT_VALUE {
+        word = word.wrapping_add(1);
+    }
+    top - word as usize
+}
+
+/// Ends the QEMU session with `status` (semihosting SYS_EXIT_EXTENDED; `debug::exit` knows only
+/// success and failure).
+fn exit(status: u32) -> ! {
+    const SYS_EXIT_EXTENDED: usize = 0x20;
+    let block = [Exception::ApplicationExit as usize, status as usize];
+    // SAFETY: SYS_EXIT_EXTENDED takes a pointer to a two-word parameter block, which `block` is.
+    unsafe { cortex_m_semihosting::syscall(SYS_EXIT_EXTENDED, &block) };
+    loop {
+        cortex_m::asm::wfi();
+    }
+}

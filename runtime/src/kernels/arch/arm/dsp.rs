@@ -1,0 +1,137 @@
+//! DSP extension: `SXTB16` splits a word of 4 int8 into two pairs of i16 (bytes 0,2 and,
+//! rotated, 1,3) and `SMLAD` multiplies both pairs and adds them to an accumulator, so one
+//! group of 4 taps (one word of the packed weights, one word of the patch) takes 2 `SMLAD`
+//! after the unpacking. Patches and weights are unpacked the same way, so the pairing does not
+//! change the sum. 2 pixels × 2 channels share each unpacked word. The intrinsics (`__smlad`,
+//! `__sxtb16`) are unstable, hence one-instruction `asm!` wrappers.
+
+use crate::format::TAP_GROUP;
+use crate::kernels::driver::{self, MAX_BLOCK, Micro};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry};
+
+/// Always available where this module is compiled (the DSP targets).
+pub fn is_available() -> bool {
+    true
+}
+
+pub(crate) struct ArmDsp;
+
+/// `SXTB16 x`: bytes 0 and 2 sign-extended into the two halfwords.
+#[inline(always)]
+fn sxtb16(x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: a pure register operation of the DSP extension, which this target has.
+    unsafe { core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x, options(pure, nomem, nostack)) };
+    r
+}
+
+/// `SXTB16 x, ROR #8`: bytes 1 and 3 sign-extended into the two halfwords.
+#[inline(always)]
+fn sxtb16_ror8(x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!("sxtb16 {r}, {x}, ror #8", r = lateout(reg) r, x = in(reg) x, options(pure, nomem, nostack))
+    };
+    r
+}
+
+/// `SMLAD`: `acc + a.lo·b.lo + a.hi·b.hi` (signed halfwords, wrapping).
+#[inline(always)]
+fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let r: i32;
+    // SAFETY: as above. (The Q flag it may set is not read by anything.)
+    unsafe {
+        core::arch::asm!(
+            "smlad {r}, {a}, {b}, {acc}",
+            r = lateout(reg) r,
+            a = in(reg) a,
+            b = in(reg) b,
+            acc = in(reg) acc,
+            options(pure, nomem, nostack)
+        )
+    };
+    r
+}
+
+/// 4 bytes at `i` as a little-endian word (an unaligned `LDR`).
+#[inline(always)]
+fn word(s: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]])
+}
+
+impl Micro for ArmDsp {
+    const OFFSET: i32 = 0;
+    const BLOCK: usize = MAX_BLOCK;
+
+    #[inline(always)]
+    unsafe fn accumulate<const P: usize>(
+        patches: [&[u8]; P],
+        groups: usize,
+        weights: &[i8],
+        out: usize,
+        oc0: usize,
+        n: usize,
+        bias: &[i32],
+        acc: &mut [[i32; MAX_BLOCK]; P],
+    ) {
+        let w: &[u8] = bytemuck::cast_slice(weights);
+        // Pixel pairs × channel pairs; an odd last pixel or channel repeats its neighbour.
+        for p0 in (0..P).step_by(2) {
+            let p1 = (p0 + 1).min(P - 1);
+            for j0 in (0..n).step_by(2) {
+                let j1 = (j0 + 1).min(n - 1);
+                let (c0, c1) = (oc0 + j0, oc0 + j1);
+                let mut a = [[bias[c0], bias[c1]]; 2];
+                for g in 0..groups {
+                    let (x0, x1) = (word(patches[p0], g * TAP_GROUP), word(patches[p1], g * TAP_GROUP));
+                    let (w0, w1) = (word(w, (g * out + c0) * TAP_GROUP), word(w, (g * out + c1) * TAP_GROUP));
+                    let (x0e, x0o, x1e, x1o) = (sxtb16(x0), sxtb16_ror8(x0), sxtb16(x1), sxtb16_ror8(x1));
+                    let (w0e, w0o, w1e, w1o) = (sxtb16(w0), sxtb16_ror8(w0), sxtb16(w1), sxtb16_ror8(w1));
+                    a[0][0] = smlad(x0o, w0o, smlad(x0e, w0e, a[0][0]));
+                    a[0][1] = smlad(x0o, w1o, smlad(x0e, w1e, a[0][1]));
+                    a[1][0] = smlad(x1o, w0o, smlad(x1e, w0e, a[1][0]));
+                    a[1][1] = smlad(x1o, w1o, smlad(x1e, w1e, a[1][1]));
+                }
+                acc[p0][j0] = a[0][0];
+                acc[p0][j1] = a[0][1];
+                acc[p1][j0] = a[1][0];
+                acc[p1][j1] = a[1][1];
+            }
+        }
+    }
+}
+
+/// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
+///
+/// # Safety
+/// Always sound where compiled; `unsafe` for the same signature as the other ISAs.
+pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: the DSP extension is part of every target this module is compiled for.
+    unsafe { driver::conv2d_s8::<ArmDsp>(op, input, output, scratch) }
+}
+
+/// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
+///
+/// # Safety
+/// Always sound where compiled.
+pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: as above.
+    unsafe { driver::dense_s8::<ArmDsp>(op, input, output, scratch) }
+}
+
+/// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]).
+///
+/// # Safety
+/// Always sound where compiled.
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+    driver::maxpool2d_s8(p, input, output)
+}
+
+/// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
+///
+/// # Safety
+/// Always sound where compiled.
+pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+    driver::avgpool2d_s8(p, q, input, output)
+}

@@ -1,0 +1,169 @@
+//! AVX2: the 4 input bytes of a pixel, widened to i16 and broadcast, times the packed weights of
+//! 4 channels widened to i16, summed pairwise into i32 (`vpmaddwd`): 8 channels per block for 4
+//! pixels. `_mm256_maddubs_epi16` is not used for products: it saturates its i16 pair sums, so
+//! it is not exact for `u8 × i8`.
+
+use core::arch::x86_64::*;
+
+use crate::format::TAP_GROUP;
+use crate::kernels::driver::{self, MAX_BLOCK, Micro};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+
+/// Whether this CPU has AVX2 (detected at run time with `std`, else the compile-time target).
+pub fn is_available() -> bool {
+    #[cfg(any(feature = "std", test))]
+    {
+        std::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(any(feature = "std", test)))]
+    {
+        cfg!(target_feature = "avx2")
+    }
+}
+
+pub(crate) struct Avx2;
+
+/// Channels per block.
+const BLOCK: usize = 8;
+
+impl Micro for Avx2 {
+    const OFFSET: i32 = 128;
+    const BLOCK: usize = BLOCK;
+
+    #[inline(always)]
+    unsafe fn accumulate<const P: usize>(
+        patches: [&[u8]; P],
+        groups: usize,
+        weights: &[i8],
+        out: usize,
+        oc0: usize,
+        n: usize,
+        bias: &[i32],
+        acc: &mut [[i32; MAX_BLOCK]; P],
+    ) {
+        if n != BLOCK {
+            return driver::accumulate_portable::<P>(Self::OFFSET, patches, groups, weights, out, oc0, n, bias, acc);
+        }
+        // SAFETY: AVX2 is available; each group reads the 32 bytes of channels oc0..oc0 + 8
+        // (in bounds: oc0 + 8 <= out) and 4 patch bytes at 4g < 4·groups.
+        unsafe {
+            // Lane 2j of lo (hi) holds taps 0-1 of channel j (j + 4), lane 2j + 1 taps 2-3.
+            let mut lo = [_mm256_setzero_si256(); P];
+            let mut hi = [_mm256_setzero_si256(); P];
+            for g in 0..groups {
+                let w = weights.as_ptr().add((g * out + oc0) * TAP_GROUP);
+                let w_lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.cast()));
+                let w_hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16).cast()));
+                for p in 0..P {
+                    let quad = _mm_cvtsi32_si128(i32::from_le_bytes([
+                        patches[p][g * 4],
+                        patches[p][g * 4 + 1],
+                        patches[p][g * 4 + 2],
+                        patches[p][g * 4 + 3],
+                    ]));
+                    let x = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(quad));
+                    lo[p] = _mm256_add_epi32(lo[p], _mm256_madd_epi16(x, w_lo));
+                    hi[p] = _mm256_add_epi32(hi[p], _mm256_madd_epi16(x, w_hi));
+                }
+            }
+            let b = _mm256_loadu_si256(bias.as_ptr().add(oc0).cast());
+            for p in 0..P {
+                // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7]; the permute restores channel order.
+                let sums = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(lo[p], hi[p]));
+                _mm256_storeu_si256(acc[p].as_mut_ptr().cast(), _mm256_add_epi32(sums, b));
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn weight_sums(weights: &[i8], out: usize, sums: &mut [i32]) {
+        if out % BLOCK != 0 {
+            return driver::weight_sums_portable(weights, out, sums);
+        }
+        let groups = weights.len() / (TAP_GROUP * out).max(1);
+        // SAFETY: AVX2 is available; loads of 32 bytes at channels c0..c0 + 8 <= out.
+        unsafe {
+            let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
+            for c0 in (0..out).step_by(BLOCK) {
+                let mut s = _mm256_setzero_si256();
+                for g in 0..groups {
+                    let w = _mm256_loadu_si256(weights.as_ptr().add((g * out + c0) * TAP_GROUP).cast());
+                    // 1·w + 1·w' fits i16, so maddubs cannot saturate here.
+                    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w), ones16));
+                }
+                _mm256_storeu_si256(sums.as_mut_ptr().add(c0).cast(), s);
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn requantize(
+        acc: &[i32],
+        n: usize,
+        oc0: usize,
+        requant: &Requantizer<'_>,
+        zp: i32,
+        min: i32,
+        max: i32,
+        out: &mut [i8],
+    ) {
+        let Requantizer::PerChannel(m) = *requant else {
+            return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
+        };
+        let full = n / BLOCK * BLOCK;
+        // SAFETY: AVX2 is available; 8-lane loads at j + 8 <= n (acc, m[oc0..]) and stores of
+        // 8 bytes into out[j..j + 8]. Rounding: see the AVX-512 module.
+        unsafe {
+            let (zpv, lo, hi) = (_mm256_set1_epi32(zp), _mm256_set1_epi32(min), _mm256_set1_epi32(max));
+            for j in (0..full).step_by(BLOCK) {
+                let a = _mm256_cvtepi32_ps(_mm256_loadu_si256(acc.as_ptr().add(j).cast()));
+                let mv = _mm256_castsi256_ps(_mm256_loadu_si256(m.as_ptr().add(oc0 + j).cast()));
+                let r = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(a, mv)), zpv);
+                let r = _mm256_min_epi32(_mm256_max_epi32(r, lo), hi);
+                // Values are in [-128, 127]: pack 32 -> 16 -> 8 bits without saturating anything.
+                let r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+                let r8 = _mm_packs_epi16(r16, r16);
+                _mm_storel_epi64(out.as_mut_ptr().add(j).cast(), r8);
+            }
+        }
+        driver::requantize_portable(&acc[full..], n - full, oc0 + full, requant, zp, min, max, &mut out[full..]);
+    }
+}
+
+/// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
+///
+/// # Safety
+/// The CPU must have AVX2 ([`is_available`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: AVX2 is enabled for this function.
+    unsafe { driver::conv2d_s8::<Avx2>(op, input, output, scratch) }
+}
+
+/// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
+///
+/// # Safety
+/// The CPU must have AVX2 ([`is_available`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: AVX2 is enabled for this function.
+    unsafe { driver::dense_s8::<Avx2>(op, input, output, scratch) }
+}
+
+/// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
+///
+/// # Safety
+/// The CPU must have AVX2 ([`is_available`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+    driver::maxpool2d_s8(p, input, output)
+}
+
+/// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
+///
+/// # Safety
+/// The CPU must have AVX2 ([`is_available`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+    driver::avgpool2d_s8(p, q, input, output)
+}

@@ -1,0 +1,209 @@
+//! AVX-512 VNNI: `vpdpbusd` multiplies the 4 broadcast input bytes of a pixel with 16 output
+//! channels' 4 packed weights and adds them into 16 i32 lanes. Blocks of up to 64 channels
+//! (4 vectors) for 4 pixels keep 16 accumulators in registers; partial vectors use masks, so
+//! there is no scalar tail.
+
+use core::arch::x86_64::*;
+
+use crate::format::TAP_GROUP;
+use crate::kernels::driver::{self, MAX_BLOCK, Micro};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+
+/// Whether this CPU has AVX-512 F, BW and VNNI (detected at run time with `std`, else the
+/// compile-time target).
+pub fn is_available() -> bool {
+    #[cfg(any(feature = "std", test))]
+    {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(any(feature = "std", test)))]
+    {
+        cfg!(all(target_feature = "avx512f", target_feature = "avx512bw", target_feature = "avx512vnni"))
+    }
+}
+
+pub(crate) struct Avx512Vnni;
+
+/// The lane mask of vector `v` of a block of `n` channels.
+#[inline(always)]
+fn lanes(n: usize, v: usize) -> u16 {
+    let m = n.saturating_sub(16 * v).min(16);
+    if m == 16 { u16::MAX } else { (1u16 << m) - 1 }
+}
+
+/// 4 bytes of `s` at `i` as one little-endian i32.
+///
+/// # Safety
+/// `i + 4 <= s.len()`.
+#[inline(always)]
+unsafe fn word(s: &[u8], i: usize) -> i32 {
+    debug_assert!(i + 4 <= s.len());
+    // SAFETY: in bounds (the caller's contract); unaligned reads are allowed.
+    unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<i32>()) }
+}
+
+/// [`Micro::accumulate`] with `NV` vectors of 16 channels.
+///
+/// # Safety
+/// AVX-512 F/BW/VNNI; the [`Micro::accumulate`] contract, with `n <= 16·NV`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn accumulate_nv<const NV: usize, const P: usize>(
+    patches: [&[u8]; P],
+    groups: usize,
+    weights: &[i8],
+    out: usize,
+    oc0: usize,
+    n: usize,
+    bias: &[i32],
+    acc: &mut [[i32; MAX_BLOCK]; P],
+) {
+    let mut mask = [0u16; NV];
+    for (v, m) in mask.iter_mut().enumerate() {
+        *m = lanes(n, v);
+    }
+    // SAFETY: masked-in lanes read `bias[oc0 .. oc0 + n]` and, per group, the `4n` bytes of
+    // channels `oc0 .. oc0 + n` in `weights`; masked-out lanes are not accessed.
+    unsafe {
+        let mut a = [[_mm512_setzero_si512(); NV]; P];
+        for v in 0..NV {
+            let b = _mm512_maskz_loadu_epi32(mask[v], bias.as_ptr().add(oc0 + 16 * v));
+            for row in a.iter_mut() {
+                row[v] = b;
+            }
+        }
+        for g in 0..groups {
+            let w = weights.as_ptr().add((g * out + oc0) * TAP_GROUP);
+            let mut wv = [_mm512_setzero_si512(); NV];
+            for v in 0..NV {
+                wv[v] = _mm512_maskz_loadu_epi32(mask[v], w.add(64 * v).cast());
+            }
+            for p in 0..P {
+                let x = _mm512_set1_epi32(word(patches[p], g * TAP_GROUP));
+                for v in 0..NV {
+                    a[p][v] = _mm512_dpbusd_epi32(a[p][v], x, wv[v]);
+                }
+            }
+        }
+        for p in 0..P {
+            for v in 0..NV {
+                _mm512_mask_storeu_epi32(acc[p].as_mut_ptr().add(16 * v), mask[v], a[p][v]);
+            }
+        }
+    }
+}
+
+impl Micro for Avx512Vnni {
+    const OFFSET: i32 = 128;
+    const BLOCK: usize = 64;
+
+    #[inline(always)]
+    unsafe fn accumulate<const P: usize>(
+        patches: [&[u8]; P],
+        groups: usize,
+        weights: &[i8],
+        out: usize,
+        oc0: usize,
+        n: usize,
+        bias: &[i32],
+        acc: &mut [[i32; MAX_BLOCK]; P],
+    ) {
+        // SAFETY: the caller's contract, with n <= 16·NV for the chosen NV.
+        unsafe {
+            match n.div_ceil(16) {
+                0 | 1 => accumulate_nv::<1, P>(patches, groups, weights, out, oc0, n, bias, acc),
+                2 => accumulate_nv::<2, P>(patches, groups, weights, out, oc0, n, bias, acc),
+                3 => accumulate_nv::<3, P>(patches, groups, weights, out, oc0, n, bias, acc),
+                _ => accumulate_nv::<4, P>(patches, groups, weights, out, oc0, n, bias, acc),
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn weight_sums(weights: &[i8], out: usize, sums: &mut [i32]) {
+        let groups = weights.len() / (TAP_GROUP * out).max(1);
+        // SAFETY: masked loads stay inside each group's `4·out` bytes and `sums`.
+        unsafe {
+            let ones = _mm512_set1_epi8(1);
+            for c0 in (0..out).step_by(16) {
+                let m = lanes(out - c0, 0);
+                let mut s = _mm512_setzero_si512();
+                for g in 0..groups {
+                    let w = _mm512_maskz_loadu_epi32(m, weights.as_ptr().add((g * out + c0) * TAP_GROUP).cast());
+                    s = _mm512_dpbusd_epi32(s, ones, w);
+                }
+                _mm512_mask_storeu_epi32(sums.as_mut_ptr().add(c0), m, s);
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn requantize(
+        acc: &[i32],
+        n: usize,
+        oc0: usize,
+        requant: &Requantizer<'_>,
+        zp: i32,
+        min: i32,
+        max: i32,
+        out: &mut [i8],
+    ) {
+        let Requantizer::PerChannel(m) = *requant else {
+            return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
+        };
+        // SAFETY: masked lanes stay inside `acc[..n]`, `m[oc0..oc0 + n]` and `out[..n]`.
+        // `cvtdq2ps`/`mulps` round to nearest even like tract's f32 arithmetic and `cvtps2dq`
+        // rounds half to even; accumulators are bounded below 2^30 at load (no saturation).
+        unsafe {
+            let (zp, lo, hi) = (_mm512_set1_epi32(zp), _mm512_set1_epi32(min), _mm512_set1_epi32(max));
+            for j in (0..n).step_by(16) {
+                let k = lanes(n - j, 0);
+                let a = _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(k, acc.as_ptr().add(j)));
+                let mv = _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(k, m.as_ptr().add(oc0 + j).cast()));
+                let r = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(a, mv)), zp);
+                let r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+                _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(j).cast(), k, r);
+            }
+        }
+    }
+}
+
+/// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: the features are enabled for this function.
+    unsafe { driver::conv2d_s8::<Avx512Vnni>(op, input, output, scratch) }
+}
+
+/// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    // SAFETY: the features are enabled for this function.
+    unsafe { driver::dense_s8::<Avx512Vnni>(op, input, output, scratch) }
+}
+
+/// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+    driver::maxpool2d_s8(p, input, output)
+}
+
+/// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+    driver::avgpool2d_s8(p, q, input, output)
+}

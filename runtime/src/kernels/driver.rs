@@ -1,0 +1,449 @@
+//! The shared driver of the int8 fast paths: everything but the inner loops.
+//!
+//! Every ISA module supplies a [`Micro`] kernel and calls these generic functions from its
+//! `#[target_feature]` entry points, so the driver is compiled with that ISA's features. The
+//! micro-kernel vectorizes over *output channels*: for each group of 4 taps it broadcasts the 4
+//! input bytes of a pixel and multiplies them with the packed weights of a block of channels
+//! (`[ceil(K/4)][out][4]`, one 32-bit word per channel and group), accumulating one i32 per
+//! channel — no horizontal sums. The driver:
+//!
+//! - copies each convolution output's receptive field into a contiguous *patch* (im2col) in the
+//!   scratch buffer, adding the micro-kernel's input offset (128 for `u8 × i8` instructions such
+//!   as `vpdpbusd`: padding becomes `zero_point + offset`, i.e. real zero) and zero-filling the
+//!   taps past `K`;
+//! - folds the offset into an effective bias once per call,
+//!   `bias − (offset + zp_in)·Σ w`, so that `acc = bias_eff + Σ (x + offset)·w = bias + Σ (x − zp_in)·w`
+//!   in wrapping i32 arithmetic (exact because the true accumulator fits in i32, which
+//!   [`crate::Model::from_bytes`] checks);
+//! - walks output pixels in groups of 4 (a fused pool's window, or 4 consecutive pixels) and
+//!   channels in the micro-kernel's blocks, requantizes, and max- or average-pools.
+//!
+//! The results equal [`crate::kernels::reference`] bit for bit; the property suite in
+//! `kernels/tests.rs` checks that for every ISA.
+
+use crate::format::TAP_GROUP;
+use crate::kernels::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer};
+use crate::quant;
+
+/// Output pixels per micro-kernel call (convolutions).
+pub(crate) const PIXELS: usize = 4;
+/// Most output channels of one micro-kernel call.
+pub(crate) const MAX_BLOCK: usize = 64;
+/// Patches are zero-padded to a multiple of this many bytes.
+pub(crate) const PATCH_ALIGN: usize = 16;
+
+/// An ISA's int8 micro-kernel.
+///
+/// # Safety
+/// Implementations use instructions of their ISA: call them only where the ISA is available
+/// (from a `#[target_feature]` function that checked it, or where it is enabled at compile time).
+pub(crate) trait Micro {
+    /// What the patches hold: `x + OFFSET` for each int8 input `x` (0: the bits of `x`, read as
+    /// `i8`; 128: `x ^ 0x80`, i.e. `x + 128` read as `u8`).
+    const OFFSET: i32;
+    /// Output channels per call (at most [`MAX_BLOCK`]).
+    const BLOCK: usize;
+
+    /// `acc[p][j] = bias[oc0 + j] + Σ_{t < 4·groups} patches[p][t] · W[t][oc0 + j]` for `j < n`,
+    /// in wrapping i32 arithmetic. `weights` are packed (`[groups][out][4]`); every patch holds at
+    /// least `4·groups` bytes, padded with zeros to a multiple of [`PATCH_ALIGN`].
+    ///
+    /// # Safety
+    /// The ISA must be available; `oc0 + n <= out <= bias.len()`, `n <= BLOCK`,
+    /// `weights.len() == groups·4·out`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn accumulate<const P: usize>(
+        patches: [&[u8]; P],
+        groups: usize,
+        weights: &[i8],
+        out: usize,
+        oc0: usize,
+        n: usize,
+        bias: &[i32],
+        acc: &mut [[i32; MAX_BLOCK]; P],
+    ) {
+        accumulate_portable::<P>(Self::OFFSET, patches, groups, weights, out, oc0, n, bias, acc)
+    }
+
+    /// `sums[c] = Σ_t W[t][c]` for every output channel (padding taps are zero).
+    ///
+    /// # Safety
+    /// The ISA must be available; `sums.len() == out`, `weights.len() == groups·4·out`.
+    unsafe fn weight_sums(weights: &[i8], out: usize, sums: &mut [i32]) {
+        weight_sums_portable(weights, out, sums)
+    }
+
+    /// `out[j] = clamp(requant(acc[j], oc0 + j) + zp, min, max)` for `j < n`.
+    ///
+    /// # Safety
+    /// The ISA must be available; `n <= acc.len(), out.len()`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn requantize(
+        acc: &[i32],
+        n: usize,
+        oc0: usize,
+        requant: &Requantizer<'_>,
+        zp: i32,
+        min: i32,
+        max: i32,
+        out: &mut [i8],
+    ) {
+        requantize_portable(acc, n, oc0, requant, zp, min, max, out)
+    }
+}
+
+/// The portable form of [`Micro::accumulate`] (reads `x + offset` as `u8` or `i8`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn accumulate_portable<const P: usize>(
+    offset: i32,
+    patches: [&[u8]; P],
+    groups: usize,
+    weights: &[i8],
+    out: usize,
+    oc0: usize,
+    n: usize,
+    bias: &[i32],
+    acc: &mut [[i32; MAX_BLOCK]; P],
+) {
+    for (p, row) in acc.iter_mut().enumerate() {
+        for j in 0..n {
+            let c = oc0 + j;
+            let mut a = bias[c];
+            for g in 0..groups {
+                for b in 0..TAP_GROUP {
+                    let t = g * TAP_GROUP + b;
+                    let x = if offset == 0 { patches[p][t] as i8 as i32 } else { patches[p][t] as i32 };
+                    a = a.wrapping_add(x * weights[(g * out + c) * TAP_GROUP + b] as i32);
+                }
+            }
+            row[j] = a;
+        }
+    }
+}
+
+/// The portable form of [`Micro::weight_sums`].
+#[inline(always)]
+pub(crate) fn weight_sums_portable(weights: &[i8], out: usize, sums: &mut [i32]) {
+    sums.fill(0);
+    for group in weights.chunks_exact(TAP_GROUP * out) {
+        for (s, word) in sums.iter_mut().zip(group.chunks_exact(TAP_GROUP)) {
+            *s += word.iter().map(|&w| w as i32).sum::<i32>();
+        }
+    }
+}
+
+/// The portable form of [`Micro::requantize`].
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn requantize_portable(
+    acc: &[i32],
+    n: usize,
+    oc0: usize,
+    requant: &Requantizer<'_>,
+    zp: i32,
+    min: i32,
+    max: i32,
+    out: &mut [i8],
+) {
+    for j in 0..n {
+        out[j] = quant::finish(requant.apply(acc[j], oc0 + j), zp, min, max);
+    }
+}
+
+/// Patch bytes for `k` taps: padded to a multiple of [`PATCH_ALIGN`].
+pub const fn patch_len(k: usize) -> usize {
+    k.div_ceil(PATCH_ALIGN) * PATCH_ALIGN
+}
+
+/// Scratch bytes the driver needs for a convolution: an effective bias per output channel (and
+/// 4 bytes to align it), and one patch per pixel of a group (a fused pool's window rounded up
+/// to 4 pixels, else 4 pixels).
+pub const fn conv2d_s8_scratch_size(g: &ConvGeometry, pool_window: usize) -> usize {
+    let group = if pool_window > PIXELS { pool_window.div_ceil(PIXELS) * PIXELS } else { PIXELS };
+    4 + 4 * g.output.c + group * patch_len(g.filter_len())
+}
+
+/// Scratch bytes the driver needs for a dense layer: the effective biases and the input patch.
+pub const fn dense_s8_scratch_size(input_len: usize, output_len: usize) -> usize {
+    4 + 4 * output_len + patch_len(input_len)
+}
+
+/// Splits scratch into `n` aligned i32 and the bytes after them (`None` if too small).
+fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
+    // SAFETY: `align_to_mut` on plain integers is sound (any bit pattern is an i32).
+    let (head, _, _) = unsafe { scratch.align_to_mut::<i32>() };
+    let skip = head.len();
+    let rest = scratch.get_mut(skip..)?;
+    if rest.len() < 4 * n {
+        return None;
+    }
+    let (ints, bytes) = rest.split_at_mut(4 * n);
+    let ints: &mut [i32] = bytemuck::try_cast_slice_mut(ints).ok()?;
+    Some((ints, bytes))
+}
+
+/// `bias − (offset + zp)·Σ w` per output channel, in wrapping arithmetic.
+///
+/// # Safety
+/// `M`'s ISA must be available.
+#[inline(always)]
+unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: &[i32], zp: i32, eff: &mut [i32]) {
+    // SAFETY: the caller runs with M's ISA available; `eff.len() == out`.
+    unsafe { M::weight_sums(weights, out, eff) };
+    let correction = M::OFFSET + zp;
+    for (e, &b) in eff.iter_mut().zip(bias) {
+        *e = b.wrapping_sub(correction.wrapping_mul(*e));
+    }
+}
+
+/// Writes the patch of conv output `(oy, ox)`: the receptive field in OHWI tap order, each input
+/// `x` stored as `x + offset`, padding as `zero_point + offset`, zeros after the last tap.
+#[inline(always)]
+fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32, zp: i32, patch: &mut [u8]) {
+    let pad = (zp + offset) as u8;
+    let flip = offset as u8; // 0 or 0x80: x + 128 as u8 is x ^ 0x80
+    let row_len = g.kernel_w * g.input.c;
+    for ky in 0..g.kernel_h {
+        let dst = &mut patch[ky * row_len..(ky + 1) * row_len];
+        let iy = (oy * g.stride_h + ky).wrapping_sub(g.pad_top);
+        if iy >= g.input.h {
+            dst.fill(pad);
+            continue;
+        }
+        let x0 = (ox * g.stride_w).wrapping_sub(g.pad_left);
+        if x0 < g.input.w && x0 + g.kernel_w <= g.input.w {
+            // The whole kernel row is inside the input: one contiguous run.
+            let start = g.input.index(iy, x0, 0);
+            for (d, &x) in dst.iter_mut().zip(&input[start..start + row_len]) {
+                *d = x as u8 ^ flip;
+            }
+        } else {
+            for kx in 0..g.kernel_w {
+                let ix = (ox * g.stride_w + kx).wrapping_sub(g.pad_left);
+                let cell = &mut dst[kx * g.input.c..(kx + 1) * g.input.c];
+                if ix >= g.input.w {
+                    cell.fill(pad);
+                } else {
+                    let start = g.input.index(iy, ix, 0);
+                    for (d, &x) in cell.iter_mut().zip(&input[start..start + g.input.c]) {
+                        *d = x as u8 ^ flip;
+                    }
+                }
+            }
+        }
+    }
+    patch[g.kernel_h * row_len..].fill(0);
+}
+
+#[inline(always)]
+fn avg_finish(sum: i32, q: &AvgRequant) -> i8 {
+    quant::finish(quant::requantize_uniform(sum, q.multiplier, q.shift), q.output_zero_point, -128, 127)
+}
+
+/// int8 convolution with fused activation range and pool (see the module docs).
+///
+/// Falls back to the reference kernel if `scratch` is smaller than
+/// [`conv2d_s8_scratch_size`] (a validated model always provides enough).
+///
+/// # Safety
+/// `M`'s ISA must be available.
+#[inline(always)]
+pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    let g = &op.geometry;
+    let k = g.filter_len();
+    let out = g.output.c;
+    let groups = k.div_ceil(TAP_GROUP);
+    let plen = patch_len(k);
+    let window = op.pool.map_or(1, |(_, p, _)| p.window_len());
+    let slots = if window > PIXELS { window.div_ceil(PIXELS) * PIXELS } else { PIXELS };
+    let Some((eff, patches)) = carve(scratch, out) else {
+        return crate::kernels::reference::conv2d_s8(op, input, output);
+    };
+    if patches.len() < slots * plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
+        return crate::kernels::reference::conv2d_s8(op, input, output);
+    }
+    // SAFETY: the caller runs with M's ISA available.
+    unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
+    let eff: &[i32] = eff;
+    let mut acc = [[0i32; MAX_BLOCK]; PIXELS];
+    let mut q = [[0i8; MAX_BLOCK]; PIXELS];
+    let (min, max) = (op.act_min, op.act_max);
+
+    match op.pool {
+        None => {
+            let total = g.output.h * g.output.w;
+            let mut first = 0;
+            while first < total {
+                let n_px = (total - first).min(PIXELS);
+                for p in 0..PIXELS {
+                    let pixel = first + p.min(n_px - 1);
+                    let at = (pixel / g.output.w, pixel % g.output.w);
+                    im2col(g, input, at, M::OFFSET, op.input_zero_point, &mut patches[p * plen..(p + 1) * plen]);
+                }
+                let pp = patch_refs(patches, plen, 0);
+                for oc0 in (0..out).step_by(M::BLOCK) {
+                    let n = (out - oc0).min(M::BLOCK);
+                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                    unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
+                    for p in 0..n_px {
+                        let base = (first + p) * out + oc0;
+                        // SAFETY: as above.
+                        unsafe {
+                            M::requantize(&acc[p], n, oc0, &op.requant, op.conv_zero_point, min, max, &mut output[base..base + n])
+                        };
+                    }
+                }
+                first += n_px;
+            }
+        }
+        Some((kind, pg, avg)) => {
+            for py in 0..pg.output.h {
+                for px in 0..pg.output.w {
+                    // The window's conv pixels; the last group of 4 repeats the last pixel.
+                    for slot in 0..slots {
+                        let w = slot.min(window - 1);
+                        let at = (py * pg.stride_h + w / pg.size_w, px * pg.stride_w + w % pg.size_w);
+                        im2col(g, input, at, M::OFFSET, op.input_zero_point, &mut patches[slot * plen..(slot + 1) * plen]);
+                    }
+                    for oc0 in (0..out).step_by(M::BLOCK) {
+                        let n = (out - oc0).min(M::BLOCK);
+                        let mut best = [i8::MIN; MAX_BLOCK];
+                        let mut sum = [0i32; MAX_BLOCK];
+                        for first in (0..window).step_by(PIXELS) {
+                            let pp = patch_refs(patches, plen, first);
+                            // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                            unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
+                            let n_px = (window - first).min(PIXELS);
+                            for p in 0..n_px {
+                                // SAFETY: as above.
+                                unsafe {
+                                    M::requantize(&acc[p], n, oc0, &op.requant, op.conv_zero_point, min, max, &mut q[p])
+                                };
+                                match kind {
+                                    PoolKind::Max => {
+                                        for (b, &v) in best[..n].iter_mut().zip(&q[p][..n]) {
+                                            *b = (*b).max(v);
+                                        }
+                                    }
+                                    PoolKind::Avg => {
+                                        for (s, &v) in sum[..n].iter_mut().zip(&q[p][..n]) {
+                                            *s += v as i32 - avg.input_zero_point;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        let dst = &mut output[pg.output.index(py, px, oc0)..][..n];
+                        match kind {
+                            PoolKind::Max => dst.copy_from_slice(&best[..n]),
+                            PoolKind::Avg => {
+                                for (d, &s) in dst.iter_mut().zip(&sum[..n]) {
+                                    *d = avg_finish(s, &avg);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn patch_refs(patches: &[u8], plen: usize, first: usize) -> [&[u8]; PIXELS] {
+    [0, 1, 2, 3].map(|p| &patches[(first + p) * plen..(first + p + 1) * plen])
+}
+
+/// int8 dense layer (see the module docs). Falls back to the reference kernel if `scratch` is
+/// smaller than [`dense_s8_scratch_size`].
+///
+/// # Safety
+/// `M`'s ISA must be available.
+#[inline(always)]
+pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+    let (k, out) = (op.input_len, op.output_len);
+    let groups = k.div_ceil(TAP_GROUP);
+    let plen = patch_len(k);
+    let Some((eff, patch)) = carve(scratch, out) else {
+        return crate::kernels::reference::dense_s8(op, input, output);
+    };
+    if patch.len() < plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
+        return crate::kernels::reference::dense_s8(op, input, output);
+    }
+    let patch = &mut patch[..plen];
+    let flip = M::OFFSET as u8;
+    for (d, &x) in patch.iter_mut().zip(&input[..k]) {
+        *d = x as u8 ^ flip;
+    }
+    patch[k..].fill(0);
+    // SAFETY: the caller runs with M's ISA available.
+    unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
+    let eff: &[i32] = eff;
+    let mut acc = [[0i32; MAX_BLOCK]; 1];
+    for oc0 in (0..out).step_by(M::BLOCK) {
+        let n = (out - oc0).min(M::BLOCK);
+        // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+        unsafe {
+            M::accumulate::<1>([&*patch], groups, op.weights, out, oc0, n, eff, &mut acc);
+            M::requantize(
+                &acc[0],
+                n,
+                oc0,
+                &op.requant,
+                op.output_zero_point,
+                op.act_min,
+                op.act_max,
+                &mut output[oc0..oc0 + n],
+            );
+        }
+    }
+}
+
+/// int8 max pool, vectorizable over channels.
+#[inline(always)]
+pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+    let c = p.input.c;
+    for py in 0..p.output.h {
+        for px in 0..p.output.w {
+            let out = &mut output[p.output.index(py, px, 0)..][..c];
+            out.fill(i8::MIN);
+            for dy in 0..p.size_h {
+                for dx in 0..p.size_w {
+                    let at = p.input.index(py * p.stride_h + dy, px * p.stride_w + dx, 0);
+                    for (o, &x) in out.iter_mut().zip(&input[at..at + c]) {
+                        *o = (*o).max(x);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// int8 average pool: window sums vectorizable over channels (64 at a time), then the uniform
+/// requantization.
+#[inline(always)]
+pub(crate) fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+    const BLOCK: usize = 64;
+    let c = p.input.c;
+    for py in 0..p.output.h {
+        for px in 0..p.output.w {
+            for c0 in (0..c).step_by(BLOCK) {
+                let m = (c - c0).min(BLOCK);
+                let mut acc = [0i32; BLOCK];
+                for dy in 0..p.size_h {
+                    for dx in 0..p.size_w {
+                        let at = p.input.index(py * p.stride_h + dy, px * p.stride_w + dx, c0);
+                        for (a, &x) in acc[..m].iter_mut().zip(&input[at..at + m]) {
+                            *a += x as i32 - q.input_zero_point;
+                        }
+                    }
+                }
+                let out = &mut output[p.output.index(py, px, c0)..][..m];
+                for (o, &a) in out.iter_mut().zip(&acc[..m]) {
+                    *o = avg_finish(a, q);
+                }
+            }
+        }
+    }
+}

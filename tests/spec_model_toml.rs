@@ -1,0 +1,469 @@
+//! `model.toml` parsing, validation, shape inference, overrides and training keys, with real
+//! malformed inputs: every error must name the key path, the line and what is allowed.
+
+use std::path::Path;
+
+use mnistc::spec::{
+    Activation, Dataset, InvalidKind, Layer, LrSchedule, ModelSpec, Optimizer, Overrides, Padding, Precision, Shape,
+    SpecError,
+};
+
+const MODELS: &[&str] = &["digits", "mlp", "fashion", "fashion-mlp"];
+
+fn model_path(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(format!("{name}.toml"))
+}
+
+/// A valid model with `layers` spliced in (so line numbers are predictable: the first layer
+/// table starts on line 9).
+fn with_layers(layers: &str) -> String {
+    format!(
+        "name = \"t\"\n\
+         [input]\n\
+         height = 28\n\
+         width = 28\n\
+         channels = 1\n\
+         classes = 10\n\
+         [data]\n\
+         dataset = \"mnist\"\n\
+         {layers}"
+    )
+}
+
+fn invalid(text: &str) -> (usize, String, InvalidKind, String) {
+    match ModelSpec::parse(text, "models/x.toml") {
+        Err(e @ SpecError::Invalid { .. }) => {
+            let shown = e.to_string();
+            match e {
+                SpecError::Invalid { line, key, kind, .. } => (line, key, kind, shown),
+                _ => unreachable!(),
+            }
+        }
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[test]
+fn shipped_models_parse_and_digits_has_the_reference_architecture() {
+    for name in MODELS {
+        let spec = ModelSpec::from_path(&model_path(name)).unwrap_or_else(|e| panic!("models/{name}.toml: {e}"));
+        assert_eq!(spec.name, *name);
+        assert!(spec.warnings.is_empty(), "{name}: {:?}", spec.warnings);
+        let shapes = spec.shapes().unwrap();
+        assert_eq!(shapes.last().unwrap().output, Shape::Flat { len: 10 });
+    }
+    let digits = ModelSpec::from_path(&model_path("digits")).unwrap();
+    let layers: Vec<Layer> = digits.layers.iter().map(|l| l.layer).collect();
+    assert_eq!(
+        layers,
+        vec![
+            Layer::Conv2d {
+                filters: 32,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: Padding::Valid,
+                activation: Activation::Relu
+            },
+            Layer::MaxPool2d { size: [2, 2], stride: [2, 2] },
+            Layer::Conv2d {
+                filters: 64,
+                kernel: [3, 3],
+                stride: [1, 1],
+                padding: Padding::Valid,
+                activation: Activation::Relu
+            },
+            Layer::MaxPool2d { size: [2, 2], stride: [2, 2] },
+            Layer::Dropout { rate: 0.5 },
+            Layer::Dense { units: 10, activation: Activation::None },
+        ]
+    );
+    assert_eq!(digits.total_params().unwrap(), 34_826);
+    assert_eq!(digits.total_macs().unwrap(), 2_440_960);
+    let shapes = digits.shapes().unwrap();
+    let outs: Vec<(usize, usize, usize)> = shapes.iter().map(|s| s.output.hwc()).collect();
+    assert_eq!(outs, vec![(26, 26, 32), (13, 13, 32), (11, 11, 64), (5, 5, 64), (5, 5, 64), (1, 1, 10)]);
+    assert_eq!(shapes[2].macs, 11 * 11 * 64 * 3 * 3 * 32);
+    assert_eq!(shapes[5].params, 1600 * 10 + 10);
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let spec = ModelSpec::parse(
+        "[data]\ndataset = \"fashion-mnist\"\n\
+         [[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = [3, 5]\n\
+         [[layers]]\ntype = \"avgpool2d\"\nsize = [2, 3]\n\
+         [[layers]]\ntype = \"dense\"\nunits = 16\n\
+         [[layers]]\ntype = \"dense\"\nunits = 10\n",
+        "some/dir/my-model.toml",
+    )
+    .unwrap();
+    assert_eq!(spec.name, "my-model");
+    assert_eq!(spec.data.dataset, Dataset::FashionMnist);
+    assert_eq!(spec.data.validation, 0.1);
+    assert_eq!(spec.data.train_limit, 0);
+    assert_eq!((spec.input.height, spec.input.width, spec.input.classes), (28, 28, 10));
+    assert_eq!(
+        spec.layers[0].layer,
+        Layer::Conv2d {
+            filters: 4,
+            kernel: [3, 5],
+            stride: [1, 1],
+            padding: Padding::Valid,
+            activation: Activation::Relu
+        }
+    );
+    assert_eq!(spec.layers[1].layer, Layer::AvgPool2d { size: [2, 3], stride: [2, 3] });
+    // Hidden dense layers default to relu, the last one to none (logits).
+    assert_eq!(spec.layers[2].layer, Layer::Dense { units: 16, activation: Activation::Relu });
+    assert_eq!(spec.layers[3].layer, Layer::Dense { units: 10, activation: Activation::None });
+    assert_eq!(spec.train.optimizer, Optimizer::Adam);
+    assert_eq!(spec.train.learning_rate, 0.001);
+    assert_eq!(spec.train.batch_size, 128);
+    assert_eq!(spec.train.seed, 42);
+    assert_eq!(spec.train.lr_schedule, LrSchedule::None);
+    assert!(!spec.train.augment.is_enabled());
+    assert_eq!(spec.quantize.precision, Precision::Int8);
+    assert_eq!(spec.quantize.calibration, 1000);
+    assert_eq!(spec.target.flash, None);
+    // 26x24x4 conv, then a 2x3 pool floors to 13x8.
+    let shapes = spec.shapes().unwrap();
+    assert_eq!(shapes[1].output.hwc(), (13, 8, 4));
+    assert_eq!(shapes[2].params, 13 * 8 * 4 * 16 + 16);
+    assert_eq!(spec.layers[0].line, 3);
+    assert_eq!(spec.layers[0].line_of("kernel"), 6);
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let text = r#"
+name = "digits"                 # optional; defaults to the file stem
+
+[input]
+height = 28
+width = 28
+channels = 1
+classes = 10
+
+[[layers]]                      # in order; a flatten before the first dense is implicit
+type = "conv2d"
+filters = 32
+kernel = 3
+stride = 1
+padding = "valid"
+activation = "relu"
+
+[[layers]]
+type = "maxpool2d"
+size = 2
+stride = 2
+
+[[layers]]
+type = "dropout"
+rate = 0.5
+
+[[layers]]
+type = "dense"
+units = 10
+activation = "none"
+
+[data]
+dataset = "mnist"
+validation = 0.1
+train_limit = 0
+
+[train]
+optimizer = "adam"
+learning_rate = 0.001
+momentum = 0.9
+nesterov = false
+weight_decay = 0.0
+batch_size = 128
+epochs = 15
+seed = 42
+init = "he"
+early_stopping = 0
+lr_schedule = "none"
+augment = { shift = 0, rotate = 0.0 }
+
+[quantize]
+precision = "int8"
+calibration = 1000
+method = "minmax"
+
+[target]
+flash = 262144
+ram = 65536
+macs = 5000000
+"#;
+    let spec = ModelSpec::parse(text, "example.toml").unwrap();
+    assert_eq!(spec.train.epochs, 15);
+    assert_eq!(spec.target.macs, Some(5_000_000));
+    assert_eq!(spec.total_params().unwrap(), 320 + 13 * 13 * 32 * 10 + 10);
+}
+
+#[test]
+fn same_padding_strides_and_inline_layer_arrays() {
+    let spec = ModelSpec::parse(
+        &format!(
+            "{}[data]\ndataset = \"mnist\"\n",
+            "layers = [\n\
+             { type = \"conv2d\", filters = 8, kernel = 3, stride = 2, padding = \"same\", activation = \"relu6\" },\n\
+             { type = \"conv2d\", filters = 8, kernel = 5, padding = \"same\" },\n\
+             { type = \"maxpool2d\", size = 3, stride = 2 },\n\
+             { type = \"flatten\" },\n\
+             { type = \"dense\", units = 10 },\n\
+             ]\n",
+        ),
+        "inline.toml",
+    )
+    .unwrap();
+    let shapes = spec.shapes().unwrap();
+    assert_eq!(shapes[0].output.hwc(), (14, 14, 8)); // ceil(28 / 2)
+    assert_eq!(shapes[1].output.hwc(), (14, 14, 8));
+    assert_eq!(shapes[1].macs, 14 * 14 * 8 * 5 * 5 * 8);
+    assert_eq!(shapes[2].output.hwc(), (6, 6, 8)); // floor((14 - 3) / 2) + 1
+    assert_eq!(shapes[3].output, Shape::Flat { len: 288 });
+    assert_eq!(shapes[4].params, 2890);
+}
+
+#[test]
+fn kernel_that_does_not_fit_names_key_line_and_sizes() {
+    let text = with_layers(
+        "[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 5\n\
+         [[layers]]\ntype = \"maxpool2d\"\nsize = 2\n\
+         [[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 9\n\
+         [[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 30\n\
+         [[layers]]\ntype = \"dense\"\nunits = 10\n",
+    );
+    let (line, key, kind, shown) = invalid(&text);
+    assert_eq!(key, "layers[3].kernel");
+    assert_eq!(kind, InvalidKind::Inconsistent);
+    assert_eq!(line, 23);
+    assert!(
+        shown.starts_with("models/x.toml:23: layers[3].kernel: 30x30 does not fit the 4x4 input of this layer"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn unknown_keys_are_errors_with_line_and_allowed_keys() {
+    let text = with_layers(
+        "[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernal = 3\n\
+         [[layers]]\ntype = \"dense\"\nunits = 10\n",
+    );
+    let (line, key, kind, shown) = invalid(&text);
+    assert_eq!((line, key.as_str(), kind), (12, "layers[0].kernal", InvalidKind::UnknownKey));
+    assert!(shown.contains("did you mean `kernel`?"), "{shown}");
+    assert!(shown.contains("type, filters, kernel, stride, padding, activation"), "{shown}");
+
+    let (line, key, _, shown) =
+        invalid(&format!("{}\n[trian]\nepochs = 3\n", with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\n")));
+    assert_eq!((line, key.as_str()), (13, "trian"));
+    assert!(shown.contains("did you mean `train`?"), "{shown}");
+
+    // A key of another layer type.
+    let (_, key, kind, shown) = invalid(&with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\nfilters = 3\n"));
+    assert_eq!((key.as_str(), kind), ("layers[0].filters", InvalidKind::UnknownKey));
+    assert!(shown.contains("for a dense layer"), "{shown}");
+
+    let (_, key, _, _) = invalid(&format!(
+        "{}[train]\naugment = {{ shift = 1, zoom = 2 }}\n",
+        with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\n")
+    ));
+    assert_eq!(key, "train.augment.zoom");
+}
+
+#[test]
+fn wrong_types_and_values_say_what_is_allowed() {
+    let dense = "[[layers]]\ntype = \"dense\"\nunits = 10\n";
+    let cases: &[(&str, &str, InvalidKind, &str)] = &[
+        (
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = \"3\"\n",
+            "layers[0].kernel",
+            InvalidKind::WrongType,
+            "expected an integer or [height, width], found a string",
+        ),
+        (
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = [3, 3, 3]\n",
+            "layers[0].kernel",
+            InvalidKind::BadValue,
+            "array of 3 elements",
+        ),
+        (
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 0\nkernel = 3\n",
+            "layers[0].filters",
+            InvalidKind::BadValue,
+            "allowed: 1..=4096",
+        ),
+        (
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 3\npadding = \"full\"\n",
+            "layers[0].padding",
+            InvalidKind::BadValue,
+            "`full` is not allowed; use one of: valid, same",
+        ),
+        (
+            "[[layers]]\ntype = \"conv3d\"\n",
+            "layers[0].type",
+            InvalidKind::BadValue,
+            "conv2d, maxpool2d, avgpool2d, dense, dropout, flatten",
+        ),
+        ("[[layers]]\ntype = \"dropout\"\nrate = 1.0\n", "layers[0].rate", InvalidKind::BadValue, "allowed: [0, 1)"),
+        ("[[layers]]\ntype = \"conv2d\"\nkernel = 3\n", "layers[0].filters", InvalidKind::Missing, "missing"),
+    ];
+    for (layers, want_key, want_kind, want_text) in cases {
+        let (_, key, kind, shown) = invalid(&with_layers(&format!("{layers}{dense}")));
+        assert_eq!((key.as_str(), kind), (*want_key, *want_kind), "{shown}");
+        assert!(shown.contains(want_text), "{shown}");
+    }
+
+    let train_cases: &[(&str, &str, &str)] = &[
+        ("optimizer = \"rmsprop\"", "train.optimizer", "use one of: adam, adamw, sgd"),
+        ("learning_rate = 0", "train.learning_rate", "allowed: (0, 10]"),
+        ("learning_rate = \"fast\"", "train.learning_rate", "expected a number"),
+        ("batch_size = -1", "train.batch_size", "allowed: 1..=65536"),
+        ("init = \"lecun\"", "train.init", "use one of: he, glorot"),
+        ("lr_schedule = \"exp\"", "train.lr_schedule", "none, step, plateau, cosine"),
+        ("lr_schedule = { type = \"step\", patience = 2 }", "train.lr_schedule.patience", "type, step_size, gamma"),
+        ("lr_schedule = { type = \"cosine\", min_lr = 0.5 }", "train.lr_schedule.min_lr", "allowed: [0, 0.001]"),
+        ("augment = { shift = 15 }", "train.augment.shift", "allowed: 0..=14"),
+        ("augment = { rotate = 200 }", "train.augment.rotate", "allowed: [0, 180]"),
+        ("nesterov = \"yes\"", "train.nesterov", "expected true or false"),
+    ];
+    for (line, want_key, want_text) in train_cases {
+        let (l, key, _, shown) = invalid(&format!("{}[train]\n{line}\n", with_layers(dense)));
+        assert_eq!(key, *want_key, "{shown}");
+        assert_eq!(l, 13, "{shown}");
+        assert!(shown.contains(want_text), "{shown}");
+    }
+    let quantize_cases: &[(&str, &str, &str)] = &[
+        ("[quantize]\nprecision = \"int4\"", "quantize.precision", "int8, f16, f32"),
+        ("[quantize]\nmethod = \"kl\"", "quantize.method", "minmax, percentile, mse"),
+        ("[quantize]\ncalibration = 0", "quantize.calibration", "allowed: 1..="),
+        ("[target]\nflash = 0", "target.flash", "allowed: 1..="),
+        ("[target]\nrom = 3", "target.rom", "flash, ram, macs"),
+        ("[data]\nvalidation = 0.9", "data.validation", "allowed: [0, 0.5]"),
+    ];
+    for (section, want_key, want_text) in quantize_cases {
+        let text = if section.starts_with("[data]") {
+            format!(
+                "[[layers]]\ntype = \"dense\"\nunits = 10\n[data]\ndataset = \"mnist\"\n{}\n",
+                &section["[data]\n".len()..]
+            )
+        } else {
+            format!("{}{section}\n", with_layers(dense))
+        };
+        let (_, key, _, shown) = invalid(&text);
+        assert_eq!(key, *want_key, "{shown}");
+        assert!(shown.contains(want_text), "{shown}");
+    }
+}
+
+#[test]
+fn classifier_head_and_layer_order_are_checked() {
+    let (line, key, kind, shown) =
+        invalid(&with_layers("[[layers]]\ntype = \"dense\"\nunits = 64\n[[layers]]\ntype = \"dense\"\nunits = 12\n"));
+    assert_eq!((line, key.as_str(), kind), (14, "layers[1].units", InvalidKind::Inconsistent));
+    assert!(shown.contains("input.classes = 10 units, not 12"), "{shown}");
+
+    let (_, key, _, shown) = invalid(&with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\nactivation = \"relu\"\n"));
+    assert_eq!(key, "layers[0].activation");
+    assert!(shown.contains("must be \"none\""), "{shown}");
+
+    let (_, key, _, shown) =
+        invalid(&with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\n[[layers]]\ntype = \"dropout\"\nrate = 0.1\n"));
+    assert_eq!(key, "layers[1].type");
+    assert!(shown.contains("the last layer must be a dense layer"), "{shown}");
+
+    let (_, key, _, shown) = invalid(&with_layers(
+        "[[layers]]\ntype = \"dense\"\nunits = 32\n[[layers]]\ntype = \"conv2d\"\nfilters = 2\nkernel = 1\n[[layers]]\ntype = \"dense\"\nunits = 10\n",
+    ));
+    assert_eq!(key, "layers[1].type");
+    assert!(shown.contains("needs a spatial input"), "{shown}");
+
+    let (_, key, _, _) = invalid(&with_layers(
+        "[[layers]]\ntype = \"maxpool2d\"\nsize = 29\n[[layers]]\ntype = \"dense\"\nunits = 10\n",
+    ));
+    assert_eq!(key, "layers[0].size");
+
+    let (_, key, _, _) = invalid("layers = []\n[data]\ndataset = \"mnist\"\n");
+    assert_eq!(key, "layers");
+    // A top-level key written after a [table] header belongs to that table: say so.
+    let (_, key, _, shown) = invalid(&with_layers("layers = [{ type = \"dense\", units = 10 }]\n"));
+    assert_eq!(key, "data.layers");
+    assert!(shown.contains("move it above the first [table] header"), "{shown}");
+}
+
+#[test]
+fn cross_section_checks() {
+    let dense = "[[layers]]\ntype = \"dense\"\nunits = 10\n";
+    let (_, key, _, shown) = invalid(&format!("[input]\nheight = 32\n[data]\ndataset = \"mnist\"\n{dense}"));
+    assert_eq!(key, "input.height");
+    assert!(shown.contains("28x28x1 with 10 classes"), "{shown}");
+
+    let (_, key, _, shown) =
+        invalid(&format!("[data]\ndataset = \"mnist\"\nvalidation = 0\n{dense}[train]\nearly_stopping = 3\n"));
+    assert_eq!(key, "train.early_stopping");
+    assert!(shown.contains("data.validation > 0"), "{shown}");
+
+    let (_, key, _, _) =
+        invalid(&format!("[data]\ndataset = \"mnist\"\nvalidation = 0\n{dense}[train]\nlr_schedule = \"plateau\"\n"));
+    assert_eq!(key, "train.lr_schedule");
+
+    let (_, key, _, _) =
+        invalid(&format!("{}[train]\noptimizer = \"sgd\"\nmomentum = 0\nnesterov = true\n", with_layers(dense)));
+    assert_eq!(key, "train.nesterov");
+
+    let (_, key, _, _) = invalid(&format!("[data]\ndataset = \"cifar\"\n{dense}"));
+    assert_eq!(key, "data.dataset");
+    let (_, key, kind, _) = invalid(dense);
+    assert_eq!((key.as_str(), kind), ("data.dataset", InvalidKind::Missing));
+
+    // Adam ignores Nesterov: a warning, not an error.
+    let spec = ModelSpec::parse(&format!("{}[train]\nnesterov = true\n", with_layers(dense)), "w.toml").unwrap();
+    assert_eq!(spec.warnings.len(), 1);
+    assert!(spec.warnings[0].contains("train.nesterov has no effect"));
+}
+
+#[test]
+fn syntax_errors_and_unreadable_files() {
+    let err = ModelSpec::parse("[data]\ndataset = \"mnist\n", "bad.toml").unwrap_err();
+    assert!(matches!(err, SpecError::Syntax { line: 2, .. }), "{err:?}");
+    assert!(err.to_string().starts_with("bad.toml:2:"), "{err}");
+
+    let err = ModelSpec::from_path(Path::new("/nonexistent/model.toml")).unwrap_err();
+    assert!(matches!(err, SpecError::Io { .. }));
+    assert!(err.to_string().contains("/nonexistent/model.toml"));
+
+    let err = ModelSpec::parse(&with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\n"), "<string>");
+    assert!(err.is_ok());
+    let (_, key, _, _) =
+        invalid("name = \"has space\"\n[data]\ndataset = \"mnist\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n");
+    assert_eq!(key, "name");
+}
+
+#[test]
+fn overrides_and_training_key() {
+    let spec = ModelSpec::from_path(&model_path("digits")).unwrap();
+    let o = spec.with_overrides(&Overrides { epochs: Some(1), train_limit: Some(3000), seed: Some(7) }).unwrap();
+    assert_eq!((o.train.epochs, o.data.train_limit, o.train.seed), (1, 3000, 7));
+    assert_eq!(spec.with_overrides(&Overrides::default()).unwrap(), spec);
+    let err = spec.with_overrides(&Overrides { epochs: Some(0), ..Overrides::default() }).unwrap_err();
+    assert_eq!(err.key(), Some("--epochs"));
+
+    // Stable, canonical, and blind to name / quantize / target / line numbers.
+    let key = spec.training_key_json();
+    assert_eq!(key, spec.clone().training_key_json());
+    assert!(key.starts_with("{\"key_version\":1,\"input\":{\"height\":28"), "{key}");
+    let v: serde_json::Value = serde_json::from_str(&key).unwrap();
+    assert!(v.get("quantize").is_none() && v.get("target").is_none() && v.get("name").is_none());
+    let mut renamed = spec.clone();
+    renamed.name = "other".into();
+    renamed.quantize.calibration = 5;
+    renamed.target.flash = Some(1);
+    renamed.layers[0].line = 99;
+    assert_eq!(renamed.training_key_json(), key);
+    assert_ne!(o.training_key_json(), key);
+    let mut lr = spec.clone();
+    lr.train.learning_rate *= 2.0;
+    assert_ne!(lr.training_key_json(), key);
+}
