@@ -107,7 +107,7 @@ pub(crate) fn accumulate_portable<const P: usize>(
     acc: &mut [[i32; MAX_BLOCK]; P],
 ) {
     for (p, row) in acc.iter_mut().enumerate() {
-        for j in 0..n {
+        for (j, slot) in row.iter_mut().enumerate().take(n) {
             let c = oc0 + j;
             let mut a = bias[c];
             for g in 0..groups {
@@ -117,7 +117,7 @@ pub(crate) fn accumulate_portable<const P: usize>(
                     a = a.wrapping_add(x * weights[(g * out + c) * TAP_GROUP + b] as i32);
                 }
             }
-            row[j] = a;
+            *slot = a;
         }
     }
 }
@@ -286,11 +286,20 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                     let n = (out - oc0).min(M::BLOCK);
                     // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
                     unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
-                    for p in 0..n_px {
+                    for (p, a) in acc.iter().enumerate().take(n_px) {
                         let base = (first + p) * out + oc0;
                         // SAFETY: as above.
                         unsafe {
-                            M::requantize(&acc[p], n, oc0, &op.requant, op.conv_zero_point, min, max, &mut output[base..base + n])
+                            M::requantize(
+                                a,
+                                n,
+                                oc0,
+                                &op.requant,
+                                op.conv_zero_point,
+                                min,
+                                max,
+                                &mut output[base..base + n],
+                            )
                         };
                     }
                 }
@@ -304,7 +313,14 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                     for slot in 0..slots {
                         let w = slot.min(window - 1);
                         let at = (py * pg.stride_h + w / pg.size_w, px * pg.stride_w + w % pg.size_w);
-                        im2col(g, input, at, M::OFFSET, op.input_zero_point, &mut patches[slot * plen..(slot + 1) * plen]);
+                        im2col(
+                            g,
+                            input,
+                            at,
+                            M::OFFSET,
+                            op.input_zero_point,
+                            &mut patches[slot * plen..(slot + 1) * plen],
+                        );
                     }
                     for oc0 in (0..out).step_by(M::BLOCK) {
                         let n = (out - oc0).min(M::BLOCK);

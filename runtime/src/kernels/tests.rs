@@ -102,21 +102,23 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
             any::<bool>(),
             (0.2f32..1.5, -128i32..=127, -128i32..=127),
         )
-            .prop_map(|((geometry, pool), input, weights, bias, zps, fractions, per_channel, (pool_scale, a, b))| {
-                let top = max_multiplier(geometry.filter_len(), &bias);
-                ConvCase {
-                    geometry,
-                    pool,
-                    input,
-                    weights: packed(&weights, geometry.filter_len(), geometry.output.c),
-                    zero_points: [zps.0, zps.1, zps.2],
-                    multipliers: fractions.iter().map(|f| f * top).collect(),
-                    bias,
-                    per_channel,
-                    pool_scale,
-                    act: (a.min(b), a.max(b)),
-                }
-            })
+            .prop_map(
+                |((geometry, pool), input, weights, bias, zps, fractions, per_channel, (pool_scale, a, b))| {
+                    let top = max_multiplier(geometry.filter_len(), &bias);
+                    ConvCase {
+                        geometry,
+                        pool,
+                        input,
+                        weights: packed(&weights, geometry.filter_len(), geometry.output.c),
+                        zero_points: [zps.0, zps.1, zps.2],
+                        multipliers: fractions.iter().map(|f| f * top).collect(),
+                        bias,
+                        per_channel,
+                        pool_scale,
+                        act: (a.min(b), a.max(b)),
+                    }
+                },
+            )
     })
 }
 
@@ -132,7 +134,11 @@ pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8
     };
     let pool = t.pool.map(|(kind, p)| {
         let (multiplier, shift) = multiplier_from_scale(t.pool_scale / p.window_len() as f32).unwrap_or((1 << 30, 0));
-        (kind, p, AvgRequant { input_zero_point: t.zero_points[1], multiplier, shift, output_zero_point: t.zero_points[2] })
+        (
+            kind,
+            p,
+            AvgRequant { input_zero_point: t.zero_points[1], multiplier, shift, output_zero_point: t.zero_points[2] },
+        )
     });
     let op = ConvS8 {
         geometry: t.geometry,
@@ -215,7 +221,18 @@ pub(crate) fn run_dense(t: &DenseCase, f: impl FnOnce(&DenseS8<'_>, &[i8], &mut 
 }
 
 pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRequant)> {
-    (1usize..10, 1usize..10, 1usize..80, 1usize..4, 1usize..4, 1usize..4, 1usize..4, zero_point(), zero_point(), 0.3f32..2.0)
+    (
+        1usize..10,
+        1usize..10,
+        1usize..80,
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        1usize..4,
+        zero_point(),
+        zero_point(),
+        0.3f32..2.0,
+    )
         .prop_filter("window larger than the input", |(h, w, _, kh, kw, ..)| kh <= h && kw <= w)
         .prop_flat_map(|(h, w, c, kh, kw, sh, sw, zi, zo, s)| {
             let input = Shape::new(h, w, c);
@@ -283,15 +300,29 @@ macro_rules! isa_suite {
 
             #[test]
             fn extreme_case_equals_reference() {
-                if !available() { return; }
+                if !available() {
+                    return;
+                }
                 // Every input and weight at the int8 extremes, zero points at the ends, a
                 // `k` of 3·3·21 = 189 (tails for 16- and 64-byte steps), a fused 3x3 pool.
                 let g = ConvGeometry {
                     input: Shape::new(7, 6, 21),
                     output: Shape::new(7, 6, 7),
-                    kernel_h: 3, kernel_w: 3, stride_h: 1, stride_w: 1, pad_top: 1, pad_left: 1,
+                    kernel_h: 3,
+                    kernel_w: 3,
+                    stride_h: 1,
+                    stride_w: 1,
+                    pad_top: 1,
+                    pad_left: 1,
                 };
-                let pool = PoolGeometry { input: g.output, output: Shape::new(3, 2, 7), size_h: 3, size_w: 3, stride_h: 2, stride_w: 2 };
+                let pool = PoolGeometry {
+                    input: g.output,
+                    output: Shape::new(3, 2, 7),
+                    size_h: 3,
+                    size_w: 3,
+                    stride_h: 2,
+                    stride_w: 2,
+                };
                 for (x, w, zp) in [(-128i8, -128i8, 127), (127, -128, -128), (-128, 127, 127), (127, 127, -128)] {
                     let t = ConvCase {
                         geometry: g,

@@ -1,8 +1,8 @@
 //! Reference 2-D convolution (f32 / f16 weights in f32, and int8), with its optional fused pool.
 
 use super::activate_f32;
-use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, FloatWeight, PoolGeometry, PoolKind};
 use crate::format::packed_index;
+use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, FloatWeight, PoolGeometry, PoolKind};
 use crate::quant;
 
 /// The input pixel under kernel tap `(ky, kx)` of output `(oy, ox)`, or `None` in the padding.

@@ -1,8 +1,8 @@
 //! Reference fully connected layers.
 
 use super::activate_f32;
-use crate::kernels::params::{DenseF, DenseS8, FloatWeight};
 use crate::format::packed_index;
+use crate::kernels::params::{DenseF, DenseS8, FloatWeight};
 use crate::quant;
 
 /// Float dense layer: `out[o] = act(bias[o] + Σ_i x[i]·W[o][i])`. Scratch: none.

@@ -7,7 +7,8 @@
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+use crate::quant;
 
 /// Always available where this module is compiled (the DSP targets).
 pub fn is_available() -> bool {
@@ -54,10 +55,14 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
     r
 }
 
-/// 4 bytes at `i` as a little-endian word (an unaligned `LDR`).
+/// The little-endian word at `p` (one unaligned `LDR`; Armv7-M and Armv7-A allow it).
+///
+/// # Safety
+/// `p..p + 4` must be readable.
 #[inline(always)]
-fn word(s: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]])
+unsafe fn word(p: *const u8) -> u32 {
+    // SAFETY: the caller's contract.
+    u32::from_le(unsafe { core::ptr::read_unaligned(p.cast::<u32>()) })
 }
 
 impl Micro for ArmDsp {
@@ -75,7 +80,11 @@ impl Micro for ArmDsp {
         bias: &[i32],
         acc: &mut [[i32; MAX_BLOCK]; P],
     ) {
-        let w: &[u8] = bytemuck::cast_slice(weights);
+        // The driver's contract: every patch holds >= 4·groups bytes, `weights` holds
+        // groups·4·out bytes and oc0 + n <= out, so every word read below is in bounds.
+        debug_assert!(patches.iter().all(|p| p.len() >= groups * TAP_GROUP));
+        debug_assert!(weights.len() == groups * TAP_GROUP * out && oc0 + n <= out);
+        let stride = out * TAP_GROUP;
         // Pixel pairs × channel pairs; an odd last pixel or channel repeats its neighbour.
         for p0 in (0..P).step_by(2) {
             let p1 = (p0 + 1).min(P - 1);
@@ -83,21 +92,51 @@ impl Micro for ArmDsp {
                 let j1 = (j0 + 1).min(n - 1);
                 let (c0, c1) = (oc0 + j0, oc0 + j1);
                 let mut a = [[bias[c0], bias[c1]]; 2];
-                for g in 0..groups {
-                    let (x0, x1) = (word(patches[p0], g * TAP_GROUP), word(patches[p1], g * TAP_GROUP));
-                    let (w0, w1) = (word(w, (g * out + c0) * TAP_GROUP), word(w, (g * out + c1) * TAP_GROUP));
+                let (mut x0p, mut x1p) = (patches[p0].as_ptr(), patches[p1].as_ptr());
+                let mut w0p = weights.as_ptr().wrapping_add(c0 * TAP_GROUP).cast::<u8>();
+                let mut w1p = weights.as_ptr().wrapping_add(c1 * TAP_GROUP).cast::<u8>();
+                for _ in 0..groups {
+                    // SAFETY: in bounds by the contract above; the pointers advance by one group.
+                    let (x0, x1, w0, w1) = unsafe { (word(x0p), word(x1p), word(w0p), word(w1p)) };
                     let (x0e, x0o, x1e, x1o) = (sxtb16(x0), sxtb16_ror8(x0), sxtb16(x1), sxtb16_ror8(x1));
                     let (w0e, w0o, w1e, w1o) = (sxtb16(w0), sxtb16_ror8(w0), sxtb16(w1), sxtb16_ror8(w1));
                     a[0][0] = smlad(x0o, w0o, smlad(x0e, w0e, a[0][0]));
                     a[0][1] = smlad(x0o, w1o, smlad(x0e, w1e, a[0][1]));
                     a[1][0] = smlad(x1o, w0o, smlad(x1e, w0e, a[1][0]));
                     a[1][1] = smlad(x1o, w1o, smlad(x1e, w1e, a[1][1]));
+                    x0p = x0p.wrapping_add(TAP_GROUP);
+                    x1p = x1p.wrapping_add(TAP_GROUP);
+                    w0p = w0p.wrapping_add(stride);
+                    w1p = w1p.wrapping_add(stride);
                 }
                 acc[p0][j0] = a[0][0];
                 acc[p0][j1] = a[0][1];
                 acc[p1][j0] = a[1][0];
                 acc[p1][j1] = a[1][1];
             }
+        }
+    }
+
+    /// With a hardware FPU (`eabihf` targets: Cortex-M4F/M7, Armv7-A), per-channel
+    /// requantization is one f32 multiply and tract's rounding trick instead of the 64-bit
+    /// integer emulation; the result is the same ([`quant::requantize_per_channel_f32`]).
+    #[cfg(target_abi = "eabihf")]
+    #[inline(always)]
+    unsafe fn requantize(
+        acc: &[i32],
+        n: usize,
+        oc0: usize,
+        requant: &Requantizer<'_>,
+        zp: i32,
+        min: i32,
+        max: i32,
+        out: &mut [i8],
+    ) {
+        let Requantizer::PerChannel(m) = *requant else {
+            return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
+        };
+        for ((o, &a), &bits) in out[..n].iter_mut().zip(&acc[..n]).zip(&m[oc0..oc0 + n]) {
+            *o = quant::finish(quant::requantize_per_channel_f32(a, bits), zp, min, max);
         }
     }
 }

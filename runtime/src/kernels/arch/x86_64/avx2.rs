@@ -77,7 +77,7 @@ impl Micro for Avx2 {
 
     #[inline(always)]
     unsafe fn weight_sums(weights: &[i8], out: usize, sums: &mut [i32]) {
-        if out % BLOCK != 0 {
+        if !out.is_multiple_of(BLOCK) {
             return driver::weight_sums_portable(weights, out, sums);
         }
         let groups = weights.len() / (TAP_GROUP * out).max(1);
