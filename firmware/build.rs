@@ -35,7 +35,7 @@ fn run() -> Result<(), String> {
 
     // cortex-m-rt's link.x includes memory.x from the linker's search path.
     println!("cargo::rerun-if-changed=memory.x");
-    copy(&manifest_dir.join("memory.x"), &out.join("memory.x"))?;
+    write(&out, "memory.x", &fs::read(manifest_dir.join("memory.x")).map_err(|e| format!("memory.x: {e}"))?)?;
     println!("cargo::rustc-link-search={}", out.display());
     println!("cargo::rustc-link-arg-bins=--nmagic");
     println!("cargo::rustc-link-arg-bins=-Tlink.x");
@@ -86,15 +86,15 @@ fn run() -> Result<(), String> {
         }
     }
 
-    fs::write(out.join("model.bin"), &blob).map_err(|e| e.to_string())?;
-    fs::write(out.join("images.bin"), &images).map_err(|e| e.to_string())?;
-    fs::write(out.join("labels.bin"), &labels).map_err(|e| e.to_string())?;
-    fs::write(out.join("logits.bin"), &logits).map_err(|e| e.to_string())?;
-    Ok(())
+    write(&out, "model.bin", &blob)?;
+    write(&out, "images.bin", &images)?;
+    write(&out, "labels.bin", &labels)?;
+    write(&out, "logits.bin", &logits)
 }
 
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    fs::copy(from, to).map(drop).map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let path = dir.join(name);
+    fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Reads the first [`IMAGES`] items of the IDX file `dir/name.gz` (else `dir/name`) whose items

@@ -68,11 +68,12 @@ impl Activations<'_> {
             Activations::F32(v) => v.get(i).copied().unwrap_or(0.0),
         }
     }
-    /// Index of the largest value (the first one on ties; 0 when empty).
+    /// Index of the largest value (the first one on ties; 0 when empty). int8 values are compared
+    /// as integers (the scale is positive), so no float arithmetic is needed.
     pub fn argmax(&self) -> usize {
         match *self {
-            Activations::I8 { values, .. } => argmax_by(values.len(), |i| values[i] as f32),
-            Activations::F32(v) => argmax_by(v.len(), |i| v[i]),
+            Activations::I8 { values, .. } => argmax_by(values, |a, b| a > b),
+            Activations::F32(v) => argmax_by(v, |a, b| a > b),
         }
     }
     /// Writes the real values into `out` (as many as fit).
@@ -92,10 +93,10 @@ impl Activations<'_> {
     }
 }
 
-fn argmax_by(n: usize, value: impl Fn(usize) -> f32) -> usize {
+fn argmax_by<T: Copy>(values: &[T], greater: impl Fn(T, T) -> bool) -> usize {
     let mut best = 0;
-    for i in 1..n {
-        if value(i) > value(best) {
+    for (i, &v) in values.iter().enumerate().skip(1) {
+        if greater(v, values[best]) {
             best = i;
         }
     }
