@@ -26,6 +26,15 @@ pub fn data_dir() -> std::path::PathBuf {
     }
 }
 
+/// Runs the `mnistc` command line in-process: `(exit code, stdout, stderr)`.
+pub fn mnistc(args: &[&str]) -> (u8, String, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("mnistc").chain(args.iter().copied());
+    let code = mnistc::cli::run(argv, &mut out, &mut err);
+    (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
+}
+
 /// A layer of a random model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layer {
@@ -277,9 +286,7 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
                 _ => (conv, None),
             };
             let (act_min, act_max) = match op.activation {
-                Activation::Relu6 => {
-                    (-128, (6.0 / conv.scale).round().min(255.0) as i32 - 128)
-                }
+                Activation::Relu6 => (-128, (6.0 / conv.scale).round().min(255.0) as i32 - 128),
                 _ => (-128, 127),
             };
             op.weights = Weights::I8(wq);

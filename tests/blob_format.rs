@@ -68,7 +68,8 @@ fn arena_plan_reuses_memory_and_keeps_each_ops_buffers_apart() {
     let arena = blob::plan_arena(&plan);
     let elem = 1;
     let sizes: Vec<usize> = std::iter::once(plan.input.len()).chain(plan.ops.iter().map(|o| o.output.len())).collect();
-    let naive: usize = sizes.iter().map(|s| s * elem).sum();
+    let scratch: usize = plan.ops.iter().map(|o| blob::scratch_bytes(o, plan.precision)).sum();
+    let naive: usize = sizes.iter().map(|s| s * elem).sum::<usize>() + scratch;
     assert!(arena.size < naive, "arena {} should be smaller than one buffer per tensor ({naive})", arena.size);
     for (i, &(input, output, _)) in arena.ops.iter().enumerate() {
         let (a, b) = ((input, input + sizes[i]), (output, output + sizes[i + 1]));
@@ -82,7 +83,10 @@ fn arena_plan_reuses_memory_and_keeps_each_ops_buffers_apart() {
 #[test]
 fn writing_is_deterministic() {
     for precision in PRECISIONS {
-        assert_eq!(blob::write(&every_op_plan(precision, 9)).unwrap(), blob::write(&every_op_plan(precision, 9)).unwrap());
+        assert_eq!(
+            blob::write(&every_op_plan(precision, 9)).unwrap(),
+            blob::write(&every_op_plan(precision, 9)).unwrap()
+        );
     }
 }
 
@@ -108,7 +112,9 @@ fn trailing_bytes_misalignment_and_corruption_are_rejected() {
     let bytes = blob_of(Precision::Int8);
     let mut longer = bytes.clone();
     longer.push(0);
-    assert!(matches!(load_and_run(&longer), Err(LoadError::LengthMismatch { declared, actual }) if declared as usize == bytes.len() && actual == bytes.len() + 1));
+    assert!(
+        matches!(load_and_run(&longer), Err(LoadError::LengthMismatch { declared, actual }) if declared as usize == bytes.len() && actual == bytes.len() + 1)
+    );
 
     let mut shifted = vec![0u8; bytes.len() + 1];
     shifted[1..].copy_from_slice(&bytes);
@@ -159,7 +165,8 @@ fn mutations(original: &[u8]) -> Vec<Vec<u8>> {
     let as_u64 = |b: &[u8]| b.iter().rev().fold(0u64, |v, &x| (v << 8) | x as u64);
     let from_u64 = |v: u64| (0..size).map(|i| (v >> (8 * (i % 8))) as u8).collect::<Vec<u8>>();
     let v = as_u64(original);
-    let mut out = vec![vec![0u8; size], vec![0xFF; size], from_u64(v.wrapping_add(1)), from_u64(v.wrapping_sub(1)), from_u64(1)];
+    let mut out =
+        vec![vec![0u8; size], vec![0xFF; size], from_u64(v.wrapping_add(1)), from_u64(v.wrapping_sub(1)), from_u64(1)];
     if size >= 2 {
         out.push(from_u64(v ^ (1 << (8 * size.min(8) - 1))));
         out.push(from_u64(v.wrapping_mul(3)));
@@ -175,7 +182,12 @@ fn mutations(original: &[u8]) -> Vec<Vec<u8>> {
 
 /// Applies every mutation to every field in `fields` at `base`, reseals, and checks the outcome
 /// with `judge(field, result)`.
-fn mutate_fields(bytes: &[u8], base: usize, fields: &[Field], mut judge: impl FnMut(&str, &Result<(), LoadError>)) -> (usize, usize) {
+fn mutate_fields(
+    bytes: &[u8],
+    base: usize,
+    fields: &[Field],
+    mut judge: impl FnMut(&str, &Result<(), LoadError>),
+) -> (usize, usize) {
     let (mut rejected, mut accepted) = (0, 0);
     for &(name, offset, size) in fields {
         let range = base + offset..base + offset + size;
@@ -210,8 +222,10 @@ fn header_field_mutations_are_rejected_where_they_are() {
                 ("arena_size", Err(LoadError::Header { field: "arena_size", .. })) => true,
                 ("arena_size", Ok(())) => true, // a larger arena is harmless
                 // Moving or resizing one section is caught on that section or the next one.
-                ("meta_offset" | "meta_len" | "plan_offset" | "op_count" | "weights_offset" | "weights_len",
-                    Err(LoadError::Header { field: f, .. })) => SECTIONS.contains(f),
+                (
+                    "meta_offset" | "meta_len" | "plan_offset" | "op_count" | "weights_offset" | "weights_len",
+                    Err(LoadError::Header { field: f, .. }),
+                ) => SECTIONS.contains(f),
                 // Fewer ops still chain, but no longer end in the logits.
                 ("op_count", Err(LoadError::Op { .. })) => true,
                 (field, Err(LoadError::Header { field: f, .. })) => *f == field,
@@ -237,11 +251,22 @@ fn metadata_field_mutations_are_rejected_or_harmless() {
                 // Another precision changes every op's element sizes.
                 ("precision", Err(LoadError::Op { .. } | LoadError::Meta { .. })) => true,
                 // The input shape is checked where the first op reads it.
-                ("input_h" | "input_w" | "input_c", Err(LoadError::Op { index: 0, .. } | LoadError::Meta { .. })) => true,
-                ("class_count", Err(LoadError::Op { field: "out_c", .. } | LoadError::Meta { field: "class_count", .. } | LoadError::Meta { field: "class_names", .. })) => true,
+                ("input_h" | "input_w" | "input_c", Err(LoadError::Op { index: 0, .. } | LoadError::Meta { .. })) => {
+                    true
+                }
+                (
+                    "class_count",
+                    Err(
+                        LoadError::Op { field: "out_c", .. }
+                        | LoadError::Meta { field: "class_count", .. }
+                        | LoadError::Meta { field: "class_names", .. },
+                    ),
+                ) => true,
                 ("input_zero_point", Err(LoadError::Meta { field: "input_zero_point", .. })) => true,
                 ("output_zero_point", Err(LoadError::Meta { field: "output_zero_point", .. })) => true,
-                (field, Err(LoadError::Meta { field: f, .. })) => *f == field || (field.starts_with("reserved") && *f == "reserved"),
+                (field, Err(LoadError::Meta { field: f, .. })) => {
+                    *f == field || (field.starts_with("reserved") && *f == "reserved")
+                }
                 _ => false,
             };
             assert!(ok, "{precision:?}: meta.{name} mutation gave {result:?}");
@@ -258,16 +283,17 @@ fn plan_record_mutations_are_rejected_at_their_op_or_harmless() {
         let n = u16::from_le_bytes(bytes[28..30].try_into().unwrap()) as usize;
         let mut rejected_total = 0;
         for i in 0..n {
-            let (rejected, _) = mutate_fields(&bytes, plan_offset + i * OpRecord::SIZE, &record_fields(), |name, result| {
-                let ok = match result {
-                    // A change may surface at this op or, through the chain, at a later one.
-                    Err(LoadError::Op { index, .. }) => *index as usize >= i,
-                    Err(LoadError::Meta { field: "output_zero_point", .. }) => i == n - 1,
-                    Ok(()) => true,
-                    _ => false,
-                };
-                assert!(ok, "{precision:?}: op {i}.{name} mutation gave {result:?}");
-            });
+            let (rejected, _) =
+                mutate_fields(&bytes, plan_offset + i * OpRecord::SIZE, &record_fields(), |name, result| {
+                    let ok = match result {
+                        // A change may surface at this op or, through the chain, at a later one.
+                        Err(LoadError::Op { index, .. }) => *index as usize >= i,
+                        Err(LoadError::Meta { field: "output_zero_point", .. }) => i == n - 1,
+                        Ok(()) => true,
+                        _ => false,
+                    };
+                    assert!(ok, "{precision:?}: op {i}.{name} mutation gave {result:?}");
+                });
             rejected_total += rejected;
         }
         assert!(rejected_total > 100 * n, "{precision:?}: only {rejected_total} record mutations rejected");

@@ -48,9 +48,9 @@ fn summary_prints_a_keras_style_table() {
     let (code, out, _) = mnistc(&["summary", "--json", &model("fashion.toml")]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["total_params"], 225_034);
-    assert_eq!(v["layers"][4]["type"], "dense");
-    assert_eq!(v["layers"][4]["input"]["channels"], 64);
+    assert_eq!(v["total_params"], 220_234);
+    assert_eq!(v["layers"][5]["type"], "dense");
+    assert_eq!(v["layers"][5]["input"]["channels"], 64);
     assert_eq!(v["dataset"], "fashion-mnist");
 }
 

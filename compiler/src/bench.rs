@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use mnistc_runtime::kernels::{self, Isa};
 use mnistc_runtime::Model;
+use mnistc_runtime::kernels::{self, Isa};
 use serde::Serialize;
 
 use crate::blob::AlignedBytes;

@@ -138,17 +138,20 @@ pub fn calibration_images(train_set: &Images, n: usize) -> Images {
     train_set.subset(&indices)
 }
 
-/// Lowers a trained model to the plan of its spec's precision (fused, ready to write).
+/// Lowers a trained model to the plan of `spec`'s `[quantize]` precision (fused, ready to write).
+/// `spec` may differ from the model's own spec in `name`, `[quantize]` and `[target]` (what the
+/// training cache ignores).
 ///
 /// # Errors
 /// [`BuildError`] if lowering, calibration or quantization fails.
 pub fn lower_trained(
+    spec: &ModelSpec,
     model: &train::TrainedModel,
     train_set: &Images,
     source_hash: [u8; 32],
 ) -> Result<(Plan, usize), BuildError> {
-    let spec = &model.spec;
-    let float = lower::float_plan(model, source_hash)?;
+    let mut float = lower::float_plan(model, source_hash)?;
+    float.name = spec.name.clone();
     Ok(match lower::precision(spec.quantize.precision) {
         Precision::F32 => (lower::fuse_pools(float), 0),
         Precision::F16 => (lower::fuse_pools(lower::to_f16(float)), 0),
@@ -223,22 +226,14 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         Some(e) if e.samples as usize == test_set.n => e.clone(),
         _ => train::evaluate(model, &test_set, opts.device)?,
     };
-    let (plan, calibration_images) = lower_trained(model, &train_set, source_hash(spec, &digests))?;
+    let (plan, calibration_images) = lower_trained(spec, model, &train_set, source_hash(spec, &digests))?;
     let blob = blob::write(&plan)?;
     let footprint = budget::of_plan(&plan, blob.len());
     let aligned = AlignedBytes::from(blob.as_slice());
     let device_model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(BlobError::Invalid)?;
     let device_eval = on_device::evaluate(&device_model, &test_set)?;
-    let built = Built {
-        spec: model.spec.clone(),
-        plan,
-        blob,
-        footprint,
-        float_eval,
-        device_eval,
-        training,
-        calibration_images,
-    };
+    let built =
+        Built { spec: spec.clone(), plan, blob, footprint, float_eval, device_eval, training, calibration_images };
     let over = budget::overruns(&spec.target, &built.footprint);
     if !over.is_empty() {
         return Err(BuildError::Budget(over));

@@ -66,9 +66,10 @@ pub struct Inspection {
     pub macs: u64,
     /// Total weights plus biases.
     pub params: usize,
-    /// Bytes of int8 weights and int32 biases (or float weights and biases).
+    /// Bytes of int8 weights and int32 biases (or float weights and biases), one per parameter.
     pub weight_bytes: usize,
-    /// Everything else: header, metadata, plan records, per-channel multipliers, alignment.
+    /// Everything else: header, metadata, plan records, per-channel multipliers, the zero taps
+    /// that pad int8 filters to groups of 4, alignment.
     pub overhead_bytes: usize,
     /// SHA-256 of the source spec and data (hex).
     pub source_hash: String,
@@ -92,16 +93,19 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
             Some(FusedPool::Avg) => name.push_str("+avgpool2d"),
             _ => {}
         }
-        let (params, macs) = match &op.kernel {
-            Kernel::ConvF32(k) => (k.weights.len() + k.bias.len(), k.geometry.macs() as u64),
-            Kernel::ConvF16(k) => (k.weights.len() + k.bias.len(), k.geometry.macs() as u64),
-            Kernel::ConvS8(k) => (k.weights.len() + k.bias.len(), k.geometry.macs() as u64),
-            Kernel::DenseF32(k) => (k.weights.len() + k.bias.len(), k.weights.len() as u64),
-            Kernel::DenseF16(k) => (k.weights.len() + k.bias.len(), k.weights.len() as u64),
-            Kernel::DenseS8(k) => (k.weights.len() + k.bias.len(), k.weights.len() as u64),
-            _ => (0, 0),
+        // (weights, biases, MACs); int8 weights are stored padded to groups of 4 taps, so count
+        // them from the geometry.
+        let (weights, biases, macs) = match &op.kernel {
+            Kernel::ConvF32(k) => (k.geometry.filter_len() * k.geometry.output.c, k.bias.len(), k.geometry.macs()),
+            Kernel::ConvF16(k) => (k.geometry.filter_len() * k.geometry.output.c, k.bias.len(), k.geometry.macs()),
+            Kernel::ConvS8(k) => (k.geometry.filter_len() * k.geometry.output.c, k.bias.len(), k.geometry.macs()),
+            Kernel::DenseF32(k) => (k.input_len * k.output_len, k.bias.len(), k.input_len * k.output_len),
+            Kernel::DenseF16(k) => (k.input_len * k.output_len, k.bias.len(), k.input_len * k.output_len),
+            Kernel::DenseS8(k) => (k.input_len * k.output_len, k.bias.len(), k.input_len * k.output_len),
+            _ => (0, 0, 0),
         };
-        weights_and_biases += (r.weights_len + r.bias_len) as usize;
+        let (params, macs) = (weights + biases, macs as u64);
+        weights_and_biases += weights * precision.weight_size() + biases * precision.bias_size();
         let spatial = matches!(kind, Some(OpKind::Conv2d | OpKind::MaxPool2d | OpKind::AvgPool2d));
         let int8 = precision == Precision::Int8;
         ops.push(OpInfo {

@@ -22,6 +22,7 @@ pub mod onnx;
 pub mod plan;
 pub mod quantize;
 pub mod report;
+pub mod search;
 pub mod spec;
 pub mod summary;
 pub mod tract;

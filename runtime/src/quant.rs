@@ -103,7 +103,7 @@ pub fn requantize_per_channel(acc: i32, m_bits: u32) -> i32 {
 pub fn requantize_per_channel_f32(acc: i32, m_bits: u32) -> i32 {
     const TOINT: f32 = 8_388_608.0; // 2^23
     let x = acc as f32 * f32::from_bits(m_bits);
-    let r = if !(x.abs() < TOINT) {
+    let r = if x.abs() >= TOINT {
         x
     } else if x >= 0.0 {
         (x + TOINT) - TOINT

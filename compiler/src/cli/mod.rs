@@ -16,6 +16,7 @@ pub mod common;
 pub mod eval;
 pub mod inspect;
 pub mod predict;
+pub mod search;
 pub mod summary;
 pub mod train;
 
@@ -54,6 +55,8 @@ pub enum Command {
     Check(check::Args),
     /// Time a blob: runtime fast kernels, runtime reference kernels, tract-onnx.
     Bench(bench::Args),
+    /// Hardware-aware hyper-parameter search: random search over a space file, budgets checked before training.
+    Search(search::Args),
 }
 
 /// Where a command writes.
@@ -112,6 +115,7 @@ fn dispatch(cli: Cli, io: &mut Io<'_>) -> Result<(), CliError> {
         Command::Predict(args) => predict::run(args, io),
         Command::Check(args) => check::run(args, io),
         Command::Bench(args) => bench::run(args, io),
+        Command::Search(args) => search::run(args, io),
     }
 }
 

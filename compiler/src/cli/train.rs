@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::common::{DataArgs, DeviceArg, OverrideArgs};
 use super::{CliError, Io};
+use crate::cache::Cache;
 use crate::data::{self, DataDir, Split};
 use crate::spec::ModelSpec;
 use crate::train::{self, Checkpoint, Device, TrainError, TrainOptions};
@@ -31,6 +32,9 @@ pub struct Args {
     /// No progress bar and no per-epoch lines on stderr
     #[arg(short, long)]
     pub quiet: bool,
+    /// Do not store the training in the cache that `mnistc build` reuses
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 fn train_error(e: TrainError) -> CliError {
@@ -103,6 +107,12 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let eval = train::evaluate(&model, &test_set, device).map_err(train_error)?;
     let checkpoint = Checkpoint::new(model, digests, Some(eval.clone()));
     let files = checkpoint.save(&args.output).map_err(CliError::failed)?;
+    // Also into the training cache, so that `mnistc build` of the same model reuses it.
+    if !args.no_cache
+        && let Err(e) = Cache::from_env().store(&spec, &checkpoint.data_digests, &checkpoint)
+    {
+        let _ = writeln!(io.err, "warning: could not store the training in the cache: {e}");
+    }
     let model = &checkpoint.model;
     let history = &model.history;
 

@@ -38,7 +38,7 @@
 //! | max pool (fused or standalone) | `MaxPool` on int8 |
 //! | avg pool (fused or standalone) | depthwise `QLinearConv` (`group = C`, all-ones int8 weights `[C, 1, kh, kw]`, per-tensor weight scale `f32(1/n)`, zero point 0, no bias, strides = pool stride): the runtime's sum of `x − zp` with its uniform requantization |
 //! | dense | `QLinearConv` whose kernel covers the whole input (`[units, C, H, W]`, the dense weights permuted to CHW), output `[1, units, 1, 1]`; a dense after a dense is a 1×1 `QLinearConv` |
-//! | logits | `DequantizeLinear(output scale, zero point)`, [`Transpose`], `Flatten` |
+//! | logits | `DequantizeLinear(output scale, zero point)`, then `Flatten` (with `Transpose(0, 2, 3, 1)` first when the last op's output is spatial) |
 //!
 //! ONNX expresses requantization by scales, not by multipliers: tract and onnxruntime compute the
 //! multiplier `f32(f32(s_w · s_x) / s_y)` themselves. [`export`] therefore checks that the plan's

@@ -53,6 +53,9 @@ pub(crate) struct Net {
     blocks: Vec<Block>,
 }
 
+/// A callback receiving `(layer index, layer output)`.
+type Observer<'a> = dyn FnMut(usize, &Tensor<2>) + 'a;
+
 /// Activations between blocks: still spatial, or already flattened.
 enum Act {
     Spatial(Tensor<4>),
@@ -217,7 +220,7 @@ impl Net {
         self.run(x, Some(&mut observe))
     }
 
-    fn run(&self, x: Tensor<4>, mut observe: Option<&mut dyn FnMut(usize, &Tensor<2>)>) -> Tensor<2> {
+    fn run(&self, x: Tensor<4>, mut observe: Option<&mut Observer<'_>>) -> Tensor<2> {
         let mut act = Act::Spatial(x);
         for (i, block) in self.blocks.iter().enumerate() {
             act = match (block, act) {

@@ -21,6 +21,7 @@
 //! The results equal [`crate::kernels::reference`] bit for bit; the property suite in
 //! `kernels/tests.rs` checks that for every ISA.
 
+use super::patch_len;
 use crate::format::TAP_GROUP;
 use crate::kernels::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer};
 use crate::quant;
@@ -29,8 +30,9 @@ use crate::quant;
 pub(crate) const PIXELS: usize = 4;
 /// Most output channels of one micro-kernel call.
 pub(crate) const MAX_BLOCK: usize = 64;
-/// Patches are zero-padded to a multiple of this many bytes.
+/// Patches are zero-padded to a multiple of this many bytes ([`super::patch_len`]).
 pub(crate) const PATCH_ALIGN: usize = 16;
+const _: () = assert!(super::patch_len(1) == PATCH_ALIGN && PIXELS == 4);
 
 /// An ISA's int8 micro-kernel.
 ///
@@ -151,24 +153,6 @@ pub(crate) fn requantize_portable(
     }
 }
 
-/// Patch bytes for `k` taps: padded to a multiple of [`PATCH_ALIGN`].
-pub const fn patch_len(k: usize) -> usize {
-    k.div_ceil(PATCH_ALIGN) * PATCH_ALIGN
-}
-
-/// Scratch bytes the driver needs for a convolution: an effective bias per output channel (and
-/// 4 bytes to align it), and one patch per pixel of a group (a fused pool's window rounded up
-/// to 4 pixels, else 4 pixels).
-pub const fn conv2d_s8_scratch_size(g: &ConvGeometry, pool_window: usize) -> usize {
-    let group = if pool_window > PIXELS { pool_window.div_ceil(PIXELS) * PIXELS } else { PIXELS };
-    4 + 4 * g.output.c + group * patch_len(g.filter_len())
-}
-
-/// Scratch bytes the driver needs for a dense layer: the effective biases and the input patch.
-pub const fn dense_s8_scratch_size(input_len: usize, output_len: usize) -> usize {
-    4 + 4 * output_len + patch_len(input_len)
-}
-
 /// Splits scratch into `n` aligned i32 and the bytes after them (`None` if too small).
 fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
     // SAFETY: `align_to_mut` on plain integers is sound (any bit pattern is an i32).
@@ -244,7 +228,7 @@ fn avg_finish(sum: i32, q: &AvgRequant) -> i8 {
 /// int8 convolution with fused activation range and pool (see the module docs).
 ///
 /// Falls back to the reference kernel if `scratch` is smaller than
-/// [`conv2d_s8_scratch_size`] (a validated model always provides enough).
+/// [`super::conv2d_s8_scratch_size`] (a validated model always provides enough).
 ///
 /// # Safety
 /// `M`'s ISA must be available.
@@ -372,7 +356,7 @@ fn patch_refs(patches: &[u8], plen: usize, first: usize) -> [&[u8]; PIXELS] {
 }
 
 /// int8 dense layer (see the module docs). Falls back to the reference kernel if `scratch` is
-/// smaller than [`dense_s8_scratch_size`].
+/// smaller than [`super::dense_s8_scratch_size`].
 ///
 /// # Safety
 /// `M`'s ISA must be available.

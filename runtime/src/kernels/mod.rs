@@ -12,12 +12,15 @@
 //! Scratch: each kernel states what it needs (`*_scratch_size`); the numbers are the most any
 //! implementation uses, so one blob's arena plan serves every target.
 
+// With `force-scalar` the fast paths are not even compiled: the build is the reference alone.
+#[cfg(not(feature = "force-scalar"))]
 pub mod arch;
+#[cfg(not(feature = "force-scalar"))]
 pub(crate) mod driver;
 pub mod params;
 pub mod reference;
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "force-scalar")))]
 mod tests;
 
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -59,13 +62,13 @@ impl Isa {
     pub fn is_available(self) -> bool {
         match self {
             Isa::Reference => true,
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
             Isa::Avx2 => arch::x86_64::avx2::is_available(),
-            #[cfg(target_arch = "x86_64")]
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
             Isa::Avx512Vnni => arch::x86_64::avx512::is_available(),
-            #[cfg(target_arch = "aarch64")]
+            #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
             Isa::NeonDot => arch::aarch64::neon::is_available(),
-            #[cfg(mnistc_arm_dsp)]
+            #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
             Isa::ArmDsp => true,
             #[allow(unreachable_patterns)]
             _ => false,
@@ -151,28 +154,39 @@ pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
 }
 
 /// Scratch bytes [`conv2d_s8`] needs for a convolution of this geometry whose fused pool (if
-/// any) has `pool_window` pixels (1 without a pool): the most any implementation uses.
+/// any) has `pool_window` pixels (1 without a pool): the most any implementation uses (the fast
+/// paths' driver: an effective bias per output channel, 4 alignment bytes, and one im2col patch
+/// per pixel of a group of 4, or of the pool window rounded up to 4), so one blob serves every
+/// build, `force-scalar` included.
 pub const fn conv2d_s8_scratch_size(geometry: &ConvGeometry, pool_window: usize) -> usize {
-    driver::conv2d_s8_scratch_size(geometry, pool_window)
+    let group = if pool_window > 4 { pool_window.div_ceil(4) * 4 } else { 4 };
+    4 + 4 * geometry.output.c + group * patch_len(geometry.filter_len())
 }
 
-/// Scratch bytes [`dense_s8`] needs: the most any implementation uses.
+/// Scratch bytes [`dense_s8`] needs: the most any implementation uses (effective biases and
+/// the input patch).
 pub const fn dense_s8_scratch_size(input_len: usize, output_len: usize) -> usize {
-    driver::dense_s8_scratch_size(input_len, output_len)
+    4 + 4 * output_len + patch_len(input_len)
+}
+
+/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of 16).
+pub const fn patch_len(k: usize) -> usize {
+    k.div_ceil(16) * 16
 }
 
 /// int8 convolution (with fused activation range and pool).
 #[inline]
+#[cfg_attr(feature = "force-scalar", allow(unused_variables))]
 pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
     match isa() {
         // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::conv2d_s8(op, input, output, scratch) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx2 => unsafe { arch::x86_64::avx2::conv2d_s8(op, input, output, scratch) },
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
         Isa::NeonDot => unsafe { arch::aarch64::neon::conv2d_s8(op, input, output, scratch) },
-        #[cfg(mnistc_arm_dsp)]
+        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
         Isa::ArmDsp => unsafe { arch::arm::dsp::conv2d_s8(op, input, output, scratch) },
         _ => reference::conv2d_s8(op, input, output),
     }
@@ -180,16 +194,17 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut
 
 /// int8 dense layer.
 #[inline]
+#[cfg_attr(feature = "force-scalar", allow(unused_variables))]
 pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
     match isa() {
         // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::dense_s8(op, input, output, scratch) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx2 => unsafe { arch::x86_64::avx2::dense_s8(op, input, output, scratch) },
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
         Isa::NeonDot => unsafe { arch::aarch64::neon::dense_s8(op, input, output, scratch) },
-        #[cfg(mnistc_arm_dsp)]
+        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
         Isa::ArmDsp => unsafe { arch::arm::dsp::dense_s8(op, input, output, scratch) },
         _ => reference::dense_s8(op, input, output),
     }
@@ -200,13 +215,13 @@ pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut
 pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
     match isa() {
         // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::maxpool2d_s8(p, input, output) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx2 => unsafe { arch::x86_64::avx2::maxpool2d_s8(p, input, output) },
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
         Isa::NeonDot => unsafe { arch::aarch64::neon::maxpool2d_s8(p, input, output) },
-        #[cfg(mnistc_arm_dsp)]
+        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
         Isa::ArmDsp => unsafe { arch::arm::dsp::maxpool2d_s8(p, input, output) },
         _ => reference::maxpool2d_s8(p, input, output),
     }
@@ -217,13 +232,13 @@ pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
     match isa() {
         // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::avgpool2d_s8(p, q, input, output) },
-        #[cfg(target_arch = "x86_64")]
+        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
         Isa::Avx2 => unsafe { arch::x86_64::avx2::avgpool2d_s8(p, q, input, output) },
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
         Isa::NeonDot => unsafe { arch::aarch64::neon::avgpool2d_s8(p, q, input, output) },
-        #[cfg(mnistc_arm_dsp)]
+        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
         Isa::ArmDsp => unsafe { arch::arm::dsp::avgpool2d_s8(p, q, input, output) },
         _ => reference::avgpool2d_s8(p, q, input, output),
     }

@@ -346,13 +346,13 @@ macro_rules! isa_suite {
     };
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
 isa_suite!(avx2, super::super::Isa::Avx2, crate::kernels::arch::x86_64::avx2);
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
 isa_suite!(avx512_vnni, super::super::Isa::Avx512Vnni, crate::kernels::arch::x86_64::avx512);
-#[cfg(target_arch = "aarch64")]
+#[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
 isa_suite!(neon_dot, super::super::Isa::NeonDot, crate::kernels::arch::aarch64::neon);
-#[cfg(mnistc_arm_dsp)]
+#[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
 isa_suite!(arm_dsp, super::super::Isa::ArmDsp, crate::kernels::arch::arm::dsp);
 
 #[test]

@@ -1,0 +1,88 @@
+//! Per-op and whole-model latency of the digits CNN (int8, batch 1, one thread): the runtime with
+//! every kernel implementation this machine has (the reference included, at opt-level 3), and
+//! tract-onnx on the exported ONNX.
+//!
+//! ```text
+//! cargo bench --bench kernels                 # everything
+//! cargo bench --bench kernels -- digits/      # whole model only
+//! ```
+//!
+//! The weights are seeded random (timings do not depend on them), so no data set is needed;
+//! `mnistc bench OUT.bin` times a trained blob the same way in one process.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use mnistc::plan::{Activation, Pool, PoolKind, Precision, Shape};
+use mnistc::tract::{Feed, TractModel};
+use mnistc_runtime::kernels::{self, Isa};
+use mnistc_runtime::model::Kernel;
+use mnistc_runtime::{Input, Model};
+use mnistc_suite::{Layer, random_plan};
+
+/// The reference CNN of `models/digits.toml`: Conv32-Pool-Conv64-Pool-Dense10 (dropout vanishes).
+fn digits_layers() -> Vec<Layer> {
+    let pool = Some(Pool { kind: PoolKind::Max, size: [2, 2], stride: [2, 2] });
+    let conv = |filters| Layer::Conv {
+        filters,
+        kernel: [3, 3],
+        stride: [1, 1],
+        same: false,
+        activation: Activation::Relu,
+        pool,
+    };
+    vec![conv(32), conv(64), Layer::Dense { units: 10, activation: Activation::None }]
+}
+
+fn bench(c: &mut Criterion) {
+    let plan = random_plan(&digits_layers(), Shape::new(28, 28, 1), 10, Precision::Int8, 1).expect("digits fits");
+    let blob = mnistc::blob::AlignedBytes::from(mnistc::blob::write(&plan).expect("writes").as_slice());
+    let model = Model::from_bytes(blob.as_bytes()).expect("loads");
+    let onnx = mnistc::onnx::export(&plan).expect("exports");
+    let pixels = mnistc::bench::pattern(784);
+    let mut arena = vec![0u128; model.arena_size().div_ceil(16)];
+    let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
+    let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();
+
+    let mut g = c.benchmark_group("digits");
+    for &isa in &isas {
+        kernels::set_isa(Some(isa));
+        g.bench_function(format!("runtime/{}", isa.name()), |b| {
+            b.iter(|| model.run_logits(Input::Pixels(std::hint::black_box(&pixels)), arena).map(|l| l.argmax()))
+        });
+    }
+    kernels::set_isa(None);
+    let mut tract = TractModel::load(&onnx, Feed::Float, &[]).expect("tract loads the export");
+    let input: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    g.bench_function("tract", |b| b.iter(|| tract.run_f32(std::hint::black_box(&input)).map(|o| o.len())));
+    g.finish();
+
+    // Each op on the input the previous op produced.
+    let mut inputs: Vec<Vec<i8>> = vec![pixels.iter().map(|&p| (p as i16 - 128) as i8).collect()];
+    model
+        .run_observed(Input::Pixels(&pixels), arena, |_, out| {
+            if let mnistc_runtime::Activations::I8 { values, .. } = out {
+                inputs.push(values.to_vec());
+            }
+        })
+        .expect("runs");
+    let names = ["conv1+pool", "conv2+pool", "dense"];
+    let mut g = c.benchmark_group("ops");
+    for (i, op) in model.ops().iter().enumerate() {
+        let mut output = vec![0i8; op.output.len];
+        let mut scratch = vec![0u8; op.scratch.len];
+        for &isa in &isas {
+            kernels::set_isa(Some(isa));
+            g.bench_function(format!("{}/{}", names[i], isa.name()), |b| {
+                b.iter(|| match &op.kernel {
+                    Kernel::ConvS8(k) => kernels::conv2d_s8(k, &inputs[i], &mut output, &mut scratch),
+                    Kernel::DenseS8(k) => kernels::dense_s8(k, &inputs[i], &mut output, &mut scratch),
+                    _ => unreachable!("the digits CNN has only conv and dense ops"),
+                })
+            });
+        }
+    }
+    kernels::set_isa(None);
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,207 @@
+//! The build-side commands (`build`, `inspect`, `eval`, `predict`, `check`, `bench`) run
+//! in-process: exit codes, files, JSON keys, and the budgets of the reference CNN.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use mnistc::budget;
+use mnistc::spec::ModelSpec;
+use mnistc_suite::{data_dir, mnistc, workspace_root};
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A blob built once for these tests: the parity fixture on 1,500 images, one epoch.
+fn built() -> &'static tempfile::TempDir {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let model = workspace_root().join("tests/fixtures/parity.toml");
+        let (code, out, err) = mnistc(&[
+            "build",
+            &path(&model),
+            "-o",
+            &path(&dir.path().join("p.bin")),
+            "--data",
+            &path(&data_dir()),
+            "--train-limit",
+            "1500",
+            "--no-cache",
+            "--quiet",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "build failed: {err}");
+        let report = json(&out);
+        for key in ["flash_bytes", "arena_bytes", "macs", "float", "device", "float_accuracy", "device_accuracy"] {
+            assert!(report.get(key).is_some(), "build --json lacks `{key}`");
+        }
+        dir
+    })
+}
+
+#[test]
+fn build_writes_the_blob_onnx_and_reports() {
+    let dir = built().path();
+    for f in ["p.bin", "p.onnx", "p.report.json", "p.report.md"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let report = json(&std::fs::read_to_string(dir.join("p.report.json")).unwrap());
+    assert_eq!(report["flash_bytes"].as_u64().unwrap(), std::fs::metadata(dir.join("p.bin")).unwrap().len());
+    let md = std::fs::read_to_string(dir.join("p.report.md")).unwrap();
+    for needle in ["on-device test accuracy", "Confusion matrix", "precision", "arena (RAM)"] {
+        assert!(md.contains(needle), "report.md lacks `{needle}`");
+    }
+    // No temporary files left behind by the atomic writes.
+    assert!(std::fs::read_dir(dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+}
+
+#[test]
+fn inspect_eval_predict_check_and_bench_read_the_blob() {
+    let dir = built().path();
+    let blob = path(&dir.join("p.bin"));
+    let data = path(&data_dir());
+
+    let (code, out, err) = mnistc(&["inspect", &blob, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let inspect = json(&out);
+    assert_eq!(inspect["flash_bytes"].as_u64().unwrap(), std::fs::metadata(dir.join("p.bin")).unwrap().len());
+    assert!(inspect["arena_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(inspect["ops"].as_array().unwrap().len(), 4);
+    assert_eq!(inspect["ops"][0]["op"], "conv2d+maxpool2d");
+    assert_eq!(inspect["ops"][1]["op"], "conv2d+avgpool2d");
+
+    let (code, out, err) = mnistc(&["eval", &blob, "--data", &data, "--limit", "500", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let eval = json(&out);
+    assert_eq!(eval["images"], 500);
+    assert!(eval["test_accuracy"].as_f64().unwrap() > 0.7);
+    assert_eq!(eval["confusion"].as_array().unwrap().len(), 10);
+    assert_eq!(eval["per_class"].as_array().unwrap().len(), 10);
+    let total: u64 = eval["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 500);
+
+    let idx = path(&data_dir().join("mnist/t10k-images-idx3-ubyte.gz"));
+    let (code, out, err) = mnistc(&["predict", &blob, "--idx", &idx, "--limit", "3", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<serde_json::Value> = out.lines().map(json).collect();
+    assert_eq!(lines.len(), 3);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["index"], i);
+        assert_eq!(l["scores"].as_array().unwrap().len(), 10);
+        let class = l["class"].as_u64().unwrap() as usize;
+        assert_eq!(l["name"], class.to_string());
+        let scores: Vec<f64> = l["scores"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(scores.iter().all(|&s| s <= scores[class]));
+    }
+
+    let (code, out, err) = mnistc(&["check", &blob, "--data", &data, "--limit", "200", "--per-layer", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let check = json(&out);
+    assert_eq!(check["passed"], true);
+    assert_eq!(check["images"], 200);
+    assert_eq!(check["top1_agreement"], 1.0);
+    assert_eq!(check["max_lsb_diff"], 0);
+
+    let (code, out, err) = mnistc(&["bench", &blob, "--runs", "20", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let bench = json(&out);
+    for key in ["runtime_us", "runtime_scalar_us", "tract_us", "macs"] {
+        assert!(bench[key].as_f64().is_some_and(|v| v > 0.0), "bench lacks `{key}`: {bench}");
+    }
+}
+
+#[test]
+fn predict_converts_any_png_to_a_light_on_dark_input() {
+    let dir = built().path();
+    let blob = path(&dir.join("p.bin"));
+    // A dark "1" on a light, coloured, 56x40 background: grey, resized, inverted.
+    let png = dir.join("one.png");
+    let img = image::RgbImage::from_fn(40, 56, |x, y| {
+        if (18..23).contains(&x) && (8..48).contains(&y) {
+            image::Rgb([20, 20, 30])
+        } else {
+            image::Rgb([240, 235, 220])
+        }
+    });
+    img.save(&png).unwrap();
+    let (code, out, err) = mnistc(&["predict", &blob, &path(&png), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let line = json(&out);
+    assert_eq!(line["class"], 1, "a vertical bar should read as a 1: {line}");
+    let (code, _, err) = mnistc(&["predict", &blob, &path(&dir.join("missing.png"))]);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing.png"), "{err}");
+}
+
+#[test]
+fn malformed_blobs_and_budgets_fail_with_clear_messages() {
+    let dir = built().path();
+    let mut bytes = std::fs::read(dir.join("p.bin")).unwrap();
+    bytes.truncate(bytes.len() - 7);
+    let bad = dir.join("bad.bin");
+    std::fs::write(&bad, &bytes).unwrap();
+    for cmd in ["inspect", "eval", "bench"] {
+        let (code, _, err) = mnistc(&[cmd, &path(&bad)]);
+        assert_eq!(code, 2, "{cmd}: {err}");
+        assert!(err.contains("not a valid mnistc blob") && err.contains("truncated"), "{cmd}: {err}");
+    }
+
+    // A flash budget the architecture cannot meet fails before any training.
+    let spec = std::fs::read_to_string(workspace_root().join("tests/fixtures/parity.toml")).unwrap();
+    let tight = dir.join("tight.toml");
+    std::fs::write(&tight, format!("{spec}\n[target]\nflash = 4000\nram = 100000\n")).unwrap();
+    let started = std::time::Instant::now();
+    let out_bin = dir.join("tight.bin");
+    let (code, _, err) =
+        mnistc(&["build", &path(&tight), "-o", &path(&out_bin), "--data", &path(&data_dir()), "--no-cache"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("target.flash") && err.contains("over the budget of 4000 bytes"), "{err}");
+    assert!(started.elapsed().as_secs() < 20, "the budget check should come before training");
+    assert!(!out_bin.exists());
+
+    let (code, _, err) = mnistc(&["build", &path(&dir.join("nope.toml")), "-o", &path(&out_bin)]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn the_reference_cnn_fits_its_arena_and_overhead_bars() {
+    let spec = ModelSpec::from_path(&workspace_root().join("models/digits.toml")).unwrap();
+    let fp = budget::estimate(&spec).unwrap();
+    assert_eq!(fp.macs, 2_440_960);
+    // TFLite Micro needs a 30,464-byte arena for this CNN; the fused plan needs at most 10 KB.
+    assert!(fp.arena_bytes <= 10 * 1024, "arena {}", fp.arena_bytes);
+    // Everything but int8 weights and int32 biases (34,826 parameters): at most 2 KB.
+    let weights_and_biases = (9 * 32 + 32 * 4) + (288 * 64 + 64 * 4) + (1600 * 10 + 10 * 4);
+    assert!(fp.flash_bytes - weights_and_biases <= 2048, "overhead {}", fp.flash_bytes - weights_and_biases);
+}
+
+#[test]
+fn build_reuses_the_training_that_train_stored_in_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = path(&workspace_root().join("tests/fixtures/parity.toml"));
+    let data = path(&data_dir());
+    let common = ["--data", &data, "--train-limit", "800", "--epochs", "1", "--seed", "1234"];
+    let ckpt = path(&dir.path().join("t.ckpt"));
+    let mut train = vec!["train", &model, "-o", &ckpt, "--quiet"];
+    train.extend_from_slice(&common);
+    let (code, _, err) = mnistc(&train);
+    assert_eq!(code, 0, "{err}");
+    let blob = path(&dir.path().join("b.bin"));
+    let mut build = vec!["build", &model, "-o", &blob];
+    build.extend_from_slice(&common);
+    let (code, _, err) = mnistc(&build);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("reusing the training cached in"), "{err}");
+    assert!(!err.contains("training parity"), "{err}");
+}
