@@ -511,13 +511,21 @@ fn int8_graph_carries_the_integer_arithmetic() {
             assert_eq!(initializer(g, &c.input[4]).dims, vec![w.dims[0]]);
             assert!(initializer(g, &c.input[5]).raw_data.iter().all(|&z| z == 0));
         } else {
-            // Average pool: depthwise, all-ones weights, scale 1/n.
+            // Average pool: depthwise, all-ones weights.
             let group = c.attribute.iter().find(|a| a.name == "group").unwrap().i;
             assert_eq!(group, w.dims[0]);
             assert_eq!(w.dims[1], 1);
             assert!(w.raw_data.iter().all(|&v| v == 1));
-            let n = (w.dims[2] * w.dims[3]) as f32;
-            assert_eq!(initializer(g, &c.input[4]).raw_data, (1.0 / n).to_le_bytes());
+            // The weight scale is the runtime's pool multiplier (≈ s_x / (n · s_y)), exactly.
+            let index: usize = c.name.trim_start_matches("op").split('.').next().unwrap().parse().unwrap();
+            let (m, shift) = plan.ops[index].quant.as_ref().unwrap().pool_requant.unwrap();
+            let want = mnistc_runtime::quant::uniform_scale(m, shift);
+            assert_eq!(initializer(g, &c.input[4]).raw_data, want.to_le_bytes(), "{}", c.name);
+        }
+        // The whole requantization rides on the weight scale: input and output scales are 1, so
+        // tract folds no product of scales (whose rounding depends on its evaluation order).
+        for slot in [1, 6] {
+            assert_eq!(initializer(g, &c.input[slot]).raw_data, 1.0f32.to_le_bytes(), "{} input {slot}", c.name);
         }
     }
     // The dense layers are convolutions over their whole input.

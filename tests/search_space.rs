@@ -52,6 +52,11 @@ fn shipped_spaces_load() {
     }
     let digits = SearchSpace::from_path(&workspace_root().join("models/search.toml")).unwrap();
     assert_eq!(digits.target.ram, Some(16_384));
+    let narrow = SearchSpace::from_path(&workspace_root().join("models/search-fashion-cnn.toml")).unwrap();
+    assert_eq!(narrow.dims.conv_layers.0, vec![2, 3]);
+    let mut sampler = narrow.sampler();
+    let first = sampler.next_candidate().unwrap().unwrap();
+    assert_eq!(first.spec.data.dataset, mnistc::spec::Dataset::FashionMnist);
 }
 
 #[test]

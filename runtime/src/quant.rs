@@ -12,7 +12,8 @@
 //!   same bits.
 //!
 //! Both are followed by `+ zero_point` and a clamp to the int8 activation range. The scale itself
-//! is `m = f32(f32(s_w·s_x)/s_y)`, computed by the compiler the way tract does.
+//! is `m = f32(f32(s_w·s_x)/s_y)`, computed by the compiler; the exported ONNX carries `m` itself so
+//! that tract and onnxruntime scale by exactly the same `m`.
 
 /// tract's `Scaler::convert_scale_to_mult_shift`, normalised so that powers of two also get a
 /// multiplier (`2^30`, one more shift): both forms give identical results.

@@ -105,6 +105,19 @@ impl CliError {
     }
 }
 
+/// `MNISTC_ISA=NAME` pins the runtime's kernels (`reference`, `avx2`, `avx512-vnni`, ...) for every
+/// command that runs a blob, e.g. to compare an ISA against the reference on a real model.
+fn select_kernels() -> Result<(), String> {
+    use mnistc_runtime::kernels::{Isa, set_isa};
+    let Some(name) = std::env::var_os("MNISTC_ISA") else { return Ok(()) };
+    let name = name.to_string_lossy();
+    let isa = Isa::ALL.into_iter().find(|i| i.name() == name).ok_or_else(|| {
+        let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+        format!("MNISTC_ISA={name}: unknown; use one of {}", names.join(", "))
+    })?;
+    if set_isa(Some(isa)) { Ok(()) } else { Err(format!("MNISTC_ISA={name}: not available on this machine")) }
+}
+
 fn dispatch(cli: Cli, io: &mut Io<'_>) -> Result<(), CliError> {
     match cli.command {
         Command::Summary(args) => summary::run(args, io),
@@ -142,6 +155,10 @@ where
         }
     };
     let mut io = Io { out, err };
+    if let Err(e) = select_kernels() {
+        let _ = writeln!(io.err, "error: {e}");
+        return 2;
+    }
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli, &mut io)));
     match result {
         Ok(Ok(())) => 0,

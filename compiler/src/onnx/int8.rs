@@ -9,8 +9,8 @@ use super::validate::{INPUT_SCALE, INPUT_ZERO_POINT};
 use super::{
     INPUT_NAME, INPUT_Q_NAME, OnnxError, dense_hwc_to_chw, flatten_logits, io, nchw, ohwi_to_oihw, op_output_name,
 };
-use crate::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, Weights};
-use crate::quantize::avg_pool_weight_scale;
+use crate::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, RequantSpec, Weights};
+use mnistc_runtime::quant::uniform_scale;
 
 pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
     let mut b = GraphBuilder::default();
@@ -30,7 +30,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     x_q: q.input,
                     weights: ohwi_to_oihw(w, o, op.kernel, c),
                     weight_dims: [o, c, kh, kw],
-                    weight_scales: &q.weight_scales,
+                    multipliers: multipliers(q, o).ok_or_else(|| err("an int8 conv needs its requantization"))?,
                     y_q: q.conv,
                     bias,
                     stride: op.stride,
@@ -42,12 +42,17 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     None => y,
                     Some(pool) if pool.kind == PoolKind::Max => max_pool(&mut b, &p, &y, pool.size, pool.stride),
                     Some(pool) => {
-                        avg_pool(&mut b, &format!("{p}.pool"), &y, o, pool.size, pool.stride, q.conv, q.output)
+                        let m =
+                            pool_multiplier(q).ok_or_else(|| err("a fused average pool needs its requantization"))?;
+                        avg_pool(&mut b, &format!("{p}.pool"), &y, o, pool.size, pool.stride, m, q.conv, q.output)
                     }
                 }
             }
             OpKind::MaxPool2d => max_pool(&mut b, &p, &x, op.kernel, op.stride),
-            OpKind::AvgPool2d => avg_pool(&mut b, &p, &x, op.input.c, op.kernel, op.stride, q.input, q.output),
+            OpKind::AvgPool2d => {
+                let m = pool_multiplier(q).ok_or_else(|| err("an average pool needs its requantization"))?;
+                avg_pool(&mut b, &p, &x, op.input.c, op.kernel, op.stride, m, q.input, q.output)
+            }
             OpKind::Dense => {
                 let (w, bias) = params(op).ok_or_else(|| err("an int8 dense needs int8 weights and int32 bias"))?;
                 let (units, s) = (op.output.c, op.input);
@@ -55,7 +60,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     x_q: q.input,
                     weights: dense_hwc_to_chw(w, units, s),
                     weight_dims: [units, s.c, s.h, s.w],
-                    weight_scales: &q.weight_scales,
+                    multipliers: multipliers(q, units).ok_or_else(|| err("an int8 dense needs its requantization"))?,
                     y_q: q.conv,
                     bias,
                     stride: [1, 1],
@@ -92,18 +97,40 @@ fn params(op: &PlanOp) -> Option<(&[i8], &[i32])> {
     }
 }
 
+/// The op's requantization multipliers `m_c`, one per output channel, as f32 (a uniform Q0.31
+/// multiplier and shift stand for an f32 exactly).
+fn multipliers(q: &OpQuant, channels: usize) -> Option<Vec<f32>> {
+    match q.requant.as_ref()? {
+        RequantSpec::PerChannel(m) => Some(m.clone()),
+        RequantSpec::Uniform { multiplier, shift } => Some(vec![uniform_scale(*multiplier, *shift); channels]),
+    }
+}
+
+/// An average pool's requantization multiplier as f32.
+fn pool_multiplier(q: &OpQuant) -> Option<f32> {
+    q.pool_requant.map(|(multiplier, shift)| uniform_scale(multiplier, shift))
+}
+
 /// A zero point as int8 (validated to fit).
 fn zp(q: QParams) -> i8 {
     q.zero_point.clamp(-128, 127) as i8
 }
 
-/// A `QLinearConv` with per-output-channel weight scales and int32 bias.
+/// A `QLinearConv` with per-output-channel multipliers and int32 bias.
+///
+/// The runtime's requantization multiplier `m_c` goes in as the weight scale, with `x_scale` and
+/// `y_scale` 1.0 (the zero points are the real ones): every ONNX runtime then scales by exactly
+/// `m_c · 1 / 1 = m_c`. Given the real scales instead, each runtime rounds its own product
+/// `s_w · s_x / s_y`, and tract's constant folding does it in a different order per code path
+/// (one ulp apart, which flips near-ties), so bit-exactness would depend on tract's internals.
+/// The int8 tensors are the same either way; the model's float input and output keep their
+/// real scales (`QuantizeLinear`, `DequantizeLinear`).
 struct Conv<'a> {
     x_q: QParams,
     /// OIHW.
     weights: Vec<i8>,
     weight_dims: [usize; 4],
-    weight_scales: &'a [f32],
+    multipliers: Vec<f32>,
     y_q: QParams,
     bias: &'a [i32],
     stride: [usize; 2],
@@ -113,12 +140,12 @@ struct Conv<'a> {
 impl Conv<'_> {
     fn emit(&self, b: &mut GraphBuilder, p: &str, x: &str, stage: &str) -> String {
         let [o, _, kh, kw] = self.weight_dims;
-        let x_scale = b.f32_scalar(format!("{p}.x_scale"), self.x_q.scale);
+        let x_scale = b.f32_scalar(format!("{p}.x_scale"), 1.0);
         let x_zp = b.i8_scalar(format!("{p}.x_zero_point"), zp(self.x_q));
         let w = b.i8s(format!("{p}.w"), &self.weight_dims, &self.weights);
-        let w_scale = b.f32s(format!("{p}.w_scale"), &[o], self.weight_scales);
+        let w_scale = b.f32s(format!("{p}.w_scale"), &[o], &self.multipliers);
         let w_zp = b.i8s(format!("{p}.w_zero_point"), &[o], &vec![0; o]);
-        let y_scale = b.f32_scalar(format!("{p}.y_scale"), self.y_q.scale);
+        let y_scale = b.f32_scalar(format!("{p}.y_scale"), 1.0);
         let y_zp = b.i8_scalar(format!("{p}.y_zero_point"), zp(self.y_q));
         let bias = b.i32s(format!("{p}.b"), &[o], self.bias);
         let attrs = vec![
@@ -157,9 +184,10 @@ fn max_pool(b: &mut GraphBuilder, p: &str, x: &str, size: [usize; 2], stride: [u
     )
 }
 
-/// An int8 average pool as a depthwise `QLinearConv`: all-ones weights `[C, 1, kh, kw]` of scale
-/// `f32(1/n)`, no bias. It sums `x − x_zp` over the window and requantizes the sum uniformly with
-/// `f32(f32(s_x / n) / s_y)`, exactly the runtime's average pool.
+/// An int8 average pool as a depthwise `QLinearConv`: all-ones weights `[C, 1, kh, kw]`, no bias.
+/// It sums `x − x_zp` over the window and requantizes the sum uniformly with the pool's multiplier
+/// `m` (≈ `s_x / (n · s_y)`), exactly the runtime's average pool; as in [`Conv`], `m` is the weight
+/// scale and `x_scale = y_scale = 1`.
 #[allow(clippy::too_many_arguments)]
 fn avg_pool(
     b: &mut GraphBuilder,
@@ -168,16 +196,17 @@ fn avg_pool(
     channels: usize,
     size: [usize; 2],
     stride: [usize; 2],
+    m: f32,
     x_q: QParams,
     y_q: QParams,
 ) -> String {
     let n = size[0] * size[1];
-    let x_scale = b.f32_scalar(format!("{p}.x_scale"), x_q.scale);
+    let x_scale = b.f32_scalar(format!("{p}.x_scale"), 1.0);
     let x_zp = b.i8_scalar(format!("{p}.x_zero_point"), zp(x_q));
     let w = b.i8s(format!("{p}.w"), &[channels, 1, size[0], size[1]], &vec![1; channels * n]);
-    let w_scale = b.f32_scalar(format!("{p}.w_scale"), avg_pool_weight_scale(n));
+    let w_scale = b.f32_scalar(format!("{p}.w_scale"), m);
     let w_zp = b.i8_scalar(format!("{p}.w_zero_point"), 0);
-    let y_scale = b.f32_scalar(format!("{p}.y_scale"), y_q.scale);
+    let y_scale = b.f32_scalar(format!("{p}.y_scale"), 1.0);
     let y_zp = b.i8_scalar(format!("{p}.y_zero_point"), zp(y_q));
     let attrs = vec![
         attr_ints("kernel_shape", &size),

@@ -33,15 +33,21 @@
 //! | plan op | ONNX |
 //! |---------|------|
 //! | input | `QuantizeLinear(scale 1/255, zero point −128)` → `input_q` |
-//! | conv | `QLinearConv`: int8 OIHW weights, per-channel 1-D `w_scale`, 1-D int8 zero `w_zero_point`, int32 bias; x from the op's input parameters, y from its `conv` parameters |
+//! | conv | `QLinearConv`: int8 OIHW weights, `w_scale` = the per-channel multipliers (1-D), 1-D int8 zero `w_zero_point`, int32 bias; `x_scale = y_scale = 1`, zero points from the op's input and `conv` parameters |
 //! | activation clamp narrower than `[−128, 127]` | `Clip` with int8 `min` / `max` (`act_min`, `act_max`) |
 //! | max pool (fused or standalone) | `MaxPool` on int8 |
-//! | avg pool (fused or standalone) | depthwise `QLinearConv` (`group = C`, all-ones int8 weights `[C, 1, kh, kw]`, per-tensor weight scale `f32(1/n)`, zero point 0, no bias, strides = pool stride): the runtime's sum of `x − zp` with its uniform requantization |
+//! | avg pool (fused or standalone) | depthwise `QLinearConv` (`group = C`, all-ones int8 weights `[C, 1, kh, kw]`, per-tensor weight scale = the pool's multiplier, zero point 0, no bias, strides = pool stride): the runtime's sum of `x − zp` with its uniform requantization |
 //! | dense | `QLinearConv` whose kernel covers the whole input (`[units, C, H, W]`, the dense weights permuted to CHW), output `[1, units, 1, 1]`; a dense after a dense is a 1×1 `QLinearConv` |
 //! | logits | `DequantizeLinear(output scale, zero point)`, then `Flatten` (with `Transpose(0, 2, 3, 1)` first when the last op's output is spatial) |
 //!
-//! ONNX expresses requantization by scales, not by multipliers: tract and onnxruntime compute the
-//! multiplier `f32(f32(s_w · s_x) / s_y)` themselves. [`export`] therefore checks that the plan's
+//! ONNX expresses requantization by scales, not by multipliers, and runtimes compute the
+//! multiplier `s_w · s_x / s_y` themselves — each rounding it its own way (tract's constant
+//! folding multiplies by `1/s_y`, in an order that depends on the op's code path; onnxruntime
+//! divides), one ulp apart for some scales, which flips near-ties. So every `QLinearConv` carries
+//! the runtime's own multiplier `m_c` as its weight scale, with `x_scale = y_scale = 1`: any ONNX
+//! runtime then computes `m_c · 1 / 1 = m_c` exactly. Zero points and int8 tensors are the real
+//! ones; only the intermediate tensors' declared scales are 1 (the graph's float input and output
+//! keep their real scales). [`export`] also checks that the plan's
 //! multipliers are exactly those ([`crate::quantize::requant_spec`],
 //! [`crate::quantize::avg_pool_requant`]) and refuses plans whose integer arithmetic the graph
 //! would not reproduce.

@@ -1,6 +1,7 @@
 //! Scale arithmetic shared by the quantizer, the ONNX export and the tests.
 //!
-//! Scales are combined the way tract-onnx does (`f32(f32(s_w · s_x) / s_y)`), and turned into the
+//! Scales are combined as ONNX defines it (`f32(f32(s_w · s_x) / s_y)`, see [`combined_scale`]),
+//! and turned into the
 //! runtime's requantization parameters: uniform when every output channel ends up with the same
 //! f32 multiplier (tract then takes its uniform path), per channel otherwise.
 
@@ -16,7 +17,15 @@ pub enum ScaleError {
     Multiplier(f32),
 }
 
-/// tract's combined scale: `f32(f32(s_w · s_x) / s_y)`.
+/// The requantization multiplier of a conv/dense: `f32(f32(s_w · s_x) / s_y)`, as ONNX and
+/// onnxruntime compute it.
+///
+/// Runtimes round this product differently: tract builds the same expression, but its
+/// decluttering turns the division into a multiplication by the f32 reciprocal and folds the
+/// constants in an order that depends on the code path, one ulp apart for some scales — which
+/// flips near-ties (26 of 54 million conv outputs of the reference CNN over the MNIST test set).
+/// So the ONNX export does not ask runtimes to combine scales: it carries this multiplier itself
+/// as the weight scale, with input and output scales 1 ([`crate::onnx`]).
 pub fn combined_scale(s_w: f32, s_x: f32, s_y: f32) -> f32 {
     (s_w * s_x) / s_y
 }
