@@ -240,16 +240,7 @@ fn random_out(activation: Activation, rng: &mut Rng) -> QParams {
 /// Quantizes one float op in place (weights, bias) and returns its parameters.
 fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
     match op.kind {
-        OpKind::MaxPool2d => Some(OpQuant {
-            input: x,
-            conv: x,
-            output: x,
-            weight_scales: vec![],
-            requant: None,
-            act_min: -128,
-            act_max: 127,
-            pool_requant: None,
-        }),
+        OpKind::MaxPool2d => Some(OpQuant::max_pool(x)),
         OpKind::AvgPool2d => {
             let out = QParams { scale: x.scale * rng.range(0.8, 1.2), zero_point: x.zero_point };
             Some(OpQuant {

@@ -1,32 +1,11 @@
 //! The `mnistc` command line, run in-process through `mnistc::cli::run`: exit codes, stdout
 //! and stderr of `summary` and `train`, including the `--json` report.
 
-use std::path::{Path, PathBuf};
-
 use mnistc::train::{Checkpoint, Device};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn data_root() -> PathBuf {
-    match std::env::var_os("MNISTC_DATA") {
-        Some(d) if !d.is_empty() => root().join(d),
-        _ => root().join("../shared/data"),
-    }
-}
+use mnistc_suite::{data_dir as data_root, mnistc, workspace_root};
 
 fn model(name: &str) -> String {
-    root().join("models").join(name).display().to_string()
-}
-
-/// Runs `mnistc ARGS...`; returns (exit code, stdout, stderr).
-fn mnistc(args: &[&str]) -> (u8, String, String) {
-    let mut out = Vec::new();
-    let mut err = Vec::new();
-    let argv = std::iter::once("mnistc").chain(args.iter().copied());
-    let code = mnistc::cli::run(argv, &mut out, &mut err);
-    (code, String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap())
+    workspace_root().join("models").join(name).display().to_string()
 }
 
 #[test]
@@ -48,7 +27,7 @@ fn summary_prints_a_keras_style_table() {
     let (code, out, _) = mnistc(&["summary", "--json", &model("fashion.toml")]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["total_params"], 220_234);
+    assert_eq!(v["total_params"], 50_186);
     assert_eq!(v["layers"][5]["type"], "dense");
     assert_eq!(v["layers"][5]["input"]["channels"], 64);
     assert_eq!(v["dataset"], "fashion-mnist");

@@ -83,17 +83,19 @@ pub fn bench(blob: &[u8], onnx: Option<&[u8]>, runs: usize) -> Result<BenchRepor
     model.classify(&pixels, arena).map_err(BenchError::Run)?;
     let macs = crate::inspect::inspect(&model).macs;
 
-    let mut time_isa = |isa: Option<Isa>| {
-        kernels::set_isa(isa);
+    // The kernels in use (the best this CPU has, unless `MNISTC_ISA` or a caller chose).
+    let chosen = kernels::isa();
+    let mut time_isa = |isa: Isa| {
+        kernels::set_isa(Some(isa));
         let us = median_us(runs, || {
             let _ = std::hint::black_box(model.classify(std::hint::black_box(&pixels), arena));
         });
-        kernels::set_isa(None);
+        kernels::set_isa(Some(chosen));
         us
     };
-    let runtime_scalar_us = time_isa(Some(Isa::Reference));
-    let runtime_us = time_isa(None);
-    let isa = kernels::isa().name();
+    let runtime_scalar_us = time_isa(Isa::Reference);
+    let runtime_us = time_isa(chosen);
+    let isa = chosen.name();
 
     let tract_us = match onnx {
         Some(onnx) => {

@@ -140,6 +140,22 @@ pub struct OpQuant {
     pub pool_requant: Option<(i32, i32)>,
 }
 
+impl OpQuant {
+    /// The parameters of a max pool: its output keeps the input's scale and zero point.
+    pub fn max_pool(x: QParams) -> Self {
+        OpQuant {
+            input: x,
+            conv: x,
+            output: x,
+            weight_scales: vec![],
+            requant: None,
+            act_min: -128,
+            act_max: 127,
+            pool_requant: None,
+        }
+    }
+}
+
 impl PlanOp {
     /// Multiply-accumulates of one inference of this op, counted as Keras-style summaries do: the
     /// whole convolution output times its filter length, inputs times outputs for dense, and

@@ -72,16 +72,7 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
     for (i, (op, &range)) in out.ops.iter_mut().zip(ranges).enumerate() {
         let scale_err = |source| QuantizeError::Scale { op: i, source };
         let q = match op.kind {
-            OpKind::MaxPool2d => OpQuant {
-                input: x,
-                conv: x,
-                output: x,
-                weight_scales: vec![],
-                requant: None,
-                act_min: -128,
-                act_max: 127,
-                pool_requant: None,
-            },
+            OpKind::MaxPool2d => OpQuant::max_pool(x),
             OpKind::AvgPool2d => OpQuant {
                 input: x,
                 conv: x,

@@ -829,25 +829,16 @@ struct Val<'a, 'i> {
     value: &'a Spanned<DeValue<'i>>,
 }
 
-fn type_name(v: &DeValue<'_>) -> &'static str {
-    match v {
-        DeValue::String(_) => "a string",
-        DeValue::Integer(_) => "an integer",
-        DeValue::Float(_) => "a float",
-        DeValue::Boolean(_) => "a boolean",
-        DeValue::Datetime(_) => "a date-time",
-        DeValue::Array(_) => "an array",
-        DeValue::Table(_) => "a table",
-    }
-}
-
 impl<'a, 'i> Val<'a, 'i> {
     fn err(&self, kind: InvalidKind, message: impl Into<String>) -> SpecError {
         self.src.error(self.line, self.path.clone(), kind, message)
     }
 
     fn wrong_type(&self, expected: &str) -> SpecError {
-        self.err(InvalidKind::WrongType, format!("expected {expected}, found {}", type_name(self.value.get_ref())))
+        self.err(
+            InvalidKind::WrongType,
+            format!("expected {expected}, found {}", crate::spec::toml_type_name(self.value.get_ref())),
+        )
     }
 
     fn uint(&self, min: u64, max: u64) -> Result<u64, SpecError> {

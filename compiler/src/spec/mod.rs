@@ -13,6 +13,8 @@ mod parse;
 mod reader;
 mod shape;
 
+pub(crate) use reader::type_name as toml_type_name;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -127,7 +127,8 @@ pub(crate) struct Value<'a, 'i> {
     value: &'a Spanned<DeValue<'i>>,
 }
 
-fn type_name(v: &DeValue<'_>) -> &'static str {
+/// How an error message names a TOML value's type ("an integer", "a table", ...).
+pub(crate) fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
         DeValue::Integer(_) => "an integer",

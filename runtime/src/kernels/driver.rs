@@ -16,7 +16,9 @@
 //!   in wrapping i32 arithmetic (exact because the true accumulator fits in i32, which
 //!   [`crate::Model::from_bytes`] checks);
 //! - walks output pixels in groups of 4 (a fused pool's window, or 4 consecutive pixels) and
-//!   channels in the micro-kernel's blocks, requantizes, and max- or average-pools.
+//!   channels in the micro-kernel's blocks, requantizes, and max- or average-pools (a max pool
+//!   takes the max of the accumulators and requantizes once per window: requantization is
+//!   non-decreasing, so that is the max of the requantized values).
 //!
 //! The results equal [`crate::kernels::reference`] bit for bit; the property suite in
 //! `kernels/tests.rs` checks that for every ISA.
@@ -65,6 +67,33 @@ pub(crate) trait Micro {
         acc: &mut [[i32; MAX_BLOCK]; P],
     ) {
         accumulate_portable::<P>(Self::OFFSET, patches, groups, weights, out, oc0, n, bias, acc)
+    }
+
+    /// `best[j] = max(best[j], max_p acc[p][j])` for `j < n`, with `acc` as [`Micro::accumulate`]
+    /// computes it: the accumulators of a fused max pool's window, reduced without leaving
+    /// registers where the ISA can (`acc` is then left alone; otherwise it is scratch).
+    ///
+    /// # Safety
+    /// As [`Micro::accumulate`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn accumulate_max<const P: usize>(
+        patches: [&[u8]; P],
+        groups: usize,
+        weights: &[i8],
+        out: usize,
+        oc0: usize,
+        n: usize,
+        bias: &[i32],
+        acc: &mut [[i32; MAX_BLOCK]; P],
+        best: &mut [i32; MAX_BLOCK],
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { Self::accumulate::<P>(patches, groups, weights, out, oc0, n, bias, acc) };
+        for row in acc.iter() {
+            for (b, &v) in best[..n].iter_mut().zip(&row[..n]) {
+                *b = (*b).max(v);
+            }
+        }
     }
 
     /// `sums[c] = Σ_t W[t][c]` for every output channel (padding taps are zero).
@@ -182,12 +211,43 @@ unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: &[i32], zp:
 }
 
 /// Writes the patch of conv output `(oy, ox)`: the receptive field in OHWI tap order, each input
-/// `x` stored as `x + offset`, padding as `zero_point + offset`, zeros after the last tap.
+/// `x` stored as `x + offset`, padding as `zero_point + offset`. The bytes after the last tap are
+/// left alone: the caller zeroes them once per call.
 #[inline(always)]
 fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32, zp: i32, patch: &mut [u8]) {
     let pad = (zp + offset) as u8;
     let flip = offset as u8; // 0 or 0x80: x + 128 as u8 is x ^ 0x80
     let row_len = g.kernel_w * g.input.c;
+    let (y0, x0) = ((oy * g.stride_h).wrapping_sub(g.pad_top), (ox * g.stride_w).wrapping_sub(g.pad_left));
+    if y0 < g.input.h && y0 + g.kernel_h <= g.input.h && x0 < g.input.w && x0 + g.kernel_w <= g.input.w {
+        // The whole receptive field is inside the input: `kernel_h` runs of `row_len` bytes, one
+        // input row apart. On the 64-bit targets short runs (a first layer's 1-5 wide kernel over
+        // one channel) get fixed-size copies: 25 % off the digits CNN's first layer on x86-64. On
+        // Cortex-M they would save 2 % of the instructions for 1.1 KB of code and 1.4 KB of stack.
+        let start = g.input.index(y0, x0, 0);
+        let src = &input[start..start + (g.kernel_h - 1) * g.input.w * g.input.c + row_len];
+        let (stride, rows) = (g.input.w * g.input.c, g.kernel_h);
+        match row_len {
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            1 => copy_runs::<1>(src, stride, rows, flip, patch),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            2 => copy_runs::<2>(src, stride, rows, flip, patch),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            3 => copy_runs::<3>(src, stride, rows, flip, patch),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            4 => copy_runs::<4>(src, stride, rows, flip, patch),
+            #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+            5 => copy_runs::<5>(src, stride, rows, flip, patch),
+            _ => {
+                for (ky, dst) in patch.chunks_exact_mut(row_len).take(rows).enumerate() {
+                    for (d, &x) in dst.iter_mut().zip(&src[ky * stride..ky * stride + row_len]) {
+                        *d = x as u8 ^ flip;
+                    }
+                }
+            }
+        }
+        return;
+    }
     for ky in 0..g.kernel_h {
         let dst = &mut patch[ky * row_len..(ky + 1) * row_len];
         let iy = (oy * g.stride_h + ky).wrapping_sub(g.pad_top);
@@ -217,7 +277,19 @@ fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32,
             }
         }
     }
-    patch[g.kernel_h * row_len..].fill(0);
+}
+
+/// Copies `rows` runs of `N` bytes, `stride` apart in `src`, to the start of `patch`, each byte
+/// `x` as `x ^ flip`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn copy_runs<const N: usize>(src: &[i8], stride: usize, rows: usize, flip: u8, patch: &mut [u8]) {
+    for (ky, dst) in patch.chunks_exact_mut(N).take(rows).enumerate() {
+        let run = &src[ky * stride..ky * stride + N];
+        for i in 0..N {
+            dst[i] = run[i] as u8 ^ flip;
+        }
+    }
 }
 
 #[inline(always)]
@@ -250,8 +322,14 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
     // SAFETY: the caller runs with M's ISA available.
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
     let eff: &[i32] = eff;
+    // The taps past K stay zero for the whole call (im2col writes only the first K bytes).
+    for patch in patches[..slots * plen].chunks_exact_mut(plen) {
+        patch[k..].fill(0);
+    }
     let mut acc = [[0i32; MAX_BLOCK]; PIXELS];
-    let mut q = [[0i8; MAX_BLOCK]; PIXELS];
+    // A pooled block: the running max accumulator, or the running sum of an average.
+    let mut pooled = [0i32; MAX_BLOCK];
+    let mut q = [0i8; MAX_BLOCK];
     let (min, max) = (op.act_min, op.act_max);
 
     match op.pool {
@@ -308,37 +386,57 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                     }
                     for oc0 in (0..out).step_by(M::BLOCK) {
                         let n = (out - oc0).min(M::BLOCK);
-                        let mut best = [i8::MIN; MAX_BLOCK];
-                        let mut sum = [0i32; MAX_BLOCK];
-                        for first in (0..window).step_by(PIXELS) {
-                            let pp = patch_refs(patches, plen, first);
-                            // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
-                            unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
-                            let n_px = (window - first).min(PIXELS);
-                            for p in 0..n_px {
+                        let dst = &mut output[pg.output.index(py, px, oc0)..][..n];
+                        match kind {
+                            // Requantization and the activation clamp are non-decreasing in the
+                            // accumulator (multipliers are positive, checked at load), so the max
+                            // of the requantized values is the requantized max accumulator: one
+                            // requantization per window instead of one per pixel.
+                            PoolKind::Max => {
+                                pooled.fill(i32::MIN);
+                                // A last group of fewer than 4 repeats the window's last
+                                // pixel, which leaves the max unchanged.
+                                for first in (0..window).step_by(PIXELS) {
+                                    let pp = patch_refs(patches, plen, first);
+                                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                                    unsafe {
+                                        M::accumulate_max::<PIXELS>(
+                                            pp,
+                                            groups,
+                                            op.weights,
+                                            out,
+                                            oc0,
+                                            n,
+                                            eff,
+                                            &mut acc,
+                                            &mut pooled,
+                                        )
+                                    };
+                                }
                                 // SAFETY: as above.
                                 unsafe {
-                                    M::requantize(&acc[p], n, oc0, &op.requant, op.conv_zero_point, min, max, &mut q[p])
+                                    M::requantize(&pooled, n, oc0, &op.requant, op.conv_zero_point, min, max, dst)
                                 };
-                                match kind {
-                                    PoolKind::Max => {
-                                        for (b, &v) in best[..n].iter_mut().zip(&q[p][..n]) {
-                                            *b = (*b).max(v);
-                                        }
-                                    }
-                                    PoolKind::Avg => {
-                                        for (s, &v) in sum[..n].iter_mut().zip(&q[p][..n]) {
+                            }
+                            PoolKind::Avg => {
+                                pooled.fill(0);
+                                for first in (0..window).step_by(PIXELS) {
+                                    let pp = patch_refs(patches, plen, first);
+                                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                                    unsafe {
+                                        M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc)
+                                    };
+                                    for a in acc.iter().take((window - first).min(PIXELS)) {
+                                        // SAFETY: as above.
+                                        unsafe {
+                                            M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, &mut q)
+                                        };
+                                        for (s, &v) in pooled[..n].iter_mut().zip(&q[..n]) {
                                             *s += v as i32 - avg.input_zero_point;
                                         }
                                     }
                                 }
-                            }
-                        }
-                        let dst = &mut output[pg.output.index(py, px, oc0)..][..n];
-                        match kind {
-                            PoolKind::Max => dst.copy_from_slice(&best[..n]),
-                            PoolKind::Avg => {
-                                for (d, &s) in dst.iter_mut().zip(&sum[..n]) {
+                                for (d, &s) in dst.iter_mut().zip(&pooled[..n]) {
                                     *d = avg_finish(s, &avg);
                                 }
                             }

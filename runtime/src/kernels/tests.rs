@@ -1,5 +1,5 @@
 //! One property suite, instantiated per ISA: every fast kernel equals the reference bit for bit
-//! on random shapes (odd channel counts, `k` tails, 1×1, kernel = input, stride > kernel,
+//! on random shapes (odd channel counts, several channel blocks, `k` tails, 1×1, kernel = input, stride > kernel,
 //! `same` padding with even kernels, overlapping fused and standalone pools), random weights and
 //! extreme values (−128/127, zero points at the ends), both requantization paths.
 //!
@@ -53,8 +53,13 @@ fn max_multiplier(k: usize, bias: &[i32]) -> f32 {
     ((1u64 << 29) as f64 / bound) as f32
 }
 
+/// Mostly a few channels (tails of every block size), sometimes more than one 64-channel block.
+fn output_channels() -> impl Strategy<Value = usize> {
+    prop_oneof![3 => 1usize..=10, 1 => 11usize..=70]
+}
+
 fn geometry() -> impl Strategy<Value = (ConvGeometry, Option<(PoolKind, PoolGeometry)>)> {
-    (1usize..=11, 1usize..=11, 1usize..=21, 1usize..=10, 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, any::<bool>())
+    (1usize..=11, 1usize..=11, 1usize..=21, output_channels(), 1usize..=5, 1usize..=5, 1usize..=3, 1usize..=3, any::<bool>())
         .prop_filter_map("kernel larger than the padded input", |(h, w, c, oc, kh, kw, sh, sw, same)| {
             let (pt, pb) = if same { same_pads(h, kh, sh) } else { (0, 0) };
             let (pl, pr) = if same { same_pads(w, kw, sw) } else { (0, 0) };
@@ -170,7 +175,7 @@ pub(crate) struct DenseCase {
 }
 
 pub(crate) fn dense_case() -> impl Strategy<Value = DenseCase> {
-    (1usize..400, 1usize..11).prop_flat_map(|(k, n)| {
+    (1usize..400, prop_oneof![3 => 1usize..11, 1 => 11usize..140]).prop_flat_map(|(k, n)| {
         (
             prop::collection::vec(extreme_i8(), k),
             prop::collection::vec(extreme_i8(), k * n),

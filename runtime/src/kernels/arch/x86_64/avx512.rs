@@ -58,7 +58,7 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
     oc0: usize,
     n: usize,
     bias: &[i32],
-    acc: &mut [[i32; MAX_BLOCK]; P],
+    out_to: Out<'_, P>,
 ) {
     let mut mask = [0u16; NV];
     for (v, m) in mask.iter_mut().enumerate() {
@@ -87,10 +87,59 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
                 }
             }
         }
-        for p in 0..P {
-            for v in 0..NV {
-                _mm512_mask_storeu_epi32(acc[p].as_mut_ptr().add(16 * v), mask[v], a[p][v]);
+        match out_to {
+            Out::Rows(acc) => {
+                for p in 0..P {
+                    for v in 0..NV {
+                        _mm512_mask_storeu_epi32(acc[p].as_mut_ptr().add(16 * v), mask[v], a[p][v]);
+                    }
+                }
             }
+            Out::Max(best) => {
+                for v in 0..NV {
+                    let dst = best.as_mut_ptr().add(16 * v);
+                    let mut m = _mm512_maskz_loadu_epi32(mask[v], dst);
+                    for row in &a {
+                        m = _mm512_max_epi32(m, row[v]);
+                    }
+                    _mm512_mask_storeu_epi32(dst, mask[v], m);
+                }
+            }
+        }
+    }
+}
+
+/// Where [`accumulate_nv`] puts its accumulators.
+enum Out<'a, const P: usize> {
+    /// One row per pixel ([`Micro::accumulate`]).
+    Rows(&'a mut [[i32; MAX_BLOCK]; P]),
+    /// Merged into a running max ([`Micro::accumulate_max`]).
+    Max(&'a mut [i32; MAX_BLOCK]),
+}
+
+/// [`accumulate_nv`] with the fewest vectors that hold `n` channels.
+///
+/// # Safety
+/// As [`accumulate_nv`], with `n <= 64`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn accumulate_any<const P: usize>(
+    patches: [&[u8]; P],
+    groups: usize,
+    weights: &[i8],
+    out: usize,
+    oc0: usize,
+    n: usize,
+    bias: &[i32],
+    out_to: Out<'_, P>,
+) {
+    // SAFETY: the caller's contract, with n <= 16·NV for the chosen NV.
+    unsafe {
+        match n.div_ceil(16) {
+            0 | 1 => accumulate_nv::<1, P>(patches, groups, weights, out, oc0, n, bias, out_to),
+            2 => accumulate_nv::<2, P>(patches, groups, weights, out, oc0, n, bias, out_to),
+            3 => accumulate_nv::<3, P>(patches, groups, weights, out, oc0, n, bias, out_to),
+            _ => accumulate_nv::<4, P>(patches, groups, weights, out, oc0, n, bias, out_to),
         }
     }
 }
@@ -111,14 +160,23 @@ impl Micro for Avx512Vnni {
         acc: &mut [[i32; MAX_BLOCK]; P],
     ) {
         // SAFETY: the caller's contract, with n <= 16·NV for the chosen NV.
-        unsafe {
-            match n.div_ceil(16) {
-                0 | 1 => accumulate_nv::<1, P>(patches, groups, weights, out, oc0, n, bias, acc),
-                2 => accumulate_nv::<2, P>(patches, groups, weights, out, oc0, n, bias, acc),
-                3 => accumulate_nv::<3, P>(patches, groups, weights, out, oc0, n, bias, acc),
-                _ => accumulate_nv::<4, P>(patches, groups, weights, out, oc0, n, bias, acc),
-            }
-        }
+        unsafe { accumulate_any::<P>(patches, groups, weights, out, oc0, n, bias, Out::Rows(acc)) }
+    }
+
+    #[inline(always)]
+    unsafe fn accumulate_max<const P: usize>(
+        patches: [&[u8]; P],
+        groups: usize,
+        weights: &[i8],
+        out: usize,
+        oc0: usize,
+        n: usize,
+        bias: &[i32],
+        _acc: &mut [[i32; MAX_BLOCK]; P],
+        best: &mut [i32; MAX_BLOCK],
+    ) {
+        // SAFETY: as in `accumulate`.
+        unsafe { accumulate_any::<P>(patches, groups, weights, out, oc0, n, bias, Out::Max(best)) }
     }
 
     #[inline(always)]
