@@ -336,13 +336,19 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
         None => {
             let total = g.output.h * g.output.w;
             let mut first = 0;
+            // The next pixel to copy, walked in row-major order (no divisions per pixel).
+            let mut at = (0, 0);
             while first < total {
                 let n_px = (total - first).min(PIXELS);
+                let next = |(y, x): (usize, usize)| if x + 1 == g.output.w { (y + 1, 0) } else { (y, x + 1) };
                 for p in 0..PIXELS {
-                    let pixel = first + p.min(n_px - 1);
-                    let at = (pixel / g.output.w, pixel % g.output.w);
                     im2col(g, input, at, M::OFFSET, op.input_zero_point, &mut patches[p * plen..(p + 1) * plen]);
+                    // A last group of fewer than 4 repeats its last pixel.
+                    if p + 1 < n_px {
+                        at = next(at);
+                    }
                 }
+                at = next(at);
                 let pp = patch_refs(patches, plen, 0);
                 for oc0 in (0..out).step_by(M::BLOCK) {
                     let n = (out - oc0).min(M::BLOCK);
@@ -375,14 +381,8 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                     for slot in 0..slots {
                         let w = slot.min(window - 1);
                         let at = (py * pg.stride_h + w / pg.size_w, px * pg.stride_w + w % pg.size_w);
-                        im2col(
-                            g,
-                            input,
-                            at,
-                            M::OFFSET,
-                            op.input_zero_point,
-                            &mut patches[slot * plen..(slot + 1) * plen],
-                        );
+                        let patch = &mut patches[slot * plen..(slot + 1) * plen];
+                        im2col(g, input, at, M::OFFSET, op.input_zero_point, patch);
                     }
                     for oc0 in (0..out).step_by(M::BLOCK) {
                         let n = (out - oc0).min(M::BLOCK);

@@ -45,7 +45,8 @@ impl Micro for Avx2 {
             return driver::accumulate_portable::<P>(Self::OFFSET, patches, groups, weights, out, oc0, n, bias, acc);
         }
         // SAFETY: AVX2 is available; each group reads the 32 bytes of channels oc0..oc0 + 8
-        // (in bounds: oc0 + 8 <= out) and 4 patch bytes at 4g < 4·groups.
+        // (in bounds: oc0 + 8 <= out) and the 4 patch bytes at 4g (in bounds: every patch holds
+        // at least 4·groups bytes, the `accumulate` contract).
         unsafe {
             // Lane 2j of lo (hi) holds taps 0-1 of channel j (j + 4), lane 2j + 1 taps 2-3.
             let mut lo = [_mm256_setzero_si256(); P];
@@ -55,12 +56,9 @@ impl Micro for Avx2 {
                 let w_lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.cast()));
                 let w_hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(16).cast()));
                 for p in 0..P {
-                    let quad = _mm_cvtsi32_si128(i32::from_le_bytes([
-                        patches[p][g * 4],
-                        patches[p][g * 4 + 1],
-                        patches[p][g * 4 + 2],
-                        patches[p][g * 4 + 3],
-                    ]));
+                    let quad = _mm_cvtsi32_si128(core::ptr::read_unaligned(
+                        patches[p].as_ptr().add(g * TAP_GROUP).cast::<i32>(),
+                    ));
                     let x = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(quad));
                     lo[p] = _mm256_add_epi32(lo[p], _mm256_madd_epi16(x, w_lo));
                     hi[p] = _mm256_add_epi32(hi[p], _mm256_madd_epi16(x, w_hi));
