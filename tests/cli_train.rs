@@ -2,7 +2,7 @@
 //! and stderr of `summary` and `train`, including the `--json` report.
 
 use mnistc::train::{Checkpoint, Device};
-use mnistc_suite::{data_dir as data_root, mnistc, workspace_root};
+use mnistc_suite::{data_dir, mnistc, workspace_root};
 
 fn model(name: &str) -> String {
     workspace_root().join("models").join(name).display().to_string()
@@ -109,7 +109,7 @@ fn train_reports_missing_data_output_dirs_and_cuda_before_training() {
 fn train_json_report_has_metrics_history_and_a_loadable_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("mlp.ckpt");
-    let data = data_root();
+    let data = data_dir();
     let (code, out, err) = mnistc(&[
         "train",
         &model("mlp.toml"),
@@ -167,7 +167,7 @@ fn train_json_report_has_metrics_history_and_a_loadable_checkpoint() {
 fn fashion_reports_use_class_names() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("f.ckpt");
-    let data = data_root();
+    let data = data_dir();
     let (code, out, err) = mnistc(&[
         "train",
         &model("fashion-mlp.toml"),

@@ -72,8 +72,8 @@ impl Activations<'_> {
     /// as integers (the scale is positive), so no float arithmetic is needed.
     pub fn argmax(&self) -> usize {
         match *self {
-            Activations::I8 { values, .. } => argmax_by(values, |a, b| a > b),
-            Activations::F32(v) => argmax_by(v, |a, b| a > b),
+            Activations::I8 { values, .. } => argmax(values),
+            Activations::F32(v) => argmax(v),
         }
     }
     /// Writes the real values into `out` (as many as fit).
@@ -93,10 +93,10 @@ impl Activations<'_> {
     }
 }
 
-fn argmax_by<T: Copy>(values: &[T], greater: impl Fn(T, T) -> bool) -> usize {
+fn argmax<T: Copy + PartialOrd>(values: &[T]) -> usize {
     let mut best = 0;
     for (i, &v) in values.iter().enumerate().skip(1) {
-        if greater(v, values[best]) {
+        if v > values[best] {
             best = i;
         }
     }

@@ -29,12 +29,9 @@ use crate::kernels::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeom
 use crate::quant;
 
 /// Output pixels per micro-kernel call (convolutions).
-pub(crate) const PIXELS: usize = 4;
+pub(crate) const PIXELS: usize = super::GROUP_PIXELS;
 /// Most output channels of one micro-kernel call.
 pub(crate) const MAX_BLOCK: usize = 64;
-/// Patches are zero-padded to a multiple of this many bytes ([`super::patch_len`]).
-pub(crate) const PATCH_ALIGN: usize = 16;
-const _: () = assert!(super::patch_len(1) == PATCH_ALIGN && PIXELS == 4);
 
 /// An ISA's int8 micro-kernel.
 ///
@@ -50,7 +47,7 @@ pub(crate) trait Micro {
 
     /// `acc[p][j] = bias[oc0 + j] + Σ_{t < 4·groups} patches[p][t] · W[t][oc0 + j]` for `j < n`,
     /// in wrapping i32 arithmetic. `weights` are packed (`[groups][out][4]`); every patch holds at
-    /// least `4·groups` bytes, padded with zeros to a multiple of [`PATCH_ALIGN`].
+    /// least `4·groups` bytes, padded with zeros to a multiple of [`super::PATCH_ALIGN`].
     ///
     /// # Safety
     /// The ISA must be available; `oc0 + n <= out <= bias.len()`, `n <= BLOCK`,
@@ -338,9 +335,9 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
             let mut first = 0;
             // The next pixel to copy, walked in row-major order (no divisions per pixel).
             let mut at = (0, 0);
+            let next = |(y, x): (usize, usize)| if x + 1 == g.output.w { (y + 1, 0) } else { (y, x + 1) };
             while first < total {
                 let n_px = (total - first).min(PIXELS);
-                let next = |(y, x): (usize, usize)| if x + 1 == g.output.w { (y + 1, 0) } else { (y, x + 1) };
                 for p in 0..PIXELS {
                     im2col(g, input, at, M::OFFSET, op.input_zero_point, &mut patches[p * plen..(p + 1) * plen]);
                     // A last group of fewer than 4 repeats its last pixel.

@@ -159,7 +159,8 @@ pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
 /// per pixel of a group of 4, or of the pool window rounded up to 4), so one blob serves every
 /// build, `force-scalar` included.
 pub const fn conv2d_s8_scratch_size(geometry: &ConvGeometry, pool_window: usize) -> usize {
-    let group = if pool_window > 4 { pool_window.div_ceil(4) * 4 } else { 4 };
+    let group =
+        if pool_window > GROUP_PIXELS { pool_window.div_ceil(GROUP_PIXELS) * GROUP_PIXELS } else { GROUP_PIXELS };
     4 + 4 * geometry.output.c + group * patch_len(geometry.filter_len())
 }
 
@@ -169,77 +170,57 @@ pub const fn dense_s8_scratch_size(input_len: usize, output_len: usize) -> usize
     4 + 4 * output_len + patch_len(input_len)
 }
 
-/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of 16).
+/// Output pixels per micro-kernel call of the fast paths (a group).
+const GROUP_PIXELS: usize = 4;
+/// im2col patches are padded with zeros to a multiple of this many bytes.
+const PATCH_ALIGN: usize = 16;
+
+/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of [`PATCH_ALIGN`]).
 pub const fn patch_len(k: usize) -> usize {
-    k.div_ceil(16) * 16
+    k.div_ceil(PATCH_ALIGN) * PATCH_ALIGN
+}
+
+/// The dispatch point of the int8 kernels: calls `$name` of the selected ISA's module with the
+/// first argument list, or the reference's with the second (the reference needs no scratch).
+macro_rules! dispatch {
+    ($name:ident($($fast:expr),*) else ($($reference:expr),*)) => {
+        match isa() {
+            // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+            Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::$name($($fast),*) },
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+            Isa::Avx2 => unsafe { arch::x86_64::avx2::$name($($fast),*) },
+            #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
+            Isa::NeonDot => unsafe { arch::aarch64::neon::$name($($fast),*) },
+            #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
+            Isa::ArmDsp => unsafe { arch::arm::dsp::$name($($fast),*) },
+            _ => reference::$name($($reference),*),
+        }
+    };
 }
 
 /// int8 convolution (with fused activation range and pool).
 #[inline]
 #[cfg_attr(feature = "force-scalar", allow(unused_variables))]
 pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
-    match isa() {
-        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::conv2d_s8(op, input, output, scratch) },
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx2 => unsafe { arch::x86_64::avx2::conv2d_s8(op, input, output, scratch) },
-        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
-        Isa::NeonDot => unsafe { arch::aarch64::neon::conv2d_s8(op, input, output, scratch) },
-        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
-        Isa::ArmDsp => unsafe { arch::arm::dsp::conv2d_s8(op, input, output, scratch) },
-        _ => reference::conv2d_s8(op, input, output),
-    }
+    dispatch!(conv2d_s8(op, input, output, scratch) else (op, input, output))
 }
 
 /// int8 dense layer.
 #[inline]
 #[cfg_attr(feature = "force-scalar", allow(unused_variables))]
 pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
-    match isa() {
-        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::dense_s8(op, input, output, scratch) },
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx2 => unsafe { arch::x86_64::avx2::dense_s8(op, input, output, scratch) },
-        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
-        Isa::NeonDot => unsafe { arch::aarch64::neon::dense_s8(op, input, output, scratch) },
-        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
-        Isa::ArmDsp => unsafe { arch::arm::dsp::dense_s8(op, input, output, scratch) },
-        _ => reference::dense_s8(op, input, output),
-    }
+    dispatch!(dense_s8(op, input, output, scratch) else (op, input, output))
 }
 
 /// int8 max pool. Scratch: none.
 #[inline]
 pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
-    match isa() {
-        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::maxpool2d_s8(p, input, output) },
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx2 => unsafe { arch::x86_64::avx2::maxpool2d_s8(p, input, output) },
-        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
-        Isa::NeonDot => unsafe { arch::aarch64::neon::maxpool2d_s8(p, input, output) },
-        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
-        Isa::ArmDsp => unsafe { arch::arm::dsp::maxpool2d_s8(p, input, output) },
-        _ => reference::maxpool2d_s8(p, input, output),
-    }
+    dispatch!(maxpool2d_s8(p, input, output) else (p, input, output))
 }
 
 /// int8 average pool. Scratch: none.
 #[inline]
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
-    match isa() {
-        // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::avgpool2d_s8(p, q, input, output) },
-        #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
-        Isa::Avx2 => unsafe { arch::x86_64::avx2::avgpool2d_s8(p, q, input, output) },
-        #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
-        Isa::NeonDot => unsafe { arch::aarch64::neon::avgpool2d_s8(p, q, input, output) },
-        #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
-        Isa::ArmDsp => unsafe { arch::arm::dsp::avgpool2d_s8(p, q, input, output) },
-        _ => reference::avgpool2d_s8(p, q, input, output),
-    }
+    dispatch!(avgpool2d_s8(p, q, input, output) else (p, q, input, output))
 }

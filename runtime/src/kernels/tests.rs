@@ -1,6 +1,6 @@
 //! One property suite, instantiated per ISA: every fast kernel equals the reference bit for bit
-//! on random shapes (odd channel counts, several channel blocks, `k` tails, 1×1, kernel = input, stride > kernel,
-//! `same` padding with even kernels, overlapping fused and standalone pools), random weights and
+//! on random shapes (odd channel counts, several channel blocks, `k` tails, 1×1, kernel = input,
+//! stride > kernel, `same` padding with even kernels, overlapping fused and standalone pools), random weights and
 //! extreme values (−128/127, zero points at the ends), both requantization paths.
 //!
 //! An ISA the machine lacks skips its cases; on x86-64 both ISAs run here, and CI runs the
@@ -351,13 +351,13 @@ macro_rules! isa_suite {
     };
 }
 
-#[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+#[cfg(target_arch = "x86_64")]
 isa_suite!(avx2, super::super::Isa::Avx2, crate::kernels::arch::x86_64::avx2);
-#[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+#[cfg(target_arch = "x86_64")]
 isa_suite!(avx512_vnni, super::super::Isa::Avx512Vnni, crate::kernels::arch::x86_64::avx512);
-#[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
+#[cfg(target_arch = "aarch64")]
 isa_suite!(neon_dot, super::super::Isa::NeonDot, crate::kernels::arch::aarch64::neon);
-#[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
+#[cfg(mnistc_arm_dsp)]
 isa_suite!(arm_dsp, super::super::Isa::ArmDsp, crate::kernels::arch::arm::dsp);
 
 #[test]
