@@ -138,6 +138,42 @@ pub fn calibration_images(train_set: &Images, n: usize) -> Images {
     train_set.subset(&indices)
 }
 
+/// A trained model as the device gets it.
+pub struct Deployed {
+    /// The lowered plan written to the blob.
+    pub plan: Plan,
+    /// Calibration images (int8 only).
+    pub calibration_images: usize,
+    /// The blob.
+    pub blob: Vec<u8>,
+    /// Flash, arena, MACs of the blob.
+    pub footprint: Footprint,
+    /// The blob run by the runtime on the evaluation images.
+    pub eval: Evaluation,
+}
+
+/// Lowers a trained model ([`lower_trained`], calibrated on `train_set`), writes its blob and
+/// runs that blob with the runtime on `eval_set`: what `mnistc build` reports and what a search
+/// trial scores.
+///
+/// # Errors
+/// [`BuildError`] if lowering, writing, loading or running the blob fails.
+pub fn deploy(
+    spec: &ModelSpec,
+    model: &train::TrainedModel,
+    train_set: &Images,
+    eval_set: &Images,
+    source_hash: [u8; 32],
+) -> Result<Deployed, BuildError> {
+    let (plan, calibration_images) = lower_trained(spec, model, train_set, source_hash)?;
+    let blob = blob::write(&plan)?;
+    let footprint = budget::of_plan(&plan, blob.len());
+    let aligned = AlignedBytes::from(blob.as_slice());
+    let device_model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(BlobError::Invalid)?;
+    let eval = on_device::evaluate(&device_model, eval_set)?;
+    Ok(Deployed { plan, calibration_images, blob, footprint, eval })
+}
+
 /// Lowers a trained model to the plan of `spec`'s `[quantize]` precision (fused, ready to write).
 /// `spec` may differ from the model's own spec in `name`, `[quantize]` and `[target]` (what the
 /// training cache ignores).
@@ -226,12 +262,8 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         Some(e) if e.samples as usize == test_set.n => e.clone(),
         _ => train::evaluate(model, &test_set, opts.device)?,
     };
-    let (plan, calibration_images) = lower_trained(spec, model, &train_set, source_hash(spec, &digests))?;
-    let blob = blob::write(&plan)?;
-    let footprint = budget::of_plan(&plan, blob.len());
-    let aligned = AlignedBytes::from(blob.as_slice());
-    let device_model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(BlobError::Invalid)?;
-    let device_eval = on_device::evaluate(&device_model, &test_set)?;
+    let Deployed { plan, calibration_images, blob, footprint, eval: device_eval } =
+        deploy(spec, model, &train_set, &test_set, source_hash(spec, &digests))?;
     let built =
         Built { spec: spec.clone(), plan, blob, footprint, float_eval, device_eval, training, calibration_images };
     let over = budget::overruns(&spec.target, &built.footprint);

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::space::Params;
 
@@ -106,8 +105,7 @@ impl Header {
 
 /// SHA-256 (hex) of the canonical JSON of `inputs` (serde_json sorts object keys).
 pub fn fingerprint(inputs: &serde_json::Value) -> String {
-    let digest = Sha256::digest(inputs.to_string().as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::data::sha256_hex(inputs.to_string().as_bytes())
 }
 
 /// Why the journal cannot be used.

@@ -23,11 +23,9 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::blob::{self, AlignedBytes, BlobError};
 use crate::budget;
 use crate::build::{self, BuildError};
-use crate::data::{self, DataDir, DataError, Images, Split, prepare_training};
-use crate::on_device::{self, OnDeviceError};
+use crate::data::{self, DataDir, DataError, Images, Split, TrainingSplit, prepare_training};
 use crate::spec::{ModelSpec, Overrides, SpecError};
 use crate::train::{self, Device, TrainError, TrainOptions};
 pub use journal::{Header, Journal, JournalError, Status, TrialRecord};
@@ -338,6 +336,8 @@ fn trial_line(r: &TrialRecord, total: usize) -> String {
 struct TrialContext<'a> {
     space: &'a SearchSpace,
     train_set: &'a Images,
+    /// The trials' training images (calibration) and validation images (scoring).
+    split: TrainingSplit,
     digests: &'a [data::FileDigest],
     device: Device,
 }
@@ -356,7 +356,7 @@ impl<'a> TrialContext<'a> {
         if split.validation.is_none() {
             return Err(SearchError::NoValidation { images: split.train.n, fraction: data.validation });
         }
-        Ok(TrialContext { space, train_set, digests, device })
+        Ok(TrialContext { space, train_set, split, digests, device })
     }
 
     /// The spec a trial trains: the candidate with the trial's epochs and images.
@@ -401,9 +401,8 @@ impl<'a> TrialContext<'a> {
 
         let trial = candidate.trial;
         let spec = self.trial_spec(candidate)?;
-        let split = prepare_training(self.train_set, &spec.data, spec.input.classes, spec.train.seed);
-        let Some(validation) = split.validation else {
-            return Err(SearchError::NoValidation { images: split.train.n, fraction: spec.data.validation });
+        let Some(validation) = &self.split.validation else {
+            return Err(SearchError::NoValidation { images: self.split.train.n, fraction: spec.data.validation });
         };
         let opts = TrainOptions { device: self.device, progress: false, verbose: false };
         let model = match train::train(&spec, self.train_set, &opts) {
@@ -418,19 +417,13 @@ impl<'a> TrialContext<'a> {
             Err(source) => return Err(SearchError::Train { trial, source }),
         };
         let float =
-            train::evaluate(&model, &validation, self.device).map_err(|source| SearchError::Train { trial, source })?;
+            train::evaluate(&model, validation, self.device).map_err(|source| SearchError::Train { trial, source })?;
 
         // The int8 blob, calibrated on the images the trial trained on, run by the runtime.
-        let in_build = |source: BuildError| SearchError::Build { trial, source };
         let hash = build::source_hash(&spec, self.digests);
-        let (plan, _) = build::lower_trained(&spec, &model, &split.train, hash).map_err(in_build)?;
-        let bytes = blob::write(&plan).map_err(|e| in_build(e.into()))?;
-        let aligned = AlignedBytes::from(bytes.as_slice());
-        let device_model = mnistc_runtime::Model::from_bytes(aligned.as_bytes())
-            .map_err(|e| in_build(BlobError::Invalid(e).into()))?;
-        let int8 = on_device::evaluate(&device_model, &validation).map_err(|e: OnDeviceError| in_build(e.into()))?;
-
-        let actual = budget::of_plan(&plan, bytes.len());
+        let deployed = build::deploy(&spec, &model, &self.split.train, validation, hash)
+            .map_err(|source| SearchError::Build { trial, source })?;
+        let (int8, actual) = (deployed.eval, deployed.footprint);
         record.flash_bytes = actual.flash_bytes;
         record.arena_bytes = actual.arena_bytes;
         record.macs = actual.macs;
