@@ -11,8 +11,8 @@
 //! `mnistc bench OUT.bin` times a trained blob the same way in one process.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mnistc::plan::{Activation, Pool, PoolKind, Precision, Shape};
-use mnistc::tract::{Feed, TractModel};
+use mnistc::lower::plan::{Activation, Pool, PoolKind, Precision, Shape};
+use mnistc::verify::tract::{Feed, TractModel};
 use mnistc_runtime::kernels::{self, Isa};
 use mnistc_runtime::model::Kernel;
 use mnistc_runtime::{Input, Model};
@@ -34,10 +34,10 @@ fn digits_layers() -> Vec<Layer> {
 
 fn bench(c: &mut Criterion) {
     let plan = random_plan(&digits_layers(), Shape::new(28, 28, 1), 10, Precision::Int8, 1).expect("digits fits");
-    let blob = mnistc::blob::AlignedBytes::from(mnistc::blob::write(&plan).expect("writes").as_slice());
+    let blob = mnistc::lower::emit::AlignedBytes::from(mnistc::lower::emit::write(&plan).expect("writes").as_slice());
     let model = Model::from_bytes(blob.as_bytes()).expect("loads");
-    let onnx = mnistc::onnx::export(&plan).expect("exports");
-    let pixels = mnistc::bench::pattern(784);
+    let onnx = mnistc::export::onnx::export(&plan).expect("exports");
+    let pixels = mnistc::verify::bench::pattern(784);
     let mut arena = vec![0u128; model.arena_size().div_ceil(16)];
     let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
     let isas: Vec<Isa> = Isa::ALL.into_iter().filter(|i| i.is_available()).collect();

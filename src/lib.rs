@@ -1,14 +1,21 @@
 //! Test and benchmark fixtures of the mnistc workspace (not published).
 //!
-//! [`random_plan`] builds a valid [`Plan`] of any layer stack with seeded random weights and, for
-//! int8, random but consistent quantization parameters (scales chained op to op, requantization
-//! computed the way the compiler does), so tests can write blobs exactly as the compiler will.
+//! [`random_plan`] builds a valid [`Plan`] of any stack of `model.toml` layers
+//! ([`mnistc::spec::Layer`], lowered op by op with the compiler's own [`lower::layer_op`] and
+//! fused with [`lower::fuse_pools`]) with seeded random weights and, for int8, random but
+//! consistent quantization parameters (scales chained op to op, requantization computed the way
+//! the compiler does), so tests can write blobs exactly as the compiler will. Unlike a
+//! `model.toml`, a stack may have any input shape, end in a spatial op, or put a spatial op after
+//! a dense one (on its `1x1xn` output): plans the runtime and the ONNX export must handle.
 
-use half::f16;
-use mnistc::plan::{
-    Activation, Bias, OpKind, OpQuant, Plan, PlanOp, Pool, PoolKind, Precision, QParams, Shape, Weights,
+pub use mnistc::data::Rng;
+use mnistc::lower::plan::{
+    Activation, Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, Precision, QParams, Shape, Weights,
 };
+use mnistc::lower::{self, fuse_pools};
 use mnistc::quantize::{avg_pool_requant, requant_spec};
+pub use mnistc::spec::Layer;
+use mnistc::spec::{self, Padding};
 
 /// The workspace root (for data and model paths in tests).
 pub fn workspace_root() -> std::path::PathBuf {
@@ -35,205 +42,93 @@ pub fn mnistc(args: &[&str]) -> (u8, String, String) {
     (code, String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned())
 }
 
-/// A layer of a random model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layer {
-    /// Convolution with optional fused pool.
-    Conv {
-        /// Output channels.
-        filters: usize,
-        /// Kernel `[h, w]`.
-        kernel: [usize; 2],
-        /// Stride `[h, w]`.
-        stride: [usize; 2],
-        /// TF-style `same` padding (else `valid`).
-        same: bool,
-        /// Activation.
-        activation: Activation,
-        /// Pool fused onto the output.
-        pool: Option<Pool>,
-    },
-    /// A standalone pool.
-    Pool(Pool),
-    /// Dense layer.
-    Dense {
-        /// Outputs.
-        units: usize,
-        /// Activation.
-        activation: Activation,
-    },
+/// A conv2d layer: `same` or `valid` padding.
+pub fn conv(filters: usize, kernel: [usize; 2], stride: [usize; 2], same: bool, activation: spec::Activation) -> Layer {
+    let padding = if same { Padding::Same } else { Padding::Valid };
+    Layer::Conv2d { filters, kernel, stride, padding, activation }
 }
 
-/// splitmix64: a small deterministic generator for fixture values.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-    /// Uniform in `[lo, hi)`.
-    pub fn range(&mut self, lo: f32, hi: f32) -> f32 {
-        lo + (hi - lo) * self.unit()
-    }
-    /// Uniform integer in `[lo, hi]`.
-    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next_u64() % ((hi - lo + 1) as u64)) as i64
+/// A max or average pool layer.
+pub fn pool(kind: PoolKind, size: [usize; 2], stride: [usize; 2]) -> Layer {
+    match kind {
+        PoolKind::Max => Layer::MaxPool2d { size, stride },
+        PoolKind::Avg => Layer::AvgPool2d { size, stride },
     }
 }
 
-/// TF-style `same` padding of one dimension: `(before, after)`, the extra pixel after.
-pub fn same_pads(n: usize, k: usize, s: usize) -> (usize, usize) {
-    let out = n.div_ceil(s);
-    let total = ((out - 1) * s + k).saturating_sub(n);
-    (total / 2, total - total / 2)
+/// A dense layer.
+pub fn dense(units: usize, activation: spec::Activation) -> Layer {
+    Layer::Dense { units, activation }
 }
 
-fn pooled(s: Shape, p: &Pool) -> Option<Shape> {
-    (s.h >= p.size[0] && s.w >= p.size[1])
-        .then(|| Shape::new((s.h - p.size[0]) / p.stride[0] + 1, (s.w - p.size[1]) / p.stride[1] + 1, s.c))
-}
-
-/// The float ops of a layer stack on `input`, or `None` if a layer does not fit its input.
-/// Weights are seeded He-uniform; the last op must produce the logits.
+/// The unfused float ops of a layer stack on `input` (seeded He-uniform weights), or `None` if a
+/// layer does not fit its input.
 pub fn float_ops(layers: &[Layer], input: Shape, rng: &mut Rng) -> Option<Vec<PlanOp>> {
     let mut shape = input;
     let mut ops = Vec::new();
     for layer in layers {
-        let op = match *layer {
-            Layer::Conv { filters, kernel, stride, same, activation, pool } => {
-                let pads = if same {
-                    let (t, b) = same_pads(shape.h, kernel[0], stride[0]);
-                    let (l, r) = same_pads(shape.w, kernel[1], stride[1]);
-                    [t, l, b, r]
-                } else {
-                    [0; 4]
-                };
-                if shape.h + pads[0] + pads[2] < kernel[0] || shape.w + pads[1] + pads[3] < kernel[1] {
-                    return None;
-                }
-                let conv = Shape::new(
-                    (shape.h + pads[0] + pads[2] - kernel[0]) / stride[0] + 1,
-                    (shape.w + pads[1] + pads[3] - kernel[1]) / stride[1] + 1,
-                    filters,
-                );
-                let output = match &pool {
-                    Some(p) => pooled(conv, p)?,
-                    None => conv,
-                };
-                let fan_in = kernel[0] * kernel[1] * shape.c;
+        let (weights, bias) = match lower::weight_shape(layer, shape) {
+            Some((out, fan_in)) => {
                 let bound = (6.0 / fan_in as f32).sqrt();
-                let weights = (0..filters * fan_in).map(|_| rng.range(-bound, bound)).collect();
-                let bias = (0..filters).map(|_| rng.range(-0.1, 0.1)).collect();
-                PlanOp {
-                    kind: OpKind::Conv2d,
-                    input: shape,
-                    output,
-                    kernel,
-                    stride,
-                    pads,
-                    activation,
-                    fused_pool: pool,
-                    weights: Weights::F32(weights),
-                    bias: Bias::F32(bias),
-                    quant: None,
-                }
+                let weights = (0..out * fan_in).map(|_| rng.uniform(-bound, bound)).collect();
+                (weights, (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect())
             }
-            Layer::Pool(p) => PlanOp {
-                kind: if p.kind == PoolKind::Max { OpKind::MaxPool2d } else { OpKind::AvgPool2d },
-                input: shape,
-                output: pooled(shape, &p)?,
-                kernel: p.size,
-                stride: p.stride,
-                pads: [0; 4],
-                activation: Activation::None,
-                fused_pool: None,
-                weights: Weights::None,
-                bias: Bias::None,
-                quant: None,
-            },
-            Layer::Dense { units, activation } => {
-                let fan_in = shape.len();
-                let bound = (6.0 / fan_in as f32).sqrt();
-                PlanOp {
-                    kind: OpKind::Dense,
-                    input: shape,
-                    output: Shape::new(1, 1, units),
-                    kernel: [0; 2],
-                    stride: [0; 2],
-                    pads: [0; 4],
-                    activation,
-                    fused_pool: None,
-                    weights: Weights::F32((0..units * fan_in).map(|_| rng.range(-bound, bound)).collect()),
-                    bias: Bias::F32((0..units).map(|_| rng.range(-0.1, 0.1)).collect()),
-                    quant: None,
-                }
-            }
+            None => (vec![], vec![]),
         };
-        shape = op.output;
-        ops.push(op);
+        if let Some(op) = lower::layer_op(layer, shape, weights, bias).ok()? {
+            shape = op.output;
+            ops.push(op);
+        }
     }
     Some(ops)
 }
 
-/// A random plan of `layers` on `input` in `precision`, seeded; `None` if the stack does not fit
-/// or does not end in `classes` outputs.
+/// The number of values the stack produces on `input` (its logits), if it fits.
+pub fn output_len(layers: &[Layer], input: Shape) -> Option<usize> {
+    Some(float_ops(layers, input, &mut Rng::new(0))?.last()?.output.len())
+}
+
+/// A random plan of `layers` on `input` in `precision`, seeded, with every pool that follows a
+/// convolution fused into it; `None` if the stack does not fit or does not end in `classes`
+/// outputs.
 pub fn random_plan(layers: &[Layer], input: Shape, classes: usize, precision: Precision, seed: u64) -> Option<Plan> {
     let mut rng = Rng::new(seed);
-    let mut ops = float_ops(layers, input, &mut rng)?;
+    let ops = float_ops(layers, input, &mut rng)?;
     if ops.last()?.output.len() != classes {
         return None;
     }
-    let mut output_quant = None;
-    match precision {
-        Precision::F32 => {}
-        Precision::F16 => {
-            for op in &mut ops {
-                if let Weights::F32(w) = &op.weights {
-                    op.weights = Weights::F16(w.iter().map(|&v| f16::from_f32(v)).collect());
-                }
-            }
-        }
-        Precision::Int8 => {
-            let mut x = QParams { scale: 1.0 / 255.0, zero_point: -128 };
-            for op in &mut ops {
-                let q = random_quant(op, x, &mut rng)?;
-                x = q.output;
-                op.quant = Some(q);
-            }
-            output_quant = Some(x);
-        }
-    }
-    Some(Plan {
+    let mut plan = Plan {
         name: format!("random-{seed}"),
         dataset: "mnist".into(),
         class_names: (0..classes).map(|c| c.to_string()).collect(),
         input,
-        precision,
-        output_quant,
+        precision: Precision::F32,
+        output_quant: None,
         source_hash: [7; 32],
         ops,
-    })
+    };
+    match precision {
+        Precision::F32 => {}
+        Precision::F16 => plan = lower::to_f16(plan),
+        Precision::Int8 => {
+            let mut x = QParams { scale: 1.0 / 255.0, zero_point: -128 };
+            for op in &mut plan.ops {
+                let q = random_quant(op, x, &mut rng)?;
+                x = q.output;
+                op.quant = Some(q);
+            }
+            plan.output_quant = Some(x);
+            plan.precision = Precision::Int8;
+        }
+    }
+    Some(fuse_pools(plan))
 }
 
 /// Output quantization for an activation: ReLU outputs start at the zero point −128.
 fn random_out(activation: Activation, rng: &mut Rng) -> QParams {
     match activation {
-        Activation::Relu | Activation::Relu6 => QParams { scale: rng.range(0.005, 0.05), zero_point: -128 },
-        Activation::None => QParams { scale: rng.range(0.01, 0.1), zero_point: rng.int(-30, 30) as i32 },
+        Activation::Relu | Activation::Relu6 => QParams { scale: rng.uniform(0.005, 0.05), zero_point: -128 },
+        Activation::None => QParams { scale: rng.uniform(0.01, 0.1), zero_point: rng.int_in(-30, 30) as i32 },
     }
 }
 
@@ -242,7 +137,7 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
     match op.kind {
         OpKind::MaxPool2d => Some(OpQuant::max_pool(x)),
         OpKind::AvgPool2d => {
-            let out = QParams { scale: x.scale * rng.range(0.8, 1.2), zero_point: x.zero_point };
+            let out = QParams { scale: x.scale * rng.uniform(0.8, 1.2), zero_point: x.zero_point };
             Some(OpQuant {
                 input: x,
                 conv: x,
@@ -269,13 +164,6 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
             }
             let bq: Vec<i32> = b.iter().zip(&scales).map(|(v, s)| (v / (x.scale * s)).round() as i32).collect();
             let conv = random_out(op.activation, rng);
-            let (output, pool_requant) = match op.fused_pool {
-                Some(Pool { kind: PoolKind::Avg, size, .. }) => {
-                    let out = QParams { scale: conv.scale * rng.range(0.8, 1.2), zero_point: conv.zero_point };
-                    (out, Some(avg_pool_requant(size[0] * size[1], conv.scale, out.scale).ok()?))
-                }
-                _ => (conv, None),
-            };
             let (act_min, act_max) = match op.activation {
                 Activation::Relu6 => (-128, (6.0 / conv.scale).round().min(255.0) as i32 - 128),
                 _ => (-128, 127),
@@ -285,12 +173,12 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
             Some(OpQuant {
                 input: x,
                 conv,
-                output,
+                output: conv,
                 requant: Some(requant_spec(x.scale, &scales, conv.scale).ok()?),
                 weight_scales: scales,
                 act_min,
                 act_max,
-                pool_requant,
+                pool_requant: None,
             })
         }
     }
@@ -299,28 +187,16 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
 /// A small int8/f16/f32 model exercising every op: conv (same padding, fused max pool),
 /// conv (valid, fused avg pool), standalone pools and two dense layers, on an 11x9x2 input.
 pub fn every_op_plan(precision: Precision, seed: u64) -> Plan {
-    let pool = |kind, s| Pool { kind, size: [s, s], stride: [s, s] };
+    use spec::Activation::{None as Linear, Relu, Relu6};
     let layers = [
-        Layer::Conv {
-            filters: 3,
-            kernel: [3, 2],
-            stride: [1, 1],
-            same: true,
-            activation: Activation::Relu,
-            pool: Some(pool(PoolKind::Max, 2)),
-        },
-        Layer::Conv {
-            filters: 4,
-            kernel: [2, 2],
-            stride: [1, 1],
-            same: false,
-            activation: Activation::Relu6,
-            pool: Some(Pool { kind: PoolKind::Avg, size: [2, 2], stride: [1, 1] }),
-        },
-        Layer::Pool(Pool { kind: PoolKind::Max, size: [2, 1], stride: [1, 1] }),
-        Layer::Pool(Pool { kind: PoolKind::Avg, size: [1, 1], stride: [1, 1] }),
-        Layer::Dense { units: 7, activation: Activation::Relu },
-        Layer::Dense { units: 10, activation: Activation::None },
+        conv(3, [3, 2], [1, 1], true, Relu),
+        pool(PoolKind::Max, [2, 2], [2, 2]),
+        conv(4, [2, 2], [1, 1], false, Relu6),
+        pool(PoolKind::Avg, [2, 2], [1, 1]),
+        pool(PoolKind::Max, [2, 1], [1, 1]),
+        pool(PoolKind::Avg, [1, 1], [1, 1]),
+        dense(7, Relu),
+        dense(10, Linear),
     ];
     match random_plan(&layers, Shape::new(11, 9, 2), 10, precision, seed) {
         Some(plan) => plan,

@@ -5,8 +5,9 @@
 
 use std::mem::{offset_of, size_of};
 
-use mnistc::blob::{self, AlignedBytes};
-use mnistc::plan::Precision;
+use mnistc::lower::arena;
+use mnistc::lower::emit::{self, AlignedBytes};
+use mnistc::lower::plan::Precision;
 use mnistc_runtime::format::{Header, Meta, OpRecord};
 use mnistc_runtime::{Input, LoadError, Model, Problem};
 use mnistc_suite::{Rng, every_op_plan};
@@ -15,7 +16,7 @@ use proptest::prelude::*;
 const PRECISIONS: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Int8];
 
 fn blob_of(precision: Precision) -> Vec<u8> {
-    blob::write(&every_op_plan(precision, 11)).expect("the fixture writes")
+    emit::write(&every_op_plan(precision, 11)).expect("the fixture writes").to_vec()
 }
 
 fn arena_for(model: &Model<'_>) -> Vec<u8> {
@@ -45,9 +46,9 @@ fn load_and_run(bytes: &[u8]) -> Result<(), LoadError> {
 fn written_blobs_load_and_run_in_every_precision() {
     for precision in PRECISIONS {
         let plan = every_op_plan(precision, 5);
-        let bytes = blob::write(&plan).unwrap();
-        let aligned = AlignedBytes::from(bytes.as_slice());
-        let model = Model::from_bytes(aligned.as_bytes()).unwrap();
+        let blob = emit::write(&plan).unwrap();
+        let bytes = blob.bytes();
+        let model = blob.model();
         assert_eq!(model.precision(), precision);
         assert_eq!(model.ops().len(), plan.ops.len());
         assert_eq!(model.output_len(), 10);
@@ -56,19 +57,21 @@ fn written_blobs_load_and_run_in_every_precision() {
         assert_eq!(model.class_name(10), "");
         assert_eq!(model.name(), plan.name);
         assert_eq!(model.dataset(), "mnist");
-        assert_eq!(model.arena_size(), blob::plan_arena(&plan).size);
-        assert_eq!(mnistc_runtime::arena_size_of(&bytes), model.arena_size());
-        load_and_run(&bytes).unwrap();
+        assert_eq!(model.arena_size(), arena::plan_arena(&plan).size);
+        assert_eq!(&arena::plan_arena(&plan), blob.arena());
+        assert_eq!(mnistc_runtime::arena_size_of(bytes), model.arena_size());
+        assert_eq!(blob.footprint().flash_bytes, bytes.len() as u64);
+        load_and_run(bytes).unwrap();
     }
 }
 
 #[test]
 fn arena_plan_reuses_memory_and_keeps_each_ops_buffers_apart() {
     let plan = every_op_plan(Precision::Int8, 1);
-    let arena = blob::plan_arena(&plan);
+    let arena = arena::plan_arena(&plan);
     let elem = 1;
     let sizes: Vec<usize> = std::iter::once(plan.input.len()).chain(plan.ops.iter().map(|o| o.output.len())).collect();
-    let scratch: usize = plan.ops.iter().map(|o| blob::scratch_bytes(o, plan.precision)).sum();
+    let scratch: usize = plan.ops.iter().map(|o| arena::scratch_bytes(o, plan.precision)).sum();
     let naive: usize = sizes.iter().map(|s| s * elem).sum::<usize>() + scratch;
     assert!(arena.size < naive, "arena {} should be smaller than one buffer per tensor ({naive})", arena.size);
     for (i, &(input, output, _)) in arena.ops.iter().enumerate() {
@@ -84,8 +87,8 @@ fn arena_plan_reuses_memory_and_keeps_each_ops_buffers_apart() {
 fn writing_is_deterministic() {
     for precision in PRECISIONS {
         assert_eq!(
-            blob::write(&every_op_plan(precision, 9)).unwrap(),
-            blob::write(&every_op_plan(precision, 9)).unwrap()
+            emit::write(&every_op_plan(precision, 9)).unwrap(),
+            emit::write(&every_op_plan(precision, 9)).unwrap()
         );
     }
 }
@@ -195,7 +198,7 @@ fn mutate_fields(
             let mut b = bytes.to_vec();
             b[range.clone()].copy_from_slice(&m);
             if name != "checksum" {
-                blob::reseal(&mut b);
+                emit::reseal(&mut b);
             }
             let result = load_and_run(&b);
             judge(name, &result);
@@ -312,7 +315,7 @@ fn specific_mutations_give_specific_errors() {
         let mut b = bytes.clone();
         let at = plan_offset + op * OpRecord::SIZE + offset;
         b[at..at + size].copy_from_slice(value);
-        blob::reseal(&mut b);
+        emit::reseal(&mut b);
         load_and_run(&b).unwrap_err()
     };
     let op = |index, field, problem| LoadError::Op { index, field, problem };
@@ -340,11 +343,11 @@ fn specific_mutations_give_specific_errors() {
 #[test]
 fn accumulators_that_could_overflow_are_rejected() {
     let mut plan = every_op_plan(Precision::Int8, 2);
-    if let mnistc::plan::Bias::I32(b) = &mut plan.ops[4].bias {
+    if let mnistc::lower::plan::Bias::I32(b) = &mut plan.ops[4].bias {
         b[0] = i32::MAX - 10;
     }
-    match blob::write(&plan) {
-        Err(blob::BlobError::Invalid(LoadError::Op { index: 4, problem: Problem::AccumulatorOverflow, .. })) => {}
+    match emit::write(&plan) {
+        Err(emit::BlobError::Invalid(LoadError::Op { index: 4, problem: Problem::AccumulatorOverflow, .. })) => {}
         other => panic!("expected an accumulator overflow at op 4, got {other:?}"),
     }
 }
@@ -360,7 +363,7 @@ proptest! {
             bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
             let len = bytes.len() as u32;
             bytes[8..12].copy_from_slice(&len.to_le_bytes());
-            blob::reseal(&mut bytes);
+            emit::reseal(&mut bytes);
         }
         let _ = load_and_run(&bytes);
     }
@@ -372,7 +375,7 @@ proptest! {
             let i = at.index(bytes.len());
             bytes[i] = value;
         }
-        blob::reseal(&mut bytes);
+        emit::reseal(&mut bytes);
         let _ = load_and_run(&bytes);
     }
 }

@@ -4,14 +4,15 @@
 
 use std::sync::OnceLock;
 
-use mnistc::blob::{self, AlignedBytes};
-use mnistc::build::{self, BuildOptions, Built};
-use mnistc::cache::Cache;
-use mnistc::check;
 use mnistc::data::{self, DataDir, Split};
-use mnistc::plan::{OpKind, Pool, PoolKind, Precision, RequantSpec};
+use mnistc::lower::arena;
+use mnistc::lower::emit::AlignedBytes;
+use mnistc::lower::plan::{OpKind, Pool, PoolKind, Precision, RequantSpec};
+use mnistc::pipeline::{self, BuildOptions, Built};
 use mnistc::spec::ModelSpec;
 use mnistc::train::Device;
+use mnistc::train::cache::Cache;
+use mnistc::verify::check;
 use mnistc_suite::{data_dir, workspace_root};
 
 fn spec() -> ModelSpec {
@@ -27,7 +28,7 @@ fn build_with(spec: &ModelSpec, cache: &Cache) -> Built {
         progress: false,
         log: &mut log,
     };
-    build::build(spec, &mut opts).unwrap()
+    pipeline::build(spec, &mut opts).unwrap()
 }
 
 /// One trained build shared by the tests of this file (training takes a few seconds).
@@ -72,14 +73,14 @@ fn the_int8_build_is_accurate_small_and_covers_every_lowering() {
     // The arena holds the largest pair of live buffers (plus scratch), not every tensor.
     let all_tensors: u64 = 784 + ops.iter().map(|o| o.output.len() as u64).sum::<u64>();
     assert!(b.footprint.arena_bytes < all_tensors + 2048);
-    assert_eq!(b.footprint.flash_bytes, b.blob.len() as u64);
+    assert_eq!(b.footprint.flash_bytes, b.blob.bytes().len() as u64);
 }
 
 #[test]
 fn int8_is_bit_exact_with_tract_on_real_digits_layer_by_layer() {
     let (b, _) = built();
-    let onnx = mnistc::onnx::export(&b.plan).unwrap();
-    let report = check::check(&b.blob, &onnx, &test_images(1000), true).unwrap();
+    let onnx = mnistc::export::onnx::export(&b.plan).unwrap();
+    let report = check::check(b.blob.bytes(), &onnx, &test_images(1000), true).unwrap();
     assert!(report.passed, "{report:?}");
     assert_eq!(report.images, 1000);
     assert_eq!(report.top1_agreement, 1.0);
@@ -106,8 +107,8 @@ fn float_and_f16_lowerings_agree_with_tract_and_with_the_float_model() {
             "{precision}: {}",
             built.device_eval.accuracy
         );
-        let onnx = mnistc::onnx::export(&built.plan).unwrap();
-        let report = check::check(&built.blob, &onnx, &test_images(300), true).unwrap();
+        let onnx = mnistc::export::onnx::export(&built.plan).unwrap();
+        let report = check::check(built.blob.bytes(), &onnx, &test_images(300), true).unwrap();
         assert!(report.passed, "{precision}: {report:?}");
         assert!(report.max_abs_diff < 1e-3, "{precision}: {}", report.max_abs_diff);
     }
@@ -125,8 +126,11 @@ fn same_spec_data_and_seed_give_the_same_bytes_cached_or_not() {
     assert!(!fresh.training.cached);
     assert_eq!(fresh.blob, b.blob);
     // The blob loads and states its own arena size.
-    let aligned = AlignedBytes::from(b.blob.as_slice());
+    let aligned = AlignedBytes::from(b.blob.bytes());
     let model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).unwrap();
     assert_eq!(model.arena_size() as u64, b.footprint.arena_bytes);
-    assert_eq!(blob::plan_arena(&b.plan).size as u64, b.footprint.arena_bytes);
+    assert_eq!(arena::plan_arena(&b.plan).size as u64, b.footprint.arena_bytes);
+    // The ONNX of the build is the export of its plan, and its inspection that of its blob.
+    assert_eq!(b.onnx, mnistc::export::onnx::export(&b.plan).unwrap());
+    assert_eq!(b.inspection.arena_bytes as u64, b.footprint.arena_bytes);
 }

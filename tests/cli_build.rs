@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use mnistc::budget;
+use mnistc::lower::budget;
 use mnistc::spec::ModelSpec;
 use mnistc_suite::{data_dir, mnistc, workspace_root};
 
@@ -204,4 +204,46 @@ fn build_reuses_the_training_that_train_stored_in_the_cache() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("reusing the training cached in"), "{err}");
     assert!(!err.contains("training parity"), "{err}");
+}
+
+/// Every model shipped in `models/` builds (briefly trained) and its blob passes `check` against
+/// tract: a spec that validates must deploy, the MLPs with their explicit `flatten` included.
+#[test]
+fn every_shipped_model_builds_and_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut models: Vec<_> = std::fs::read_dir(workspace_root().join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        // Search spaces name a `base`; they are not models.
+        .filter(|p| !std::fs::read_to_string(p).unwrap().lines().any(|l| l.starts_with("base = ")))
+        .collect();
+    models.sort();
+    let names: Vec<String> = models.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["digits", "fashion", "fashion-mlp", "mlp"]);
+    for (model, name) in models.iter().zip(&names) {
+        let out = dir.path().join(format!("{name}.bin"));
+        let (code, stdout, err) = mnistc(&[
+            "build",
+            &path(model),
+            "-o",
+            &path(&out),
+            "--data",
+            &path(&data_dir()),
+            "--train-limit",
+            "600",
+            "--epochs",
+            "1",
+            "--no-cache",
+            "--quiet",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{name}: build failed: {err}");
+        let report = json(&stdout);
+        assert!(report["device_accuracy"].as_f64().unwrap() > 0.3, "{name}: {report}");
+        let (code, stdout, err) =
+            mnistc(&["check", &path(&out), "--data", &path(&data_dir()), "--limit", "50", "--per-layer", "--json"]);
+        assert_eq!(code, 0, "{name}: check failed: {err}");
+        assert_eq!(json(&stdout)["passed"], true, "{name}");
+    }
 }

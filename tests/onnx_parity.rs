@@ -1,16 +1,19 @@
 //! ONNX export vs the runtime, with tract-onnx as the oracle.
 //!
 //! Every plan is written both as a blob (run by `mnistc-runtime`) and as ONNX (run by tract), and
-//! [`mnistc::check::check`] compares the two on the same pixels: int8 bit for bit on every output
+//! [`mnistc::verify::check::check`] compares the two on the same pixels: int8 bit for bit on every output
 //! element and, per layer, on every op's output; f32/f16 within `1e-5 + 1e-4·|tract|`.
 
-use mnistc::blob::{self, AlignedBytes};
-use mnistc::check::{CheckError, CheckReport, check};
-use mnistc::onnx::{self, INPUT_NAME, INPUT_Q_NAME, OUTPUT_NAME, OnnxError, op_output_name};
-use mnistc::plan::{Activation, Plan, Pool, PoolKind, Precision, Shape, Weights};
-use mnistc::tract::{Feed, TractError, TractModel, Values, nhwc_to_nchw};
+use mnistc::export::onnx::{self, INPUT_NAME, INPUT_Q_NAME, OUTPUT_NAME, OnnxError, op_output_name};
+use mnistc::lower::emit::{self, AlignedBytes};
+use mnistc::lower::plan::{Plan, PoolKind, Precision, Shape, Weights};
+use mnistc::spec::Activation;
+use mnistc::verify::check::{CheckError, CheckReport, check};
+use mnistc::verify::tract::{Feed, TractError, TractModel, Values, nhwc_to_nchw};
 use mnistc_runtime::{Input, Model};
-use mnistc_suite::{Layer, Rng, every_op_plan, float_ops, random_pixels, random_plan, with_uniform_weight_scales};
+use mnistc_suite::{
+    Layer, conv, dense, every_op_plan, output_len, pool, random_pixels, random_plan, with_uniform_weight_scales,
+};
 use proptest::prelude::*;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
@@ -21,7 +24,7 @@ const INT8_NODE_TYPES: [&str; 7] =
     ["QuantizeLinear", "QLinearConv", "Clip", "MaxPool", "DequantizeLinear", "Transpose", "Flatten"];
 
 fn blob_and_onnx(plan: &Plan) -> (Vec<u8>, Vec<u8>) {
-    (blob::write(plan).expect("the plan writes as a blob"), onnx::export(plan).expect("the plan exports"))
+    (emit::write(plan).expect("the plan writes as a blob").to_vec(), onnx::export(plan).expect("the plan exports"))
 }
 
 /// Asserts that `report` is a pass by the rules of its precision, on every layer.
@@ -68,15 +71,13 @@ fn activation() -> impl Strategy<Value = Activation> {
 }
 
 /// Pools with rectangular and overlapping (stride < size) windows.
-fn pool() -> impl Strategy<Value = Pool> {
-    (any::<bool>(), 1..=3usize, 1..=3usize, 1..=3usize, 1..=3usize).prop_map(|(max, sh, sw, th, tw)| Pool {
-        kind: if max { PoolKind::Max } else { PoolKind::Avg },
-        size: [sh, sw],
-        stride: [th, tw],
-    })
+fn pool_layer() -> impl Strategy<Value = Layer> {
+    (any::<bool>(), 1..=3usize, 1..=3usize, 1..=3usize, 1..=3usize)
+        .prop_map(|(max, sh, sw, th, tw)| pool(if max { PoolKind::Max } else { PoolKind::Avg }, [sh, sw], [th, tw]))
 }
 
-fn conv() -> impl Strategy<Value = Layer> {
+/// A convolution, half the time followed by a pool (which the plan fuses into it).
+fn conv_block() -> impl Strategy<Value = Vec<Layer>> {
     (
         1..=4usize,
         1..=4usize,
@@ -85,42 +86,26 @@ fn conv() -> impl Strategy<Value = Layer> {
         1..=2usize,
         any::<bool>(),
         activation(),
-        proptest::option::of(pool()),
+        proptest::option::of(pool_layer()),
     )
-        .prop_map(|(filters, kh, kw, sh, sw, same, activation, pool)| Layer::Conv {
-            filters,
-            kernel: [kh, kw],
-            stride: [sh, sw],
-            same,
-            activation,
-            pool,
+        .prop_map(|(filters, kh, kw, sh, sw, same, activation, pool)| {
+            std::iter::once(conv(filters, [kh, kw], [sh, sw], same, activation)).chain(pool).collect()
         })
 }
 
-fn spatial() -> impl Strategy<Value = Layer> {
-    prop_oneof![3 => conv(), 1 => pool().prop_map(Layer::Pool)]
+fn spatial() -> impl Strategy<Value = Vec<Layer>> {
+    prop_oneof![3 => conv_block(), 1 => pool_layer().prop_map(|p| vec![p])]
 }
 
-fn dense() -> impl Strategy<Value = Layer> {
-    (1..=8usize, activation()).prop_map(|(units, activation)| Layer::Dense { units, activation })
+fn dense_layer() -> impl Strategy<Value = Layer> {
+    (1..=8usize, activation()).prop_map(|(units, activation)| dense(units, activation))
 }
 
 /// A spatial op after a dense layer (on its `1x1xn` output): a 1x1 conv or a 1x1 pool.
 fn after_dense() -> impl Strategy<Value = Layer> {
     prop_oneof![
-        (1..=6usize, activation()).prop_map(|(filters, activation)| Layer::Conv {
-            filters,
-            kernel: [1, 1],
-            stride: [1, 1],
-            same: false,
-            activation,
-            pool: None,
-        }),
-        any::<bool>().prop_map(|max| Layer::Pool(Pool {
-            kind: if max { PoolKind::Max } else { PoolKind::Avg },
-            size: [1, 1],
-            stride: [1, 1],
-        })),
+        (1..=6usize, activation()).prop_map(|(filters, activation)| conv(filters, [1, 1], [1, 1], false, activation)),
+        any::<bool>().prop_map(|max| pool(if max { PoolKind::Max } else { PoolKind::Avg }, [1, 1], [1, 1])),
     ]
 }
 
@@ -137,19 +122,20 @@ fn case() -> impl Strategy<Value = Case> {
     (
         (3..=12usize, 3..=12usize, 1..=3usize),
         proptest::collection::vec(spatial(), 0..=3),
-        proptest::collection::vec(dense(), 0..=2),
+        proptest::collection::vec(dense_layer(), 0..=2),
         proptest::option::weighted(0.2, after_dense()),
         any::<u64>(),
         any::<bool>(),
     )
-        .prop_map(|((h, w, c), mut layers, denses, tail, seed, uniform)| {
+        .prop_map(|((h, w, c), blocks, denses, tail, seed, uniform)| {
+            let mut layers: Vec<Layer> = blocks.into_iter().flatten().collect();
             let had_dense = !denses.is_empty();
             layers.extend(denses);
             if let (true, Some(t)) = (had_dense, tail) {
                 layers.push(t);
             }
             if layers.is_empty() {
-                layers.push(Layer::Dense { units: 10, activation: Activation::None });
+                layers.push(dense(10, Activation::None));
             }
             Case { input: Shape::new(h, w, c), layers, seed, uniform }
         })
@@ -159,10 +145,9 @@ fn case() -> impl Strategy<Value = Case> {
 /// than 16 values (the blob's class limit) gets a final dense layer of 10 units.
 fn case_plan(case: &Case, precision: Precision) -> Option<Plan> {
     let mut layers = case.layers.clone();
-    let ops = float_ops(&layers, case.input, &mut Rng::new(case.seed))?;
-    let mut classes = ops.last()?.output.len();
+    let mut classes = output_len(&layers, case.input)?;
     if classes > 16 {
-        layers.push(Layer::Dense { units: 10, activation: Activation::None });
+        layers.push(dense(10, Activation::None));
         classes = 10;
     }
     let plan = random_plan(&layers, case.input, classes, precision, case.seed)?;
@@ -178,7 +163,7 @@ proptest! {
     fn random_stacks_agree_with_tract_per_layer(case in case()) {
         let plans: Vec<Option<Plan>> = PRECISIONS.iter().map(|&p| case_plan(&case, p)).collect();
         prop_assume!(plans.iter().all(Option::is_some), "the stack does not fit its input");
-        let blobs: Vec<_> = plans.iter().flatten().map(blob::write).collect();
+        let blobs: Vec<_> = plans.iter().flatten().map(emit::write).collect();
         prop_assume!(
             blobs.iter().all(Result::is_ok),
             "the runtime rejects the fixture: {:?}",
@@ -193,7 +178,7 @@ proptest! {
                 }
             }
             let images = random_pixels(3, plan.input, case.seed ^ 0x5eed);
-            let report = check(&blob, &onnx, &images, true).expect("the check runs");
+            let report = check(blob.bytes(), &onnx, &images, true).expect("the check runs");
             prop_assert_eq!(report.layers.len(), plan.ops.len());
             assert_parity(&report, precision, &format!("{case:?}"));
         }
@@ -234,7 +219,7 @@ fn uniform_requantization_path_agrees_bit_for_bit() {
     let plan = with_uniform_weight_scales(&every_op_plan(Precision::Int8, 4)).unwrap();
     assert!(plan.ops.iter().all(|op| !matches!(
         op.quant.as_ref().and_then(|q| q.requant.as_ref()),
-        Some(mnistc::plan::RequantSpec::PerChannel(_))
+        Some(mnistc::lower::plan::RequantSpec::PerChannel(_))
     )));
     let (blob, onnx) = blob_and_onnx(&plan);
     let images = random_pixels(64, plan.input, 5);
@@ -245,17 +230,7 @@ fn uniform_requantization_path_agrees_bit_for_bit() {
 /// of 3x5 with 4 channels (all three sizes different) into a dense layer catches any mix-up.
 #[test]
 fn dense_weights_are_permuted_from_hwc_to_chw() {
-    let layers = [
-        Layer::Conv {
-            filters: 4,
-            kernel: [3, 3],
-            stride: [1, 1],
-            same: false,
-            activation: Activation::None,
-            pool: None,
-        },
-        Layer::Dense { units: 6, activation: Activation::None },
-    ];
+    let layers = [conv(4, [3, 3], [1, 1], false, Activation::None), dense(6, Activation::None)];
     for precision in PRECISIONS {
         let plan = random_plan(&layers, Shape::new(5, 7, 2), 6, precision, 21).unwrap();
         assert_eq!(plan.ops[1].input, Shape::new(3, 5, 4));
@@ -279,8 +254,8 @@ fn dense_weights_are_permuted_from_hwc_to_chw() {
             Weights::I8(w) => Weights::I8((0..w.len()).map(|i| w[(i / n) * n + permute(i % n)]).collect()),
             Weights::None => unreachable!(),
         };
-        let wrong_blob = blob::write(&wrong).unwrap();
-        let report = check(&wrong_blob, &onnx, &images, true).unwrap();
+        let wrong_blob = emit::write(&wrong).unwrap();
+        let report = check(wrong_blob.bytes(), &onnx, &images, true).unwrap();
         assert!(!report.passed, "{precision:?}: a column permutation went unnoticed");
         assert_eq!(report.first_divergence.as_ref().map(|d| d.index), Some(1));
     }
@@ -290,14 +265,7 @@ fn dense_weights_are_permuted_from_hwc_to_chw() {
 /// runtime's NHWC order.
 #[test]
 fn spatial_logits_keep_the_runtime_order() {
-    let layers = [Layer::Conv {
-        filters: 3,
-        kernel: [4, 4],
-        stride: [1, 1],
-        same: false,
-        activation: Activation::None,
-        pool: None,
-    }];
+    let layers = [conv(3, [4, 4], [1, 1], false, Activation::None)];
     for precision in PRECISIONS {
         let plan = random_plan(&layers, Shape::new(5, 5, 1), 12, precision, 2).unwrap();
         assert_eq!(plan.ops[0].output, Shape::new(2, 2, 3));
@@ -355,7 +323,7 @@ fn a_corrupted_int8_weight_is_caught_and_located() {
     };
     let w = blob[offset] as i8;
     blob[offset] = (if w >= 0 { w - 100 } else { w + 100 }) as u8;
-    blob::reseal(&mut blob);
+    emit::reseal(&mut blob);
     let images = random_pixels(64, plan.input, 99);
 
     let report = check(&blob, &onnx, &images, true).unwrap();
@@ -382,7 +350,7 @@ fn a_corrupted_f32_weight_is_caught_and_located() {
     };
     let w = f32::from_le_bytes(blob[offset..offset + 4].try_into().unwrap());
     blob[offset..offset + 4].copy_from_slice(&(w + 0.5).to_le_bytes());
-    blob::reseal(&mut blob);
+    emit::reseal(&mut blob);
     let images = random_pixels(32, plan.input, 1);
     let report = check(&blob, &onnx, &images, true).unwrap();
     assert!(!report.passed);
@@ -658,14 +626,7 @@ fn check_reports_unusable_inputs() {
     assert!(matches!(check(&blob, &onnx, &[], false), Err(CheckError::NoImages)));
     assert!(matches!(check(&blob, &onnx, &[0; 199], false), Err(CheckError::ImageBytes { per_image: 198, .. })));
     // An ONNX file of another model.
-    let other = random_plan(
-        &[Layer::Dense { units: 10, activation: Activation::None }],
-        Shape::new(4, 4, 1),
-        10,
-        Precision::Int8,
-        1,
-    )
-    .unwrap();
+    let other = random_plan(&[dense(10, Activation::None)], Shape::new(4, 4, 1), 10, Precision::Int8, 1).unwrap();
     let other = onnx::export(&other).unwrap();
     let r = check(&blob, &other, &[0; 198], false);
     assert!(matches!(r, Err(CheckError::Mismatch(_))), "{r:?}");
@@ -674,8 +635,8 @@ fn check_reports_unusable_inputs() {
     let r = check(&blob, &float, &[0; 198], false);
     assert!(matches!(&r, Err(CheckError::Mismatch(m)) if m.contains(INPUT_Q_NAME)), "{r:?}");
     // A float blob against an int8 export: the op outputs are int8 where f32 is expected.
-    let float_blob = blob::write(&every_op_plan(Precision::F32, 3)).unwrap();
-    let r = check(&float_blob, &onnx, &[0; 198], true);
+    let float_blob = emit::write(&every_op_plan(Precision::F32, 3)).unwrap();
+    let r = check(float_blob.bytes(), &onnx, &[0; 198], true);
     assert!(matches!(r, Err(CheckError::Mismatch(_))), "{r:?}");
     let mut bad = blob.clone();
     bad[20] ^= 1;

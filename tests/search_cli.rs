@@ -281,3 +281,22 @@ fn no_trial_under_budget_exits_1_but_keeps_the_journal_and_tables() {
     let md = std::fs::read_to_string(d.join("results.md")).unwrap();
     assert!(md.contains("no trial fits the budgets"), "{md}");
 }
+
+/// `--trials N` asks for N trained candidates: over-budget draws are recorded in the journal but
+/// do not use up a trial (issue 11: `--trials 2` ended with "no trial fits the budgets" when the
+/// first two draws were over budget).
+#[test]
+fn trials_count_trained_candidates_not_over_budget_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out, err) = search(&fixture("search-budget.toml"), d, &["--trials", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["trained"], 2, "{report}");
+    assert_eq!(report["trained_this_run"], 2);
+    assert_eq!(report["exhausted"], false);
+    assert_eq!(report["draw_limit_reached"], false);
+    let over = report["over_budget"].as_u64().unwrap();
+    assert_eq!(report["trials_done"].as_u64().unwrap(), 2 + over, "over-budget draws stay in the journal");
+    assert_eq!(journal_lines(d).len() as u64, 1 + 2 + over);
+}

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use mnistc::spec::{
-    Activation, Dataset, InvalidKind, Layer, LrSchedule, ModelSpec, Optimizer, Overrides, Padding, Precision, Shape,
-    SpecError,
+    Activation, Dataset, InvalidKind, Layer, LrSchedule, ModelSpec, Optimizer, Overrides, Padding, Precision,
+    SpecError, TensorShape,
 };
 
 const MODELS: &[&str] = &["digits", "mlp", "fashion", "fashion-mlp"];
@@ -50,7 +50,7 @@ fn shipped_models_parse_and_digits_has_the_reference_architecture() {
         assert_eq!(spec.name, *name);
         assert!(spec.warnings.is_empty(), "{name}: {:?}", spec.warnings);
         let shapes = spec.shapes().unwrap();
-        assert_eq!(shapes.last().unwrap().output, Shape::Flat { len: 10 });
+        assert_eq!(shapes.last().unwrap().output, TensorShape::Flat { len: 10 });
     }
     let digits = ModelSpec::from_path(&model_path("digits")).unwrap();
     let layers: Vec<Layer> = digits.layers.iter().map(|l| l.layer).collect();
@@ -222,7 +222,7 @@ fn same_padding_strides_and_inline_layer_arrays() {
     assert_eq!(shapes[1].output.hwc(), (14, 14, 8));
     assert_eq!(shapes[1].macs, 14 * 14 * 8 * 5 * 5 * 8);
     assert_eq!(shapes[2].output.hwc(), (6, 6, 8)); // floor((14 - 3) / 2) + 1
-    assert_eq!(shapes[3].output, Shape::Flat { len: 288 });
+    assert_eq!(shapes[3].output, TensorShape::Flat { len: 288 });
     assert_eq!(shapes[4].params, 2890);
 }
 

@@ -1,29 +1,45 @@
 //! mnistc: compiles a `model.toml` into a trained, quantized model blob for `mnistc-runtime`.
 //!
-//! The pipeline: [`spec`] (the model.toml contract) → [`data`] (IDX data sets) → [`train`] (burn)
-//! → quantization → [`plan`] (the runtime's op sequence) → [`blob`] (bytes, arena planned by
-//! [`arena`]).
+//! The modules follow the pipeline of `mnistc build`, one folder per stage:
+//!
+//! ```text
+//!  model.toml ─▶ spec ─▶ lower::budget ─▶ train ◀─ data        ([target] before training; burn,
+//!                                           │                  cached by train::cache)
+//!                                           ▼
+//!     lower (float plan) ─▶ quantize (calibrate, int8) ─▶ lower::fuse ─▶ lower::arena ─▶ lower::emit
+//!                                                                                          │
+//!                   ┌──────────────────────────┬───────────────────────────────────────────┤
+//!                   ▼                          ▼                                           ▼
+//!        export::onnx ─▶ OUT.onnx   verify (runtime on the test set,              OUT.bin (Blob)
+//!                                    tract parity, latency)
+//!                                             │
+//!                                             ▼
+//!                                  report (metrics, summary, inspect, OUT.report.*)
+//! ```
+//!
+//! | stage | module | what |
+//! |---|---|---|
+//! | 1 | [`spec`] | `model.toml`: parsing (one line-aware TOML reader, `spec/reader.rs`), validation, shape inference |
+//! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`] |
+//! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`] |
+//! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`], the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
+//! | 5 | [`quantize`] | calibration and int8 quantization of a float plan |
+//! | 6 | [`export`] | the same model as ONNX |
+//! | 7 | [`verify`] | the blob on the runtime (accuracy), against tract (parity), latency |
+//! | 8 | [`report`] | metrics, `summary`, `inspect`, the build report |
+//! | — | [`pipeline`] | the stages above chained: what `mnistc build` and a search trial run |
+//! | — | [`search`] | hardware-aware hyper-parameter search over many pipelines |
+//! | — | [`cli`] | one file per command: parse arguments, call the library, print |
 
-pub mod arena;
 pub mod atomic;
-pub mod bench;
-pub mod blob;
-pub mod budget;
-pub mod build;
-pub mod cache;
-pub mod check;
 pub mod cli;
 pub mod data;
-pub mod inspect;
+pub mod export;
 pub mod lower;
-pub mod metrics;
-pub mod on_device;
-pub mod onnx;
-pub mod plan;
+pub mod pipeline;
 pub mod quantize;
 pub mod report;
 pub mod search;
 pub mod spec;
-pub mod summary;
-pub mod tract;
 pub mod train;
+pub mod verify;

@@ -37,7 +37,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         None => None,
     };
     let report =
-        crate::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(CliError::failed)?;
+        crate::verify::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(CliError::failed)?;
     if args.json {
         writeln!(io.out, "{}", serde_json::to_string(&report).map_err(CliError::failed)?).map_err(CliError::failed)
     } else {

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::CliError;
-use crate::blob::AlignedBytes;
 use crate::data::Dataset;
+use crate::lower::emit::AlignedBytes;
 
 /// Reads `path` into aligned memory.
 ///

@@ -3,16 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::common::{DataArgs, DeviceArg, OverrideArgs, check_output_path};
+use super::common::{TrainingArgs, check_output_path};
 use super::{CliError, Io};
-use crate::blob::AlignedBytes;
-use crate::build::{self, BuildError, BuildOptions};
-use crate::cache::Cache;
-use crate::data::DataDir;
-use crate::inspect;
+use crate::pipeline::{self, BuildError, BuildOptions};
 use crate::report::{self, Files};
-use crate::spec::ModelSpec;
-use crate::train::{Device, TrainError};
+use crate::train::cache::Cache;
 
 /// Arguments of `mnistc build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -28,12 +23,7 @@ pub struct Args {
     #[arg(short, long, value_name = "OUT.bin")]
     pub output: PathBuf,
     #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
-    /// Where to train
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    pub training: TrainingArgs,
     /// Print the report as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
@@ -59,15 +49,8 @@ fn build_error(e: BuildError) -> CliError {
 /// # Errors
 /// Exit 2 for bad input, 1 when a budget is exceeded.
 pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
-    let spec = ModelSpec::from_path(&args.model).map_err(CliError::bad_input)?;
-    let spec = spec.with_overrides(&args.overrides.overrides()).map_err(CliError::bad_input)?;
-    for w in &spec.warnings {
-        let _ = writeln!(io.err, "warning: {w}");
-    }
-    let device = Device::from(args.device);
-    if !device.is_compiled_in() {
-        return Err(CliError::bad_input(TrainError::CudaUnavailable));
-    }
+    let spec = args.training.spec(&args.model, io.err)?;
+    let device = args.training.device()?;
     check_output_path(&args.output, "blob")?;
     let files = (
         args.output.clone(),
@@ -79,26 +62,22 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let mut sink = std::io::sink();
     let log: &mut dyn std::io::Write = if args.quiet { &mut sink } else { io.err };
     let mut opts = BuildOptions {
-        data: DataDir::resolve(args.data.data.as_deref()),
+        data: args.training.data_dir(),
         device,
         cache: (!args.no_cache).then(Cache::from_env),
         progress: !args.quiet,
         log,
     };
-    let built = build::build(&spec, &mut opts).map_err(build_error)?;
-    let onnx = crate::onnx::export(&built.plan).map_err(CliError::failed)?;
-
-    let aligned = AlignedBytes::from(built.blob.as_slice());
-    let model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(CliError::failed)?;
-    let inspection = inspect::inspect(&model);
+    let built = pipeline::build(&spec, &mut opts).map_err(build_error)?;
+    let inspection = &built.inspection;
     let paths = Files { blob: &files.0, onnx: &files.1, report_json: &files.2, report_md: &files.3 };
-    let json = report::to_json(&built, &inspection, &paths);
-    let md = report::to_markdown(&built, &inspection, &paths);
+    let json = report::to_json(&built, inspection, &paths);
+    let md = report::to_markdown(&built, inspection, &paths);
     let write = |path: &Path, bytes: &[u8]| {
         crate::atomic::write(path, bytes).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))
     };
-    write(&files.0, &built.blob)?;
-    write(&files.1, &onnx)?;
+    write(&files.0, built.blob.bytes())?;
+    write(&files.1, &built.onnx)?;
     write(&files.2, serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
     write(&files.3, md.as_bytes())?;
 

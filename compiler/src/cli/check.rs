@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 /// A readable summary of a check.
-fn render(r: &crate::check::CheckReport) -> String {
+fn render(r: &crate::verify::check::CheckReport) -> String {
     let mut s = format!(
         "{} images: top-1 agreement {:.4}, max |diff| {:.3e}, max int8 diff {} steps: {}\n",
         r.images,
@@ -76,8 +76,8 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     if let Some(limit) = args.limit {
         test = test.head(limit as usize);
     }
-    let report =
-        crate::check::check(bytes.as_bytes(), &onnx, &test.pixels, args.per_layer).map_err(CliError::bad_input)?;
+    let report = crate::verify::check::check(bytes.as_bytes(), &onnx, &test.pixels, args.per_layer)
+        .map_err(CliError::bad_input)?;
     if args.json {
         writeln!(io.out, "{}", serde_json::to_string(&report).map_err(CliError::failed)?).map_err(CliError::failed)?;
     } else {

@@ -38,6 +38,49 @@ impl OverrideArgs {
     }
 }
 
+/// What every command that trains takes: `--data DIR`, the spec overrides (`--epochs`,
+/// `--train-limit`, `--seed`) and `--device`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainingArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub overrides: OverrideArgs,
+    /// Where to train
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    pub device: DeviceArg,
+}
+
+impl TrainingArgs {
+    /// The device, if this binary can train on it (exit 2 otherwise).
+    pub fn device(&self) -> Result<Device, super::CliError> {
+        let device = Device::from(self.device);
+        if !device.is_compiled_in() {
+            return Err(super::CliError::bad_input(crate::train::TrainError::CudaUnavailable));
+        }
+        Ok(device)
+    }
+
+    /// The data directory (`--data`, else `$MNISTC_DATA`, else `./data`).
+    pub fn data_dir(&self) -> crate::data::DataDir {
+        crate::data::DataDir::resolve(self.data.data.as_deref())
+    }
+
+    /// Reads `path` as a model spec with the overrides applied, printing its warnings to `err`.
+    pub fn spec(
+        &self,
+        path: &std::path::Path,
+        err: &mut dyn std::io::Write,
+    ) -> Result<crate::spec::ModelSpec, super::CliError> {
+        let spec = crate::spec::ModelSpec::from_path(path).map_err(super::CliError::bad_input)?;
+        let spec = spec.with_overrides(&self.overrides.overrides()).map_err(super::CliError::bad_input)?;
+        for w in &spec.warnings {
+            let _ = writeln!(err, "warning: {w}");
+        }
+        Ok(spec)
+    }
+}
+
 /// `--device cpu|cuda`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceArg {

@@ -36,7 +36,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         test = test.head(limit as usize);
     }
     let start = std::time::Instant::now();
-    let eval = crate::on_device::evaluate(&model, &test).map_err(CliError::bad_input)?;
+    let eval = crate::verify::on_device::evaluate(&model, &test).map_err(CliError::bad_input)?;
     let seconds = start.elapsed().as_secs_f64();
     if args.json {
         let mut json = eval.to_json();

@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let bytes = blob_arg::read(&args.blob)?;
     let model = blob_arg::load(&args.blob, &bytes)?;
-    let inspection = crate::inspect::inspect(&model);
+    let inspection = crate::report::inspect::inspect(&model);
     let text = if args.json {
         format!("{}\n", serde_json::to_string(&inspection).map_err(CliError::failed)?)
     } else {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{CliError, Io, blob_arg};
-use crate::on_device;
+use crate::verify::on_device;
 
 /// Arguments of `mnistc predict`.
 #[derive(Debug, Clone, clap::Args)]

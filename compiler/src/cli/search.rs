@@ -3,11 +3,9 @@
 
 use std::path::PathBuf;
 
-use super::common::{DataArgs, DeviceArg, OverrideArgs};
+use super::common::TrainingArgs;
 use super::{CliError, Io};
-use crate::data::DataDir;
 use crate::search::{self, Outcome, SearchError, SearchOptions, SearchSpace, Status};
-use crate::train::{Device, TrainError};
 
 /// Arguments of `mnistc search`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,16 +25,12 @@ pub struct Args {
     /// Output directory (created if missing; resumed if it holds a journal of the same search)
     #[arg(short, long, value_name = "DIR")]
     pub output: PathBuf,
-    /// Total trials wanted in DIR [default: the space's `trials`]
+    /// Trials wanted in DIR: trained (or failed) candidates; over-budget draws are recorded but not counted
+    /// [default: the space's `trials`]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub trials: Option<u64>,
     #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
-    /// Where to train
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    pub training: TrainingArgs,
     /// Print the ranked trials as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
@@ -98,6 +92,7 @@ pub fn to_json(space: &SearchSpace, outcome: &Outcome, wanted: usize) -> serde_j
         "repeats": outcome.repeats,
         "dropped_incomplete_line": outcome.dropped_incomplete,
         "exhausted": outcome.exhausted,
+        "draw_limit_reached": outcome.draw_limit,
         "best": best,
         "files": outcome.files,
         "trials": trials,
@@ -110,14 +105,11 @@ pub fn to_json(space: &SearchSpace, outcome: &Outcome, wanted: usize) -> serde_j
 /// Exit 2 for bad input, 1 when no trial fits the budgets or a run step fails.
 pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let space = SearchSpace::from_path(&args.space).map_err(CliError::bad_input)?;
-    let space = space.with_overrides(&args.overrides.overrides()).map_err(CliError::bad_input)?;
+    let space = space.with_overrides(&args.training.overrides.overrides()).map_err(CliError::bad_input)?;
     for w in &space.base.warnings {
         let _ = writeln!(io.err, "warning: {w}");
     }
-    let device = Device::from(args.device);
-    if !device.is_compiled_in() {
-        return Err(CliError::bad_input(TrainError::CudaUnavailable));
-    }
+    let device = args.training.device()?;
     if args.output.exists() && !args.output.is_dir() {
         return Err(CliError::bad_input(format!("-o {}: not a directory", args.output.display())));
     }
@@ -128,7 +120,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let mut opts = SearchOptions {
         dir: args.output.clone(),
         trials: wanted,
-        data: DataDir::resolve(args.data.data.as_deref()),
+        data: args.training.data_dir(),
         device,
         progress: !args.quiet,
         log,

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::{CliError, Io};
+use crate::report::summary::summarize;
 use crate::spec::ModelSpec;
-use crate::summary::summarize;
 
 /// Arguments of `mnistc summary`.
 #[derive(Debug, Clone, clap::Args)]

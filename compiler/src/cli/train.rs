@@ -1,14 +1,12 @@
 //! `mnistc train MODEL.toml -o CHECKPOINT [--data DIR] [--epochs N] [--train-limit N]
 //! [--seed N] [--device cpu|cuda] [--json]`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use super::common::{DataArgs, DeviceArg, OverrideArgs};
+use super::common::{TrainingArgs, check_output_path};
 use super::{CliError, Io};
-use crate::cache::Cache;
-use crate::data::{self, DataDir, Split};
-use crate::spec::ModelSpec;
-use crate::train::{self, Checkpoint, Device, TrainError, TrainOptions};
+use crate::pipeline::{self, BuildError, BuildOptions, TrainedRun};
+use crate::train::cache::Cache;
 
 /// Arguments of `mnistc train`.
 #[derive(Debug, Clone, clap::Args)]
@@ -20,12 +18,7 @@ pub struct Args {
     #[arg(short, long, value_name = "CHECKPOINT")]
     pub output: PathBuf,
     #[command(flatten)]
-    pub data: DataArgs,
-    #[command(flatten)]
-    pub overrides: OverrideArgs,
-    /// Where to train
-    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
-    pub device: DeviceArg,
+    pub training: TrainingArgs,
     /// Print one JSON object on stdout instead of the text report
     #[arg(long)]
     pub json: bool,
@@ -37,30 +30,8 @@ pub struct Args {
     pub no_cache: bool,
 }
 
-fn train_error(e: TrainError) -> CliError {
-    match e {
-        TrainError::Diverged { .. } | TrainError::Backend(_) => CliError::failed(e),
-        _ => CliError::bad_input(e),
-    }
-}
-
-/// Fails early (before a long training) if the checkpoint cannot be written there.
-fn check_output(path: &Path) -> Result<(), CliError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if path.file_name().is_none() || path.is_dir() {
-        return Err(CliError::bad_input(format!("-o {}: expected a file path for the checkpoint", path.display())));
-    }
-    if !parent.is_dir() {
-        return Err(CliError::bad_input(format!(
-            "-o {}: the directory {} does not exist",
-            path.display(),
-            parent.display()
-        )));
-    }
-    Ok(())
+fn train_error(e: BuildError) -> CliError {
+    if e.is_bad_input() { CliError::bad_input(e) } else { CliError::failed(e) }
 }
 
 /// Runs `mnistc train`.
@@ -69,50 +40,22 @@ fn check_output(path: &Path) -> Result<(), CliError> {
 /// Exit 2 for bad input (model file, data, device not compiled in, output directory), exit 1
 /// if training diverges or the checkpoint cannot be written.
 pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
-    let spec = ModelSpec::from_path(&args.model).map_err(CliError::bad_input)?;
-    let spec = spec.with_overrides(&args.overrides.overrides()).map_err(CliError::bad_input)?;
-    for w in &spec.warnings {
-        let _ = writeln!(io.err, "warning: {w}");
-    }
-    let device = Device::from(args.device);
-    if !device.is_compiled_in() {
-        return Err(CliError::bad_input(TrainError::CudaUnavailable));
-    }
-    check_output(&args.output)?;
+    let spec = args.training.spec(&args.model, io.err)?;
+    let device = args.training.device()?;
+    check_output_path(&args.output, "checkpoint")?;
 
-    let dir = DataDir::resolve(args.data.data.as_deref());
-    let dataset = spec.data.dataset;
-    let train_set = data::load(&dir, dataset, Split::Train).map_err(CliError::bad_input)?;
-    let test_set = data::load(&dir, dataset, Split::Test).map_err(CliError::bad_input)?;
-    let digests = data::file_digests(&dir, dataset).map_err(CliError::bad_input)?;
-
-    if !args.quiet {
-        let _ = writeln!(
-            io.err,
-            "training {} on {} ({} training images{}) for {} epochs on {}",
-            spec.name,
-            dataset,
-            if spec.data.train_limit > 0 { spec.data.train_limit.min(train_set.n) } else { train_set.n },
-            if spec.data.validation > 0.0 {
-                format!(", {:.0}% held out for validation", spec.data.validation * 100.0)
-            } else {
-                String::new()
-            },
-            spec.train.epochs,
-            device
-        );
-    }
-    let opts = TrainOptions { device, progress: !args.quiet, verbose: !args.quiet };
-    let model = train::train(&spec, &train_set, &opts).map_err(train_error)?;
-    let eval = train::evaluate(&model, &test_set, device).map_err(train_error)?;
-    let checkpoint = Checkpoint::new(model, digests, Some(eval.clone()));
+    let mut sink = std::io::sink();
+    let log: &mut dyn std::io::Write = if args.quiet { &mut sink } else { io.err };
+    let mut opts = BuildOptions {
+        data: args.training.data_dir(),
+        device,
+        cache: (!args.no_cache).then(Cache::from_env),
+        progress: !args.quiet,
+        log,
+    };
+    let TrainedRun { checkpoint, test: eval } = pipeline::train_and_evaluate(&spec, &mut opts).map_err(train_error)?;
     let files = checkpoint.save(&args.output).map_err(CliError::failed)?;
-    // Also into the training cache, so that `mnistc build` of the same model reuses it.
-    if !args.no_cache
-        && let Err(e) = Cache::from_env().store(&spec, &checkpoint.data_digests, &checkpoint)
-    {
-        let _ = writeln!(io.err, "warning: could not store the training in the cache: {e}");
-    }
+    let dataset = spec.data.dataset;
     let model = &checkpoint.model;
     let history = &model.history;
 
@@ -139,8 +82,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             "train_images": history.train_images,
             "validation_images": history.validation_images,
             "train_seconds": history.seconds,
-            "mean_epoch_seconds": history.epochs.iter().map(|e| e.seconds).sum::<f64>()
-                / history.epochs.len().max(1) as f64,
+            "mean_epoch_seconds": history.mean_epoch_seconds(),
             "warnings": spec.warnings,
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (json.as_object_mut(), extra) {

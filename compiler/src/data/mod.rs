@@ -363,9 +363,14 @@ pub struct FileDigest {
     pub sha256: String,
 }
 
+/// Lower-case hex of `bytes` (digests and hashes in cache keys, reports and metadata).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Lower-case hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(bytes))
 }
 
 /// SHA-256 digests of the uncompressed content of the dataset's four files (train images,

@@ -9,10 +9,10 @@
 //! - `mse`: the clipping range (min/max scaled by a common factor between 1 and 0.01) that
 //!   minimises the mean squared quantization error over the observed values' histogram.
 
-use mnistc_runtime::{Activations, Input, Model};
+use mnistc_runtime::{Activations, Input};
 
-use crate::blob::{self, AlignedBytes, BlobError};
-use crate::plan::{Plan, Precision};
+use crate::lower::emit::{self, AlignedBytes, BlobError};
+use crate::lower::plan::{Plan, Precision};
 use crate::spec::CalibrationMethod;
 
 /// The real range an int8 tensor covers (always contains 0).
@@ -52,9 +52,6 @@ pub enum CalibrationError {
     /// The float plan could not be written as a blob.
     #[error("calibration plan: {0}")]
     Blob(#[from] BlobError),
-    /// The float blob does not load.
-    #[error("calibration plan does not load: {0}")]
-    Load(mnistc_runtime::LoadError),
     /// Running it failed.
     #[error("calibration run failed: {0}")]
     Run(mnistc_runtime::RunError),
@@ -74,8 +71,8 @@ pub fn calibrate(plan: &Plan, images: &[u8], method: CalibrationMethod) -> Resul
     if images.is_empty() || image_len == 0 {
         return Err(CalibrationError::NoImages);
     }
-    let bytes = AlignedBytes::from(blob::write(plan)?.as_slice());
-    let model = Model::from_bytes(bytes.as_bytes()).map_err(CalibrationError::Load)?;
+    let blob = emit::write(plan)?;
+    let model = blob.model();
     let mut arena = AlignedBytes::from(vec![0u8; model.arena_size()].as_slice());
     let n_ops = plan.ops.len();
     let mut stats: Vec<Stats> =

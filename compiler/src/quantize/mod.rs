@@ -18,7 +18,7 @@ pub mod scales;
 pub use calibrate::{CalibrationError, Range, calibrate};
 pub use scales::{ScaleError, avg_pool_requant, avg_pool_weight_scale, combined_scale, requant_spec};
 
-use crate::plan::{Activation, Bias, OpKind, OpQuant, Plan, Precision, QParams, Weights};
+use crate::lower::plan::{Activation, Bias, OpKind, OpQuant, Plan, Precision, QParams, Weights};
 
 /// Why a plan cannot be quantized.
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@
 
 use mnistc_runtime::quant::{multiplier_from_scale, per_channel_multiplier_is_valid};
 
-use crate::plan::RequantSpec;
+use crate::lower::plan::RequantSpec;
 
 /// Why scales cannot be turned into requantization parameters.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -25,7 +25,7 @@ pub enum ScaleError {
 /// constants in an order that depends on the code path, one ulp apart for some scales — which
 /// flips near-ties (26 of 54 million conv outputs of the reference CNN over the MNIST test set).
 /// So the ONNX export does not ask runtimes to combine scales: it carries this multiplier itself
-/// as the weight scale, with input and output scales 1 ([`crate::onnx`]).
+/// as the weight scale, with input and output scales 1 ([`crate::export::onnx`]).
 pub fn combined_scale(s_w: f32, s_x: f32, s_y: f32) -> f32 {
     (s_w * s_x) / s_y
 }

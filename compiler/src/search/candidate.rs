@@ -3,70 +3,129 @@
 //! [`ModelSpec::parse`](crate::spec::ModelSpec::parse) validates the candidate, and the same text
 //! becomes `best.toml`.
 
-use std::fmt::Write as _;
+use serde::Serialize;
 
 use super::space::{OptimizerChoice, Params, PoolChoice, SearchSpace};
-use crate::spec::{CalibrationMethod, Init, LrSchedule, Padding, Precision};
+use crate::spec::{CalibrationMethod, Init, LrSchedule, Padding, Precision, TargetSpec};
 
-/// A float as TOML: the shortest text that reads back to the same `f64`, always with a `.` or
-/// an exponent so that it stays a float.
-pub fn float(v: f64) -> String {
-    let s = format!("{v:?}");
-    if s.contains(['.', 'e', 'E']) { s } else { format!("{s}.0") }
+/// A `model.toml` as written by the search: every key, in the order of `models/README.md`.
+#[derive(Serialize)]
+struct ModelToml<'a> {
+    name: &'a str,
+    input: InputToml,
+    layers: Vec<LayerToml>,
+    data: DataToml<'a>,
+    train: TrainToml,
+    quantize: QuantizeToml,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<TargetSpec>,
+}
+
+#[derive(Serialize)]
+struct InputToml {
+    height: usize,
+    width: usize,
+    channels: usize,
+    classes: usize,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum LayerToml {
+    Conv2d { filters: usize, kernel: usize, stride: usize, padding: &'static str, activation: &'static str },
+    Maxpool2d { size: usize },
+    Avgpool2d { size: usize },
+    Dropout { rate: f64 },
+    Flatten,
+    Dense { units: usize, activation: &'static str },
+}
+
+#[derive(Serialize)]
+struct DataToml<'a> {
+    dataset: &'a str,
+    validation: f64,
+    train_limit: usize,
+}
+
+#[derive(Serialize)]
+struct TrainToml {
+    optimizer: &'static str,
+    learning_rate: f64,
+    momentum: f64,
+    nesterov: bool,
+    weight_decay: f64,
+    batch_size: usize,
+    epochs: usize,
+    seed: u64,
+    init: &'static str,
+    early_stopping: usize,
+    label_smoothing: f64,
+    lr_schedule: ScheduleToml,
+    augment: AugmentToml,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ScheduleToml {
+    Off(&'static str),
+    On(ScheduleTable),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum ScheduleTable {
+    Step { step_size: usize, gamma: f64 },
+    Plateau { patience: usize, factor: f64, min_lr: f64 },
+    Cosine { min_lr: f64 },
+}
+
+#[derive(Serialize)]
+struct AugmentToml {
+    shift: usize,
+    rotate: f64,
+}
+
+#[derive(Serialize)]
+struct QuantizeToml {
+    precision: &'static str,
+    calibration: usize,
+    method: &'static str,
 }
 
 /// The model description of candidate `name` with `params`. Epochs and `train_limit` are the
 /// base's (the full training `best.toml` asks for); a trial overrides them.
 pub fn render(space: &SearchSpace, name: &str, params: &Params) -> String {
     let base = &space.base;
-    let mut s = String::new();
-    // `writeln!` into a String cannot fail.
-    let _ = writeln!(s, "name = \"{name}\"");
-    let _ = writeln!(
-        s,
-        "\n[input]\nheight = {}\nwidth = {}\nchannels = {}\nclasses = {}",
-        base.input.height, base.input.width, base.input.channels, base.input.classes
-    );
+    let classes = base.input.classes;
+    let mut layers = Vec::new();
     for conv in &params.conv {
         let padding = match conv.padding {
             Padding::Valid => "valid",
             Padding::Same => "same",
         };
-        let _ = writeln!(
-            s,
-            "\n[[layers]]\ntype = \"conv2d\"\nfilters = {}\nkernel = {}\nstride = {}\npadding = \"{padding}\"\n\
-             activation = \"relu\"",
-            conv.filters, conv.kernel, conv.stride
-        );
+        let (filters, kernel, stride) = (conv.filters, conv.kernel, conv.stride);
+        layers.push(LayerToml::Conv2d { filters, kernel, stride, padding, activation: "relu" });
         match conv.pool {
-            PoolChoice::Max => s.push_str("\n[[layers]]\ntype = \"maxpool2d\"\nsize = 2\n"),
-            PoolChoice::Avg => s.push_str("\n[[layers]]\ntype = \"avgpool2d\"\nsize = 2\n"),
+            PoolChoice::Max => layers.push(LayerToml::Maxpool2d { size: 2 }),
+            PoolChoice::Avg => layers.push(LayerToml::Avgpool2d { size: 2 }),
             PoolChoice::None => {}
         }
     }
-    let dropout = |s: &mut String| {
+    let dropout = |layers: &mut Vec<LayerToml>| {
         if params.dropout > 0.0 {
-            let _ = writeln!(s, "\n[[layers]]\ntype = \"dropout\"\nrate = {}", float(params.dropout));
+            layers.push(LayerToml::Dropout { rate: params.dropout });
         }
     };
-    if !params.conv.is_empty() {
-        dropout(&mut s);
+    if params.conv.is_empty() {
+        layers.push(LayerToml::Flatten);
     } else {
-        s.push_str("\n[[layers]]\ntype = \"flatten\"\n");
+        dropout(&mut layers);
     }
-    for units in &params.dense {
-        let _ = writeln!(s, "\n[[layers]]\ntype = \"dense\"\nunits = {units}\nactivation = \"relu\"");
-        dropout(&mut s);
+    for &units in &params.dense {
+        layers.push(LayerToml::Dense { units, activation: "relu" });
+        dropout(&mut layers);
     }
-    let _ = writeln!(s, "\n[[layers]]\ntype = \"dense\"\nunits = {}\nactivation = \"none\"", base.input.classes);
-
-    let _ = writeln!(
-        s,
-        "\n[data]\ndataset = \"{}\"\nvalidation = {}\ntrain_limit = {}",
-        base.data.dataset.name(),
-        float(base.data.validation),
-        base.data.train_limit
-    );
+    layers.push(LayerToml::Dense { units: classes, activation: "none" });
 
     let t = &base.train;
     let (optimizer, nesterov) = match params.optimizer {
@@ -75,80 +134,59 @@ pub fn render(space: &SearchSpace, name: &str, params: &Params) -> String {
         OptimizerChoice::Sgd => ("sgd", false),
         OptimizerChoice::SgdNesterov => ("sgd", true),
     };
-    let init = match t.init {
-        Init::He => "he",
-        Init::Glorot => "glorot",
-    };
-    let schedule = match t.lr_schedule {
-        LrSchedule::None => "\"none\"".to_string(),
-        LrSchedule::Step { step_size, gamma } => {
-            format!("{{ type = \"step\", step_size = {step_size}, gamma = {} }}", float(gamma))
+    let lr_schedule = match t.lr_schedule {
+        LrSchedule::None => ScheduleToml::Off("none"),
+        LrSchedule::Step { step_size, gamma } => ScheduleToml::On(ScheduleTable::Step { step_size, gamma }),
+        LrSchedule::Plateau { patience, factor, min_lr } => {
+            ScheduleToml::On(ScheduleTable::Plateau { patience, factor, min_lr })
         }
-        LrSchedule::Plateau { patience, factor, min_lr } => format!(
-            "{{ type = \"plateau\", patience = {patience}, factor = {}, min_lr = {} }}",
-            float(factor),
-            float(min_lr)
-        ),
-        LrSchedule::Cosine { min_lr } => format!("{{ type = \"cosine\", min_lr = {} }}", float(min_lr)),
+        LrSchedule::Cosine { min_lr } => ScheduleToml::On(ScheduleTable::Cosine { min_lr }),
     };
-    let _ = writeln!(
-        s,
-        "\n[train]\noptimizer = \"{optimizer}\"\nlearning_rate = {}\nmomentum = {}\nnesterov = {nesterov}\n\
-         weight_decay = {}\nbatch_size = {}\nepochs = {}\nseed = {}\ninit = \"{init}\"\nearly_stopping = {}\n\
-         lr_schedule = {schedule}\naugment = {{ shift = {}, rotate = {} }}\nlabel_smoothing = {}",
-        float(params.learning_rate),
-        float(t.momentum),
-        float(t.weight_decay),
-        params.batch_size,
-        t.epochs,
-        space.seed,
-        t.early_stopping,
-        t.augment.shift,
-        float(t.augment.rotate),
-        float(t.label_smoothing),
-    );
-
     let q = &base.quantize;
-    let precision = match q.precision {
-        Precision::Int8 => "int8",
-        Precision::F16 => "f16",
-        Precision::F32 => "f32",
-    };
-    let method = match q.method {
-        CalibrationMethod::MinMax => "minmax",
-        CalibrationMethod::Percentile => "percentile",
-        CalibrationMethod::Mse => "mse",
-    };
-    let _ = writeln!(
-        s,
-        "\n[quantize]\nprecision = \"{precision}\"\ncalibration = {}\nmethod = \"{method}\"",
-        q.calibration
-    );
-
     let target = &space.target;
-    if target.flash.is_some() || target.ram.is_some() || target.macs.is_some() {
-        s.push_str("\n[target]\n");
-        for (key, value) in [("flash", target.flash), ("ram", target.ram), ("macs", target.macs)] {
-            if let Some(v) = value {
-                let _ = writeln!(s, "{key} = {v}");
-            }
-        }
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::float;
-
-    #[test]
-    fn floats_stay_floats_and_round_trip() {
-        assert_eq!(float(1.0), "1.0");
-        assert_eq!(float(0.001), "0.001");
-        assert_eq!(float(1e-5), "1e-5");
-        for v in [0.1, 0.25, 1e-5, 0.002, 8.0, 1.0 / 3.0] {
-            let back: f64 = float(v).parse().unwrap();
-            assert_eq!(back, v);
-        }
-    }
+    let file = ModelToml {
+        name,
+        input: InputToml { height: base.input.height, width: base.input.width, channels: base.input.channels, classes },
+        layers,
+        data: DataToml {
+            dataset: base.data.dataset.name(),
+            validation: base.data.validation,
+            train_limit: base.data.train_limit,
+        },
+        train: TrainToml {
+            optimizer,
+            learning_rate: params.learning_rate,
+            momentum: t.momentum,
+            nesterov,
+            weight_decay: t.weight_decay,
+            batch_size: params.batch_size,
+            epochs: t.epochs,
+            seed: space.seed,
+            init: match t.init {
+                Init::He => "he",
+                Init::Glorot => "glorot",
+            },
+            early_stopping: t.early_stopping,
+            label_smoothing: t.label_smoothing,
+            lr_schedule,
+            augment: AugmentToml { shift: t.augment.shift, rotate: t.augment.rotate },
+        },
+        quantize: QuantizeToml {
+            precision: match q.precision {
+                Precision::Int8 => "int8",
+                Precision::F16 => "f16",
+                Precision::F32 => "f32",
+            },
+            calibration: q.calibration,
+            method: match q.method {
+                CalibrationMethod::MinMax => "minmax",
+                CalibrationMethod::Percentile => "percentile",
+                CalibrationMethod::Mse => "mse",
+            },
+        },
+        target: (target.flash.is_some() || target.ram.is_some() || target.macs.is_some()).then_some(*target),
+    };
+    // Every field is a plain string, number, bool, table or array of tables: serializing cannot
+    // fail.
+    toml::to_string(&file).unwrap_or_default()
 }

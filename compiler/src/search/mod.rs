@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::budget;
-use crate::build::{self, BuildError};
 use crate::data::{self, DataDir, DataError, Images, Split, TrainingSplit, prepare_training};
+use crate::lower::budget;
+use crate::pipeline::{self, BuildError};
 use crate::spec::{ModelSpec, Overrides, SpecError};
 use crate::train::{self, Device, TrainError, TrainOptions};
 pub use journal::{Header, Journal, JournalError, Status, TrialRecord};
@@ -141,8 +141,10 @@ pub struct Outcome {
     pub repeats: usize,
     /// Whether an incomplete journal line was dropped (its trial was redone).
     pub dropped_incomplete: bool,
-    /// Whether the space ran out of new candidates before `trials`.
+    /// Whether the space ran out of new candidates before `trials` were trained.
     pub exhausted: bool,
+    /// Whether this run stopped at [`MAX_OVER_BUDGET_DRAWS`] over-budget draws.
+    pub draw_limit: bool,
     /// Trial number of the best trial under budget.
     pub best: Option<usize>,
     /// The files written.
@@ -155,6 +157,9 @@ impl Outcome {
         pareto::rank(&self.records)
     }
 }
+
+/// Over-budget draws one run records at most before it stops looking for candidates that fit.
+pub const MAX_OVER_BUDGET_DRAWS: usize = 10_000;
 
 /// Everything that makes trials comparable, hashed into the journal header.
 pub fn inputs(space: &SearchSpace, digests: &[data::FileDigest]) -> serde_json::Value {
@@ -206,9 +211,17 @@ pub fn search(space: &SearchSpace, opts: &mut SearchOptions<'_>) -> Result<Outco
     }
     let reused = journal.records().len();
 
-    let bar = trial_bar(opts.progress, opts.trials.max(reused), reused);
-    let (mut trained_now, mut over_budget_now, mut exhausted) = (0, 0, false);
-    while journal.records().len() < opts.trials {
+    // A trial is a trained (or failed) candidate; over-budget draws are recorded but cost no
+    // training, so they do not count (keras-tuner's `max_trials`).
+    let counted = |records: &[TrialRecord]| records.iter().filter(|r| r.status != Status::OverBudget).count();
+    let bar = trial_bar(opts.progress, opts.trials.max(counted(journal.records())), counted(journal.records()));
+    let (mut trained_now, mut over_budget_now, mut exhausted, mut draw_limit) = (0, 0, false, false);
+    let mut over_by: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    while counted(journal.records()) < opts.trials {
+        if over_budget_now >= MAX_OVER_BUDGET_DRAWS {
+            draw_limit = true;
+            break;
+        }
         let Some(candidate) = sampler.next_candidate()? else {
             exhausted = true;
             break;
@@ -216,23 +229,42 @@ pub fn search(space: &SearchSpace, opts: &mut SearchOptions<'_>) -> Result<Outco
         bar.set_message(format!("t{:03}: {}", candidate.trial, describe(&candidate.params)));
         let record = ctx.run(&candidate)?;
         match record.status {
-            Status::OverBudget => over_budget_now += 1,
-            Status::Trained | Status::Failed => trained_now += 1,
+            Status::OverBudget => {
+                over_budget_now += 1;
+                for budget in &record.over_budget {
+                    *over_by.entry(budget.clone()).or_default() += 1;
+                }
+            }
+            Status::Trained | Status::Failed => {
+                trained_now += 1;
+                bar.inc(1);
+            }
         }
         journal.append(record.clone())?;
         let line = trial_line(&record, opts.trials);
         bar.suspend(|| {
             let _ = writeln!(opts.log, "{line}");
         });
-        bar.inc(1);
         candidates.push(candidate);
     }
     bar.finish_and_clear();
+    let trained = counted(journal.records());
     if exhausted {
         let _ = writeln!(
             opts.log,
-            "the space has no further candidate that fits its input ({} trials in all); stopping",
-            journal.records().len()
+            "the space has no further candidate that fits its input ({} draws in all, {trained} of {} trials              trained); stopping",
+            journal.records().len(),
+            opts.trials
+        );
+    }
+    if draw_limit {
+        let by: Vec<String> = over_by.iter().map(|(budget, n)| format!("{n} over {budget}")).collect();
+        let _ = writeln!(
+            opts.log,
+            "stopped after {over_budget_now} over-budget draws in this run ({}) with {trained} of {} trials \
+             trained; widen [target] or narrow the space",
+            by.join(", "),
+            opts.trials
         );
     }
 
@@ -277,6 +309,7 @@ pub fn search(space: &SearchSpace, opts: &mut SearchOptions<'_>) -> Result<Outco
         repeats: outcome_counts.1,
         dropped_incomplete: journal.dropped_incomplete,
         exhausted,
+        draw_limit,
         best,
         files,
     })
@@ -420,10 +453,10 @@ impl<'a> TrialContext<'a> {
             train::evaluate(&model, validation, self.device).map_err(|source| SearchError::Train { trial, source })?;
 
         // The int8 blob, calibrated on the images the trial trained on, run by the runtime.
-        let hash = build::source_hash(&spec, self.digests);
-        let deployed = build::deploy(&spec, &model, &self.split.train, validation, hash)
+        let hash = pipeline::source_hash(&spec, self.digests);
+        let deployed = pipeline::deploy(&spec, &model, &self.split.train, validation, hash)
             .map_err(|source| SearchError::Build { trial, source })?;
-        let (int8, actual) = (deployed.eval, deployed.footprint);
+        let (int8, actual) = (deployed.eval, deployed.blob.footprint());
         record.flash_bytes = actual.flash_bytes;
         record.arena_bytes = actual.arena_bytes;
         record.macs = actual.macs;

@@ -10,10 +10,8 @@
 
 mod error;
 mod parse;
-mod reader;
+pub(crate) mod reader;
 mod shape;
-
-pub(crate) use reader::type_name as toml_type_name;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::data::Dataset;
 pub use error::{InvalidKind, SpecError};
-pub use shape::{LayerShape, Shape};
+pub use shape::{LayerShape, TensorShape};
 
 /// A parsed and validated model description.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

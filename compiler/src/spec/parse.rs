@@ -3,17 +3,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use toml::de::DeTable;
-
 use super::error::{InvalidKind, SpecError};
-use super::reader::{Source, TOP_LEVEL_KEYS, Table, Value, syntax_error};
+use super::reader::{Source, Table, Value};
 use super::shape;
 use super::{
     Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InputSpec, Layer, LayerSpec, LrSchedule,
     ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec,
 };
 
-const TOP_KEYS: &[&str] = TOP_LEVEL_KEYS;
+const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target"];
 const INPUT_KEYS: &[&str] = &["height", "width", "channels", "classes"];
 const DATA_KEYS: &[&str] = &["dataset", "validation", "train_limit"];
 const TRAIN_KEYS: &[&str] = &[
@@ -56,9 +54,9 @@ const ACTIVATIONS: &[(&str, Activation)] =
 const MAX_WINDOW: usize = 64;
 
 pub(crate) fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
-    let src = Source::new(origin, text);
-    let doc = DeTable::parse(text).map_err(|e| syntax_error(&src, e.span(), e.message()))?;
-    let root = Table::new(&src, String::new(), 1, doc.get_ref());
+    let src = Source::new(origin, text, TOP_KEYS);
+    let doc = src.parse(text)?;
+    let root = src.root(&doc);
     root.check_keys(TOP_KEYS, "at the top level")?;
 
     let name = read_name(&root, origin)?;

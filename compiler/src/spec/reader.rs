@@ -1,8 +1,9 @@
-//! Typed, line-aware access to a parsed TOML document.
+//! Typed, line-aware access to a parsed TOML document: the one TOML reader of mnistc, used by
+//! `model.toml` ([`super::parse`]) and by the search-space file ([`crate::search::space`]).
 //!
 //! `toml::de::DeTable` keeps the byte span of every key and value; this module turns spans
-//! into line numbers and wraps each lookup so that every error names the key path, the line
-//! and what is allowed. It knows nothing about models (see `parse.rs` for that).
+//! into line numbers and wraps each lookup so that every error names the file, the key path, the
+//! line and what is allowed. It knows nothing about models or searches.
 
 use std::ops::Range;
 
@@ -11,20 +12,30 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{InvalidKind, SpecError};
 
-/// Keys of the top-level table (for a hint when one lands in a table by mistake).
-pub(crate) const TOP_LEVEL_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target"];
-
 /// The text being parsed and its name, with a line index.
 pub(crate) struct Source<'s> {
     pub origin: &'s str,
     line_starts: Vec<usize>,
+    /// Keys of the document's top-level table (for a hint when one lands in a table by mistake).
+    top_level_keys: &'static [&'static str],
 }
 
 impl<'s> Source<'s> {
-    pub fn new(origin: &'s str, text: &str) -> Self {
+    pub fn new(origin: &'s str, text: &str, top_level_keys: &'static [&'static str]) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1));
-        Source { origin, line_starts }
+        Source { origin, line_starts, top_level_keys }
+    }
+
+    /// Parses `text` (the text this source indexes) and returns its root table, or the TOML
+    /// parser's error with its line and column.
+    pub fn parse<'i>(&self, text: &'i str) -> Result<Spanned<DeTable<'i>>, SpecError> {
+        DeTable::parse(text).map_err(|e| syntax_error(self, e.span(), e.message()))
+    }
+
+    /// The root table of a parsed document.
+    pub fn root<'a, 'i>(&'a self, doc: &'a Spanned<DeTable<'i>>) -> Table<'a, 'i> {
+        Table::new(self, String::new(), 1, doc.get_ref())
     }
 
     /// 1-based line of a byte offset.
@@ -78,7 +89,7 @@ impl<'a, 'i> Table<'a, 'i> {
         unknown.sort_by_key(|&(_, start)| start);
         if let Some((key, start)) = unknown.first() {
             let name = key.get_ref().as_ref();
-            let suggestion = if !self.path.is_empty() && TOP_LEVEL_KEYS.contains(&name) {
+            let suggestion = if !self.path.is_empty() && self.src.top_level_keys.contains(&name) {
                 format!(
                     "`{name}` is a top-level key, but TOML puts every key written after a \
                      [table] header into that table: move it above the first [table] header; "
@@ -145,7 +156,13 @@ impl<'a, 'i> Value<'a, 'i> {
         self.src.error(self.line, self.path.clone(), kind, message)
     }
 
-    fn wrong_type(&self, expected: &str) -> SpecError {
+    /// The TOML value itself (to dispatch on its type).
+    pub fn raw(&self) -> &'a DeValue<'i> {
+        self.value.get_ref()
+    }
+
+    /// "expected EXPECTED, found TYPE".
+    pub fn wrong_type(&self, expected: &str) -> SpecError {
         self.err(InvalidKind::WrongType, format!("expected {expected}, found {}", type_name(self.value.get_ref())))
     }
 
@@ -197,6 +214,7 @@ impl<'a, 'i> Value<'a, 'i> {
         if !(low_ok && high_ok) {
             let l = if min_open { "(" } else { "[" };
             let h = if max_open { ")" } else { "]" };
+            let max = if max == f64::MAX { "inf".to_string() } else { max.to_string() };
             return Err(self.err(InvalidKind::BadValue, format!("{v} is out of range; allowed: {l}{min}, {max}{h}")));
         }
         Ok(v)
@@ -255,6 +273,26 @@ impl<'a, 'i> Value<'a, 'i> {
         }
     }
 
+    /// The elements of a non-empty array.
+    pub fn items(&self) -> Result<Vec<Value<'a, 'i>>, SpecError> {
+        let DeValue::Array(items) = self.value.get_ref() else {
+            return Err(self.wrong_type("an array"));
+        };
+        if items.is_empty() {
+            return Err(self.err(InvalidKind::BadValue, "the list is empty; give at least one choice"));
+        }
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Value {
+                src: self.src,
+                path: format!("{}[{i}]", self.path),
+                line: self.src.line(item.span().start),
+                value: item,
+            })
+            .collect())
+    }
+
     pub fn table(&self) -> Result<Table<'a, 'i>, SpecError> {
         match self.value.get_ref() {
             DeValue::Table(t) => Ok(Table::new(self.src, self.path.clone(), self.line, t)),
@@ -292,26 +330,10 @@ impl<'a, 'i> Value<'a, 'i> {
 fn closest<'s>(name: &str, allowed: &[&'s str]) -> Option<&'s str> {
     allowed
         .iter()
-        .map(|&a| (edit_distance(name, a), a))
+        .map(|&a| (strsim::levenshtein(name, a), a))
         .filter(|&(d, a)| d <= 2.max(a.len() / 4) && d < a.len())
         .min_by_key(|&(d, _)| d)
         .map(|(_, a)| a)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        cur[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 /// Byte range to line, for the TOML parser's own errors.
@@ -331,7 +353,7 @@ mod tests {
 
     #[test]
     fn lines_and_columns() {
-        let src = Source::new("x", "ab\ncd\n\nef");
+        let src = Source::new("x", "ab\ncd\n\nef", &[]);
         assert_eq!(src.line(0), 1);
         assert_eq!(src.line(2), 1);
         assert_eq!(src.line(3), 2);

@@ -1,4 +1,4 @@
-//! Shape inference: per-layer input/output shapes, parameter counts and MACs.
+//! TensorShape inference: per-layer input/output shapes, parameter counts and MACs.
 //!
 //! Conventions (the same as burn's modules, which the trained weights come from):
 //! - conv2d `valid`: out = floor((in - k) / stride) + 1; `same`: out = ceil(in / stride).
@@ -14,7 +14,7 @@ use super::{InputSpec, Layer, LayerSpec, Padding};
 /// A tensor shape for one image (batch dimension excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Shape {
+pub enum TensorShape {
     /// A feature map.
     Spatial {
         /// Rows.
@@ -31,12 +31,12 @@ pub enum Shape {
     },
 }
 
-impl Shape {
+impl TensorShape {
     /// Number of elements.
     pub fn len(&self) -> usize {
         match *self {
-            Shape::Spatial { height, width, channels } => height * width * channels,
-            Shape::Flat { len } => len,
+            TensorShape::Spatial { height, width, channels } => height * width * channels,
+            TensorShape::Flat { len } => len,
         }
     }
 
@@ -48,16 +48,16 @@ impl Shape {
     /// `(height, width, channels)`; a flat vector of `n` is `(1, 1, n)`.
     pub fn hwc(&self) -> (usize, usize, usize) {
         match *self {
-            Shape::Spatial { height, width, channels } => (height, width, channels),
-            Shape::Flat { len } => (1, 1, len),
+            TensorShape::Spatial { height, width, channels } => (height, width, channels),
+            TensorShape::Flat { len } => (1, 1, len),
         }
     }
 
     /// Keras-like rendering: `(26, 26, 32)` or `(1600)`.
     pub fn display(&self) -> String {
         match *self {
-            Shape::Spatial { height, width, channels } => format!("({height}, {width}, {channels})"),
-            Shape::Flat { len } => format!("({len})"),
+            TensorShape::Spatial { height, width, channels } => format!("({height}, {width}, {channels})"),
+            TensorShape::Flat { len } => format!("({len})"),
         }
     }
 }
@@ -70,9 +70,9 @@ pub struct LayerShape {
     /// The layer.
     pub layer: Layer,
     /// Input shape.
-    pub input: Shape,
+    pub input: TensorShape,
     /// Output shape.
-    pub output: Shape,
+    pub output: TensorShape,
     /// Trainable parameters (weights + biases).
     pub params: usize,
     /// Multiply-accumulates per inference.
@@ -94,14 +94,14 @@ fn conv_out(input: usize, k: usize, stride: usize, padding: Padding) -> Option<u
 }
 
 pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<LayerShape>, ShapeError> {
-    let mut shape = Shape::Spatial { height: input.height, width: input.width, channels: input.channels };
+    let mut shape = TensorShape::Spatial { height: input.height, width: input.width, channels: input.channels };
     let mut out = Vec::with_capacity(layers.len());
     for (index, spec) in layers.iter().enumerate() {
         let layer = spec.layer;
         let err = |key: &'static str, message: String| ShapeError { index, key, message };
         let spatial = |what: &str| match shape {
-            Shape::Spatial { height, width, channels } => Ok((height, width, channels)),
-            Shape::Flat { len } => Err(err(
+            TensorShape::Spatial { height, width, channels } => Ok((height, width, channels)),
+            TensorShape::Flat { len } => Err(err(
                 "type",
                 format!(
                     "{what} needs a spatial input, but the input of this layer is already flat \
@@ -126,7 +126,7 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
                     ));
                 };
                 let taps = kernel[0] * kernel[1] * c;
-                let output = Shape::Spatial { height: oh, width: ow, channels: filters };
+                let output = TensorShape::Spatial { height: oh, width: ow, channels: filters };
                 (output, taps * filters + filters, (oh * ow * filters) as u64 * taps as u64)
             }
             Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
@@ -141,7 +141,7 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
                         ),
                     ));
                 }
-                let output = Shape::Spatial {
+                let output = TensorShape::Spatial {
                     height: (h - size[0]) / stride[0] + 1,
                     width: (w - size[1]) / stride[1] + 1,
                     channels: c,
@@ -150,12 +150,12 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
             }
             Layer::Dense { units, .. } => {
                 let n = shape.len();
-                (Shape::Flat { len: units }, n * units + units, (n * units) as u64)
+                (TensorShape::Flat { len: units }, n * units + units, (n * units) as u64)
             }
             Layer::Dropout { .. } => (shape, 0, 0),
             Layer::Flatten => {
                 spatial("flatten")?;
-                (Shape::Flat { len: shape.len() }, 0, 0)
+                (TensorShape::Flat { len: shape.len() }, 0, 0)
             }
         };
         out.push(LayerShape { index, layer, input: shape, output, params, macs });

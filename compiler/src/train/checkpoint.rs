@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{History, LayerKind, TrainedLayer, TrainedModel};
 use crate::data::FileDigest;
-use crate::metrics::Evaluation;
+use crate::report::metrics::Evaluation;
 use crate::spec::ModelSpec;
 
 const MAGIC: &[u8; 8] = b"MNISTCKP";

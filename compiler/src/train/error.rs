@@ -1,7 +1,7 @@
 //! [`TrainError`]: why training or float inference failed.
 
 use crate::data::DataError;
-use crate::metrics::MetricsError;
+use crate::report::metrics::MetricsError;
 use crate::spec::SpecError;
 
 /// An error from [`train`](super::train), [`predict_logits`](super::predict_logits) or

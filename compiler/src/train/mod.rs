@@ -18,6 +18,7 @@
 
 mod augment;
 mod batch;
+pub mod cache;
 mod checkpoint;
 mod device;
 mod error;
@@ -30,7 +31,7 @@ mod schedule;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Images;
-use crate::metrics::Evaluation;
+use crate::report::metrics::Evaluation;
 use crate::spec::ModelSpec;
 
 pub use checkpoint::{Checkpoint, CheckpointError, SavedFiles};
@@ -128,6 +129,11 @@ pub struct History {
 }
 
 impl History {
+    /// Mean wall time of an epoch, in seconds (0 without epochs).
+    pub fn mean_epoch_seconds(&self) -> f64 {
+        self.epochs.iter().map(|e| e.seconds).sum::<f64>() / self.epochs.len().max(1) as f64
+    }
+
     /// The history as CSV (`epoch,train_loss,train_accuracy,val_loss,val_accuracy,
     /// learning_rate,seconds`; empty cells when there was no validation).
     pub fn to_csv(&self) -> String {
@@ -161,6 +167,32 @@ pub struct TrainedModel {
 }
 
 impl TrainedModel {
+    /// An untrained model of `spec` with seeded He-uniform weights (bound `sqrt(6 / fan_in)`)
+    /// and small biases: what tests and benchmarks lower, quantize and write exactly as a build
+    /// does, without training. The same spec and seed give the same weights.
+    ///
+    /// # Errors
+    /// [`TrainError::Spec`] if the spec's shapes are inconsistent.
+    pub fn seeded(spec: &ModelSpec, seed: u64) -> Result<TrainedModel, TrainError> {
+        let mut rng = crate::data::Rng::for_stream(seed, "seeded-weights");
+        let mut layers = Vec::new();
+        for s in spec.shapes()? {
+            let (kind, weight_shape, out) = match s.layer {
+                crate::spec::Layer::Conv2d { filters, kernel, .. } => {
+                    (LayerKind::Conv2d, vec![filters, s.input.hwc().2, kernel[0], kernel[1]], filters)
+                }
+                crate::spec::Layer::Dense { units, .. } => (LayerKind::Dense, vec![s.input.len(), units], units),
+                _ => continue,
+            };
+            let len: usize = weight_shape.iter().product();
+            let bound = (6.0 / (len / out).max(1) as f32).sqrt();
+            let weight = (0..len).map(|_| rng.uniform(-bound, bound)).collect();
+            let bias = (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect();
+            layers.push(TrainedLayer { spec_index: s.index, kind, weight, weight_shape, bias });
+        }
+        Ok(TrainedModel { spec: spec.clone(), layers, history: History::default() })
+    }
+
     /// The weights of spec layer `index`, if it has weights.
     pub fn layer(&self, spec_index: usize) -> Option<&TrainedLayer> {
         self.layers.iter().find(|l| l.spec_index == spec_index)

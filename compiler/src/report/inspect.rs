@@ -146,7 +146,7 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
         arena_bytes: model.arena_size(),
         weight_bytes: weights_and_biases,
         overhead_bytes: flash_bytes - weights_and_biases,
-        source_hash: model.meta().source_hash.iter().map(|b| format!("{b:02x}")).collect(),
+        source_hash: crate::data::hex(&model.meta().source_hash),
     }
 }
 

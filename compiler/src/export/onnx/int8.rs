@@ -9,7 +9,7 @@ use super::validate::{INPUT_SCALE, INPUT_ZERO_POINT};
 use super::{
     INPUT_NAME, INPUT_Q_NAME, OnnxError, dense_hwc_to_chw, flatten_logits, io, nchw, ohwi_to_oihw, op_output_name,
 };
-use crate::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, RequantSpec, Weights};
+use crate::lower::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, RequantSpec, Weights};
 use mnistc_runtime::quant::uniform_scale;
 
 pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {

@@ -11,7 +11,7 @@
 //!   with element `(0, c, y, x)` here.
 //! * int8 graphs quantize the input into [`INPUT_Q_NAME`] (`input_q`): int8 `[1, C, H, W]`,
 //!   `q = pixel − 128` for pixel inputs. Feeding `input_q` directly (cutting the graph there) is
-//!   how [`crate::tract`] and [`crate::check`] compare tract with the runtime exactly: tract's
+//!   how [`crate::verify::tract`] and [`crate::verify::check`] compare tract with the runtime exactly: tract's
 //!   per-tensor `QuantizeLinear` computes `x · (1/s)`, the ONNX spec (and onnxruntime, and the
 //!   runtime's own float input path) `x / s`, and the two round differently at a few near-ties.
 //!
@@ -61,7 +61,7 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 
-use crate::plan::{Plan, Precision, Shape};
+use crate::lower::plan::{Plan, Precision, Shape};
 
 pub use validate::OnnxError;
 
@@ -102,7 +102,7 @@ pub fn model_proto(plan: &Plan) -> Result<pb::ModelProto, OnnxError> {
         Precision::F32 | Precision::F16 => float::graph(plan)?,
         Precision::Int8 => int8::graph(plan)?,
     };
-    let hash: String = plan.source_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::data::hex(&plan.source_hash);
     let props = [
         ("dataset", plan.dataset.clone()),
         ("precision", plan.precision.name().to_string()),

@@ -1,4 +1,4 @@
-//! tract-onnx as the reference runtime for exported models ([`crate::onnx`]).
+//! tract-onnx as the reference runtime for exported models ([`crate::export::onnx`]).
 //!
 //! [`TractModel::load`] parses ONNX bytes, optionally cuts the graph at the quantized input, selects
 //! the outputs to return (the logits and, for per-layer comparisons, named intermediate tensors),
@@ -10,15 +10,15 @@
 //! runtime compute `round(x / s)`; at a few near-ties the two differ by one step. Parity checks
 //! therefore feed [`Feed::Quantized`]: the same int8 tensor (`pixel − 128`) that the runtime
 //! receives for [`mnistc_runtime::Input::Pixels`] goes straight into the tensor
-//! [`crate::onnx::INPUT_Q_NAME`], which becomes the model's input, so both sides start from
+//! [`crate::export::onnx::INPUT_Q_NAME`], which becomes the model's input, so both sides start from
 //! identical integers and everything after is integer arithmetic.
 
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use crate::onnx::{INPUT_Q_NAME, OUTPUT_NAME};
-use crate::plan::Shape;
+use crate::export::onnx::{INPUT_Q_NAME, OUTPUT_NAME};
+use crate::lower::plan::Shape;
 
 /// Where inputs enter the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The lowered model: the runtime's op sequence with weights in the runtime's layout.
 //!
 //! This is what the compiler builds from a trained model (float, then quantized) and what
-//! [`crate::blob::write`] turns into bytes and [`crate::onnx`] into an ONNX graph. Shapes are
+//! [`crate::lower::emit::write`] turns into bytes and [`crate::export::onnx`] into an ONNX graph. Shapes are
 //! NHWC; convolution weights are OHWI, dense weights `[out][in]` with `in` in NHWC flatten
 //! order — the runtime's tap order. Float weights are written as they are; int8 weights are
 //! packed into the runtime's groups of 4 taps when written ([`mnistc_runtime::format::packed_index`]).

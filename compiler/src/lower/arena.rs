@@ -5,6 +5,10 @@
 //! A buffer is alive from the op that writes it to the last op that reads it (inclusive), so an
 //! op's input, output and scratch never share bytes, while buffers of ops far apart do.
 
+use mnistc_runtime::kernels::params::ConvGeometry;
+
+use super::plan::{OpKind, Plan, PlanOp, Precision};
+
 /// A buffer to place: its size and the steps (op indices, inclusive) during which it is alive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Buffer {
@@ -58,6 +62,61 @@ pub fn place(buffers: &[Buffer], align: usize) -> ArenaLayout {
     }
     let size = buffers.iter().zip(&offsets).map(|(b, o)| o + b.size).max().unwrap_or(0);
     ArenaLayout { offsets, size }
+}
+
+/// Bytes of scratch reserved for `op` (the largest any kernel implementation needs).
+pub fn scratch_bytes(op: &PlanOp, precision: Precision) -> usize {
+    match (op.kind, precision) {
+        (OpKind::Conv2d, Precision::Int8) => {
+            let window = op.fused_pool.map_or(1, |p| p.size[0] * p.size[1]);
+            mnistc_runtime::kernels::conv2d_s8_scratch_size(&conv_geometry(op), window)
+        }
+        (OpKind::Dense, Precision::Int8) => mnistc_runtime::kernels::dense_s8_scratch_size(op.input.len(), op.output.c),
+        _ => 0,
+    }
+}
+
+fn conv_geometry(op: &PlanOp) -> ConvGeometry {
+    ConvGeometry {
+        input: op.input,
+        output: op.conv_output(),
+        kernel_h: op.kernel[0],
+        kernel_w: op.kernel[1],
+        stride_h: op.stride[0],
+        stride_w: op.stride[1],
+        pad_top: op.pads[0],
+        pad_left: op.pads[1],
+    }
+}
+
+/// Arena placement of a plan: per op its input, output and scratch offsets, and the total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArenaPlan {
+    /// `(input, output, scratch)` byte offsets per op.
+    pub ops: Vec<(usize, usize, usize)>,
+    /// Arena bytes.
+    pub size: usize,
+}
+
+/// Alignment of every arena buffer (bytes).
+pub const ARENA_ALIGN: usize = 16;
+
+/// Plans the arena of `plan`: the input and every op's output, live from the op that writes them
+/// to the op that reads them, plus each op's scratch.
+pub fn plan_arena(plan: &Plan) -> ArenaPlan {
+    let elem = plan.precision.activation_size();
+    let n = plan.ops.len();
+    let mut buffers = vec![Buffer { size: plan.input.len() * elem, first: 0, last: 0 }];
+    for (i, op) in plan.ops.iter().enumerate() {
+        // Read by the next op; the last op's output (the logits) by the caller.
+        buffers.push(Buffer { size: op.output.len() * elem, first: i, last: (i + 1).min(n - 1) });
+    }
+    for (i, op) in plan.ops.iter().enumerate() {
+        buffers.push(Buffer { size: scratch_bytes(op, plan.precision), first: i, last: i });
+    }
+    let layout = place(&buffers, ARENA_ALIGN);
+    let ops = (0..n).map(|i| (layout.offsets[i], layout.offsets[i + 1], layout.offsets[n + 1 + i])).collect();
+    ArenaPlan { ops, size: layout.size.max(1) }
 }
 
 #[cfg(test)]

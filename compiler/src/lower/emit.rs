@@ -1,19 +1,22 @@
-//! Writes a [`Plan`] as a model blob, through the runtime's own format types.
+//! Emits a [`Plan`] as a model blob, through the runtime's own format types: the last step of
+//! lowering.
 //!
 //! The layout is defined once, in [`mnistc_runtime::format`]; this module fills those structs,
-//! plans the arena ([`crate::arena`]) and checks its own output by loading it with
-//! [`Model::from_bytes`], so a blob the compiler hands out is one the runtime accepts.
+//! places the arena ([`crate::lower::arena`]) and checks its own output by loading it with
+//! [`Model::from_bytes`]. The result is a [`Blob`]: bytes the runtime accepted, with the arena
+//! plan and [`Footprint`] they were written with, so the later steps (evaluation, inspection,
+//! budgets, files) share one emission instead of writing, re-planning or re-reading it.
 
 use bytemuck::Zeroable;
 use mnistc_runtime::format::{
     self, CLASS_NAME_LEN, FORMAT_VERSION, FusedPool, Header, MAGIC, MAX_CLASSES, MAX_OPS, Meta, OpRecord, Requant,
     SECTION_ALIGN,
 };
-use mnistc_runtime::kernels::params::ConvGeometry;
 use mnistc_runtime::{LoadError, Model};
 
-use crate::arena::{self, Buffer};
-use crate::plan::{Bias, OpKind, Plan, PlanOp, PoolKind, Precision, RequantSpec, Weights};
+use super::arena::{ArenaPlan, plan_arena, scratch_bytes};
+use super::budget::Footprint;
+use super::plan::{Bias, OpKind, Plan, PoolKind, Precision, RequantSpec, Weights};
 
 /// Why a plan cannot be written as a blob.
 #[derive(Debug, thiserror::Error)]
@@ -50,61 +53,6 @@ pub enum BlobError {
     Invalid(LoadError),
 }
 
-/// Bytes of scratch reserved for `op` (the largest any kernel implementation needs).
-pub fn scratch_bytes(op: &PlanOp, precision: Precision) -> usize {
-    match (op.kind, precision) {
-        (OpKind::Conv2d, Precision::Int8) => {
-            let window = op.fused_pool.map_or(1, |p| p.size[0] * p.size[1]);
-            mnistc_runtime::kernels::conv2d_s8_scratch_size(&conv_geometry(op), window)
-        }
-        (OpKind::Dense, Precision::Int8) => mnistc_runtime::kernels::dense_s8_scratch_size(op.input.len(), op.output.c),
-        _ => 0,
-    }
-}
-
-fn conv_geometry(op: &PlanOp) -> ConvGeometry {
-    ConvGeometry {
-        input: op.input,
-        output: op.conv_output(),
-        kernel_h: op.kernel[0],
-        kernel_w: op.kernel[1],
-        stride_h: op.stride[0],
-        stride_w: op.stride[1],
-        pad_top: op.pads[0],
-        pad_left: op.pads[1],
-    }
-}
-
-/// Arena placement of a plan: per op its input, output and scratch offsets, and the total.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArenaPlan {
-    /// `(input, output, scratch)` byte offsets per op.
-    pub ops: Vec<(usize, usize, usize)>,
-    /// Arena bytes.
-    pub size: usize,
-}
-
-/// Alignment of every arena buffer (bytes).
-pub const ARENA_ALIGN: usize = 16;
-
-/// Plans the arena of `plan`: the input and every op's output, live from the op that writes them
-/// to the op that reads them, plus each op's scratch.
-pub fn plan_arena(plan: &Plan) -> ArenaPlan {
-    let elem = plan.precision.activation_size();
-    let n = plan.ops.len();
-    let mut buffers = vec![Buffer { size: plan.input.len() * elem, first: 0, last: 0 }];
-    for (i, op) in plan.ops.iter().enumerate() {
-        // Read by the next op; the last op's output (the logits) by the caller.
-        buffers.push(Buffer { size: op.output.len() * elem, first: i, last: (i + 1).min(n - 1) });
-    }
-    for (i, op) in plan.ops.iter().enumerate() {
-        buffers.push(Buffer { size: scratch_bytes(op, plan.precision), first: i, last: i });
-    }
-    let layout = arena::place(&buffers, ARENA_ALIGN);
-    let ops = (0..n).map(|i| (layout.offsets[i], layout.offsets[i + 1], layout.offsets[n + 1 + i])).collect();
-    ArenaPlan { ops, size: layout.size.max(1) }
-}
-
 /// Appends `bytes` to the weights section at the next 16-byte boundary; returns (offset, len).
 fn push_aligned(section: &mut Vec<u8>, bytes: &[u8]) -> (u32, u32) {
     if bytes.is_empty() {
@@ -120,11 +68,51 @@ fn dim(op: usize, field: &'static str, value: usize) -> Result<u16, BlobError> {
     u16::try_from(value).map_err(|_| BlobError::Dimension { op, field, value })
 }
 
+/// A blob the runtime accepted, with the arena plan it was written with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    bytes: AlignedBytes,
+    arena: ArenaPlan,
+    footprint: Footprint,
+}
+
+impl Blob {
+    /// The blob's bytes (16-byte aligned in memory).
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes.as_bytes()
+    }
+
+    /// The runtime's view of the blob. Cheap: the bytes were validated when written and cannot
+    /// have changed since.
+    pub fn model(&self) -> Model<'_> {
+        match Model::from_bytes(self.bytes.as_bytes()) {
+            Ok(model) => model,
+            // `write` returned this blob only after the same call succeeded on the same bytes.
+            Err(e) => unreachable!("a written blob stopped loading: {e}"),
+        }
+    }
+
+    /// The arena placement written into the op records.
+    pub fn arena(&self) -> &ArenaPlan {
+        &self.arena
+    }
+
+    /// Flash, arena and MACs.
+    pub fn footprint(&self) -> Footprint {
+        self.footprint
+    }
+
+    /// The bytes, owned.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes().to_vec()
+    }
+}
+
 /// Writes `plan` as a blob and checks that the runtime loads it.
 ///
 /// # Errors
 /// [`BlobError`] when the plan does not fit the format or the result does not load.
-pub fn write(plan: &Plan) -> Result<Vec<u8>, BlobError> {
+pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
     if plan.ops.len() > MAX_OPS || plan.ops.is_empty() {
         return Err(BlobError::TooManyOps(plan.ops.len()));
     }
@@ -283,7 +271,8 @@ pub fn write(plan: &Plan) -> Result<Vec<u8>, BlobError> {
 
     let aligned = AlignedBytes::from(bytes.as_slice());
     Model::from_bytes(aligned.as_bytes()).map_err(BlobError::Invalid)?;
-    Ok(bytes)
+    let footprint = Footprint { flash_bytes: total as u64, arena_bytes: arena.size as u64, macs: plan.macs() };
+    Ok(Blob { bytes: aligned, arena, footprint })
 }
 
 /// Recomputes the checksum of a blob in place (for tools and tests that edit blobs).

@@ -7,9 +7,9 @@
 
 use serde::Serialize;
 
-use crate::blob::{self, BlobError};
-use crate::lower::{self, LowerError};
-use crate::plan::{Plan, Precision, RequantSpec};
+use super::emit::{self, BlobError};
+use super::plan::{Precision, RequantSpec};
+use super::{self as lower, LowerError};
 use crate::quantize::{self, Range};
 use crate::spec::{ModelSpec, TargetSpec};
 
@@ -68,11 +68,6 @@ pub enum EstimateError {
     Blob(#[from] BlobError),
 }
 
-/// The footprint of a written plan and its blob.
-pub fn of_plan(plan: &Plan, blob_len: usize) -> Footprint {
-    Footprint { flash_bytes: blob_len as u64, arena_bytes: blob::plan_arena(plan).size as u64, macs: plan.macs() }
-}
-
 /// The footprint of `spec` in its `[quantize] precision`, from the architecture alone.
 ///
 /// # Errors
@@ -98,9 +93,7 @@ pub fn estimate(spec: &ModelSpec) -> Result<Footprint, EstimateError> {
             q
         }
     };
-    let plan = lower::fuse_pools(plan);
-    let bytes = blob::write(&plan)?;
-    Ok(of_plan(&plan, bytes.len()))
+    Ok(emit::write(&lower::fuse_pools(plan))?.footprint())
 }
 
 /// The budgets of `target` that `footprint` exceeds.

@@ -4,7 +4,7 @@
 //!
 //! * runtime: [`Input::Pixels`] (int8 models take `pixel − 128` exactly, float models
 //!   `pixel / 255`);
-//! * tract: int8 models get the same int8 tensor at [`onnx::INPUT_Q_NAME`] (see [`crate::tract`]
+//! * tract: int8 models get the same int8 tensor at [`onnx::INPUT_Q_NAME`] (see [`crate::verify::tract`]
 //!   for why the graph's own `QuantizeLinear` is bypassed); float models get `pixel / 255` as f32
 //!   at [`onnx::INPUT_NAME`].
 //!
@@ -17,9 +17,9 @@ use mnistc_runtime::format::OpKind;
 use mnistc_runtime::{Activations, Input, LoadError, Model, Precision, RunError, Shape};
 use serde::Serialize;
 
-use crate::blob::AlignedBytes;
-use crate::onnx;
-use crate::tract::{Feed, Output, TractError, TractModel, Values, nchw_to_nhwc, nhwc_to_nchw};
+use crate::export::onnx;
+use crate::lower::emit::AlignedBytes;
+use crate::verify::tract::{Feed, Output, TractError, TractModel, Values, nchw_to_nhwc, nhwc_to_nchw};
 
 /// Absolute tolerance of float comparisons.
 pub const FLOAT_ABS_TOLERANCE: f64 = 1e-5;

@@ -1,24 +1,33 @@
-//! `mnistc build` as a library: spec → (cached) training → lowering → quantization → blob, with
-//! budgets checked before training and after, and float and on-device evaluation.
+//! The pipeline of `mnistc build`, stage by stage:
 //!
-//! The CLI ([`crate::cli::build`]) writes the results; tests and `mnistc search` call [`build`].
+//! 1. [`lower::budget::estimate`]: `[target]` budgets from the architecture alone, before training;
+//! 2. [`train_or_reuse`]: train with burn, or reuse the training cache;
+//! 3. [`deploy`] = [`lower_trained`] (float plan → calibration and int8 quantization → conv/pool
+//!    fusion) → [`emit::write`] (arena plan and blob, once) → [`verify::on_device`] (the blob run
+//!    by the runtime on the evaluation images);
+//! 4. [`export::onnx`] of the same plan and [`report::inspect`] of the same blob.
+//!
+//! [`build`] runs them all and returns a [`Built`] that the CLI ([`crate::cli::build`]) only
+//! writes and prints; `mnistc search` scores each trial with [`deploy`]; `mnistc train` calls
+//! [`train_and_evaluate`].
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
-use crate::blob::{self, AlignedBytes, BlobError};
-use crate::budget::{self, EstimateError, Footprint, Overrun};
-use crate::cache::Cache;
 use crate::data::{self, DataDir, DataError, FileDigest, Images, Split};
+use crate::export::{self, onnx::OnnxError};
+use crate::lower::budget::{self, EstimateError, Footprint, Overrun};
+use crate::lower::emit::{self, Blob, BlobError};
+use crate::lower::plan::{Plan, Precision};
 use crate::lower::{self, LowerError};
-use crate::metrics::Evaluation;
-use crate::on_device::{self, OnDeviceError};
-use crate::plan::{Plan, Precision};
 use crate::quantize::{self, CalibrationError, QuantizeError};
+use crate::report::{self, inspect::Inspection, metrics::Evaluation};
 use crate::spec::ModelSpec;
+use crate::train::cache::Cache;
 use crate::train::{self, Checkpoint, Device, TrainError, TrainOptions};
+use crate::verify::{self, on_device::OnDeviceError};
 
 /// How to build.
 pub struct BuildOptions<'a> {
@@ -58,7 +67,11 @@ pub struct Built {
     /// The lowered plan written to the blob.
     pub plan: Plan,
     /// The blob.
-    pub blob: Vec<u8>,
+    pub blob: Blob,
+    /// The same plan as ONNX.
+    pub onnx: Vec<u8>,
+    /// What the blob holds, read back through the runtime.
+    pub inspection: Inspection,
     /// Flash, arena, MACs.
     pub footprint: Footprint,
     /// Float model on the test set.
@@ -103,14 +116,17 @@ pub enum BuildError {
     OnDevice(#[from] OnDeviceError),
     /// The metrics could not be computed.
     #[error(transparent)]
-    Metrics(#[from] crate::metrics::MetricsError),
+    Metrics(#[from] crate::report::metrics::MetricsError),
+    /// The ONNX export failed.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
 }
 
 impl BuildError {
     /// Whether the error is the user's input (exit 2) rather than a failed check (exit 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            BuildError::Budget(_) | BuildError::OnDevice(_) | BuildError::Metrics(_) => false,
+            BuildError::Budget(_) | BuildError::OnDevice(_) | BuildError::Metrics(_) | BuildError::Onnx(_) => false,
             BuildError::Train(e) => !matches!(e, TrainError::Diverged { .. } | TrainError::Backend(_)),
             _ => true,
         }
@@ -144,10 +160,8 @@ pub struct Deployed {
     pub plan: Plan,
     /// Calibration images (int8 only).
     pub calibration_images: usize,
-    /// The blob.
-    pub blob: Vec<u8>,
-    /// Flash, arena, MACs of the blob.
-    pub footprint: Footprint,
+    /// The blob (with its arena plan and footprint).
+    pub blob: Blob,
     /// The blob run by the runtime on the evaluation images.
     pub eval: Evaluation,
 }
@@ -166,12 +180,9 @@ pub fn deploy(
     source_hash: [u8; 32],
 ) -> Result<Deployed, BuildError> {
     let (plan, calibration_images) = lower_trained(spec, model, train_set, source_hash)?;
-    let blob = blob::write(&plan)?;
-    let footprint = budget::of_plan(&plan, blob.len());
-    let aligned = AlignedBytes::from(blob.as_slice());
-    let device_model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).map_err(BlobError::Invalid)?;
-    let eval = on_device::evaluate(&device_model, eval_set)?;
-    Ok(Deployed { plan, calibration_images, blob, footprint, eval })
+    let blob = emit::write(&plan)?;
+    let eval = verify::on_device::evaluate(&blob.model(), eval_set)?;
+    Ok(Deployed { plan, calibration_images, blob, eval })
 }
 
 /// Lowers a trained model to the plan of `spec`'s `[quantize]` precision (fused, ready to write).
@@ -199,7 +210,104 @@ pub fn lower_trained(
     })
 }
 
-/// Builds `spec`: budgets, training (or the cached training), quantization, blob, evaluations.
+/// Trains `spec` on `train_set`, or reuses the cached training of the same spec and data.
+///
+/// # Errors
+/// [`BuildError::Train`] if training fails.
+pub fn train_or_reuse(
+    spec: &ModelSpec,
+    train_set: &Images,
+    digests: &[FileDigest],
+    opts: &mut BuildOptions<'_>,
+) -> Result<(Checkpoint, TrainingInfo), BuildError> {
+    let key = Cache::key(spec, digests);
+    let cached = opts.cache.as_ref().and_then(|c| c.load(spec, digests).map(|ckpt| (ckpt, c.path(&key))));
+    let (checkpoint, cached, cache_path) = match cached {
+        Some((ckpt, path)) => {
+            let _ = writeln!(opts.log, "reusing the training cached in {}", path.display());
+            (ckpt, true, Some(path))
+        }
+        None => {
+            let _ = writeln!(
+                opts.log,
+                "training {} on {} for {} epochs on {}",
+                spec.name,
+                spec.data.dataset.name(),
+                spec.train.epochs,
+                opts.device
+            );
+            let train_opts = TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress };
+            let model = train::train(spec, train_set, &train_opts)?;
+            let ckpt = Checkpoint::new(model, digests.to_vec(), None);
+            let path = store_in_cache(spec, &ckpt, opts);
+            (ckpt, false, path)
+        }
+    };
+    let history = &checkpoint.model.history;
+    let training = TrainingInfo {
+        cached,
+        cache_path,
+        key,
+        epochs: history.epochs.len(),
+        seconds: history.seconds,
+        mean_epoch_seconds: history.mean_epoch_seconds(),
+    };
+    Ok((checkpoint, training))
+}
+
+/// Stores `checkpoint` in the cache of `opts` (a failure is only a warning in the log).
+fn store_in_cache(spec: &ModelSpec, checkpoint: &Checkpoint, opts: &mut BuildOptions<'_>) -> Option<PathBuf> {
+    match opts.cache.as_ref()?.store(spec, &checkpoint.data_digests, checkpoint) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let _ = writeln!(opts.log, "warning: could not store the training in the cache: {e}");
+            None
+        }
+    }
+}
+
+/// What `mnistc train` produces: a freshly trained checkpoint and its float test evaluation.
+pub struct TrainedRun {
+    /// The checkpoint (with the test evaluation).
+    pub checkpoint: Checkpoint,
+    /// Float accuracy on the test set.
+    pub test: Evaluation,
+}
+
+/// Trains `spec` (never from the cache), evaluates it on the test set and stores it in the
+/// cache of `opts` so that a later build reuses it: `mnistc train`.
+///
+/// # Errors
+/// [`BuildError::Data`] or [`BuildError::Train`].
+pub fn train_and_evaluate(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<TrainedRun, BuildError> {
+    let dataset = spec.data.dataset;
+    let train_set = data::load(&opts.data, dataset, Split::Train)?;
+    let test_set = data::load(&opts.data, dataset, Split::Test)?;
+    let digests = data::file_digests(&opts.data, dataset)?;
+    let _ = writeln!(
+        opts.log,
+        "training {} on {} ({} training images{}) for {} epochs on {}",
+        spec.name,
+        dataset,
+        if spec.data.train_limit > 0 { spec.data.train_limit.min(train_set.n) } else { train_set.n },
+        if spec.data.validation > 0.0 {
+            format!(", {:.0}% held out for validation", spec.data.validation * 100.0)
+        } else {
+            String::new()
+        },
+        spec.train.epochs,
+        opts.device
+    );
+    let train_opts = TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress };
+    let model = train::train(spec, &train_set, &train_opts)?;
+    let test = train::evaluate(&model, &test_set, opts.device)?;
+    let checkpoint = Checkpoint::new(model, digests, Some(test.clone()));
+    store_in_cache(spec, &checkpoint, opts);
+    Ok(TrainedRun { checkpoint, test })
+}
+
+/// Builds `spec`: budgets, training (or the cached training), quantization, blob, evaluations,
+/// ONNX and the inspection of the blob.
 ///
 /// # Errors
 /// [`BuildError`]; [`BuildError::Budget`] when `[target]` is exceeded (before training when the
@@ -214,61 +322,32 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
     let train_set = data::load(&opts.data, dataset, Split::Train)?;
     let test_set = data::load(&opts.data, dataset, Split::Test)?;
     let digests = data::file_digests(&opts.data, dataset)?;
-    let key = Cache::key(spec, &digests);
-
-    let cached = opts.cache.as_ref().and_then(|c| c.load(spec, &digests).map(|ckpt| (ckpt, c.path(&key))));
-    let (checkpoint, cached, cache_path) = match cached {
-        Some((ckpt, path)) => {
-            let _ = writeln!(opts.log, "reusing the training cached in {}", path.display());
-            (ckpt, true, Some(path))
-        }
-        None => {
-            let _ = writeln!(
-                opts.log,
-                "training {} on {} for {} epochs on {}",
-                spec.name,
-                dataset.name(),
-                spec.train.epochs,
-                opts.device
-            );
-            let train_opts = TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress };
-            let model = train::train(spec, &train_set, &train_opts)?;
-            let ckpt = Checkpoint::new(model, digests.clone(), None);
-            let path = match &opts.cache {
-                Some(c) => match c.store(spec, &digests, &ckpt) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        let _ = writeln!(opts.log, "warning: could not cache the training: {e}");
-                        None
-                    }
-                },
-                None => None,
-            };
-            (ckpt, false, path)
-        }
-    };
+    let (checkpoint, training) = train_or_reuse(spec, &train_set, &digests, opts)?;
     let model = &checkpoint.model;
-    let history = &model.history;
-    let training = TrainingInfo {
-        cached,
-        cache_path,
-        key,
-        epochs: history.epochs.len(),
-        seconds: history.seconds,
-        mean_epoch_seconds: history.epochs.iter().map(|e| e.seconds).sum::<f64>() / history.epochs.len().max(1) as f64,
-    };
 
     let float_eval = match &checkpoint.test {
         Some(e) if e.samples as usize == test_set.n => e.clone(),
         _ => train::evaluate(model, &test_set, opts.device)?,
     };
-    let Deployed { plan, calibration_images, blob, footprint, eval: device_eval } =
+    let Deployed { plan, calibration_images, blob, eval: device_eval } =
         deploy(spec, model, &train_set, &test_set, source_hash(spec, &digests))?;
-    let built =
-        Built { spec: spec.clone(), plan, blob, footprint, float_eval, device_eval, training, calibration_images };
-    let over = budget::overruns(&spec.target, &built.footprint);
+    let footprint = blob.footprint();
+    let over = budget::overruns(&spec.target, &footprint);
     if !over.is_empty() {
         return Err(BuildError::Budget(over));
     }
-    Ok(built)
+    let onnx = export::onnx::export(&plan)?;
+    let inspection = report::inspect::inspect(&blob.model());
+    Ok(Built {
+        spec: spec.clone(),
+        plan,
+        blob,
+        onnx,
+        inspection,
+        footprint,
+        float_eval,
+        device_eval,
+        training,
+        calibration_images,
+    })
 }

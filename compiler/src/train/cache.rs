@@ -53,7 +53,7 @@ impl Cache {
             h.update(b"\n");
             h.update(serde_json::to_string(d).unwrap_or_default().as_bytes());
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::data::hex(&h.finalize())
     }
 
     /// Where the checkpoint of `key` lives.

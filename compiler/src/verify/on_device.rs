@@ -4,7 +4,7 @@
 use mnistc_runtime::{Input, Model, RunError};
 
 use crate::data::Images;
-use crate::metrics::{Evaluation, MetricsError};
+use crate::report::metrics::{Evaluation, MetricsError};
 
 /// Why a blob could not be evaluated.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,8 @@ use mnistc_runtime::Model;
 use mnistc_runtime::kernels::{self, Isa};
 use serde::Serialize;
 
-use crate::blob::AlignedBytes;
-use crate::tract::{Feed, TractError, TractModel};
+use crate::lower::emit::AlignedBytes;
+use crate::verify::tract::{Feed, TractError, TractModel};
 
 /// Timings of one blob.
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +81,7 @@ pub fn bench(blob: &[u8], onnx: Option<&[u8]>, runs: usize) -> Result<BenchRepor
     let arena: &mut [u8] = bytemuck::cast_slice_mut(&mut arena);
     let pixels = pattern(model.input_len());
     model.classify(&pixels, arena).map_err(BenchError::Run)?;
-    let macs = crate::inspect::inspect(&model).macs;
+    let macs = crate::report::inspect::inspect(&model).macs;
 
     // The kernels in use (the best this CPU has, unless `MNISTC_ISA` or a caller chose).
     let chosen = kernels::isa();
@@ -101,7 +101,10 @@ pub fn bench(blob: &[u8], onnx: Option<&[u8]>, runs: usize) -> Result<BenchRepor
         Some(onnx) => {
             let mut tract = TractModel::load(onnx, Feed::Float, &[])?;
             let shape = model.input_shape();
-            let nchw = crate::tract::nhwc_to_nchw(&pixels.iter().map(|&p| p as f32 / 255.0).collect::<Vec<_>>(), shape);
+            let nchw = crate::verify::tract::nhwc_to_nchw(
+                &pixels.iter().map(|&p| p as f32 / 255.0).collect::<Vec<_>>(),
+                shape,
+            );
             tract.run_f32(&nchw)?;
             Some(median_us(runs, || {
                 let _ = std::hint::black_box(tract.run_f32(std::hint::black_box(&nchw)));

@@ -1,7 +1,7 @@
 //! What [`super::export`] checks before it writes a graph: shapes chain and match the geometry,
 //! weights match the precision, and int8 parameters are ones ONNX expresses exactly.
 
-use crate::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, Pool, PoolKind, Precision, QParams, Shape, Weights};
+use crate::lower::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, Pool, PoolKind, Precision, QParams, Shape, Weights};
 use crate::quantize::{avg_pool_requant, requant_spec};
 
 /// Why a plan cannot be exported as ONNX.

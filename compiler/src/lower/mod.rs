@@ -1,18 +1,36 @@
-//! Lowering: a trained float model ([`TrainedModel`]) to a float [`Plan`] of runtime ops.
+//! Lowering: a trained float model ([`TrainedModel`]) to the runtime's ops, then to bytes.
 //!
+//! The stage's steps, in order (quantization, [`crate::quantize`], comes between 1 and 2 for
+//! int8 models):
+//!
+//! 1. this module: the float [`Plan`] ([`plan`]) of a trained model ([`float_plan`]), or of the
+//!    architecture alone ([`skeleton_unfused`]);
+//! 2. [`fuse`]: conv → pool fusion;
+//! 3. [`arena`]: the static arena plan, with each kernel's scratch size;
+//! 4. [`emit`]: the blob, written once and validated by the runtime;
+//! 5. [`budget`]: flash, arena and MACs, from the architecture alone, before training.
+//!
+//! The float lowering:
 //! - Dropout disappears; flatten is a no-op in NHWC.
 //! - Convolution weights go from burn's `[out, in, kh, kw]` to OHWI; `same` padding becomes
 //!   explicit TF-style pads (the extra row/column at the bottom/right, as burn pads).
 //! - A dense layer's weights go from burn's `[in, out]` (inputs in C,H,W flatten order) to
 //!   `[out][in]` with inputs in H,W,C order, the order of the runtime's NHWC activations.
-//! - [`fuse_pools`] then merges each pool that directly follows a convolution into it (in any
+//! - [`fuse::fuse_pools`] then merges each pool that directly follows a convolution into it (in any
 //!   precision, without changing a number), so the full convolution output never sits in RAM.
 
-use mnistc_runtime::kernels::params::PoolKind;
+pub mod arena;
+pub mod budget;
+pub mod emit;
+pub mod fuse;
+pub mod plan;
 
-use crate::plan::{Activation, Bias, OpKind, Plan, PlanOp, Pool, Precision, Shape, Weights};
+pub use fuse::fuse_pools;
+pub use mnistc_runtime::kernels::params::same_pads;
+
 use crate::spec::{self, Layer, ModelSpec, Padding};
 use crate::train::TrainedModel;
+use plan::{Activation, Bias, OpKind, Plan, PlanOp, Precision, Shape, Weights};
 
 /// Why a trained model cannot be lowered.
 #[derive(Debug, thiserror::Error)]
@@ -30,13 +48,6 @@ pub enum LowerError {
         /// What is wrong.
         what: String,
     },
-}
-
-/// TF/burn `same` padding of one dimension: `(before, after)`.
-pub fn same_pads(n: usize, k: usize, stride: usize) -> (usize, usize) {
-    let out = n.div_ceil(stride);
-    let total = ((out.max(1) - 1) * stride + k).saturating_sub(n);
-    (total / 2, total - total / 2)
 }
 
 /// The runtime's activation for a spec activation.
@@ -139,36 +150,6 @@ fn plan_of(spec: &ModelSpec, ops: Vec<PlanOp>, source_hash: [u8; 32]) -> Plan {
     }
 }
 
-/// Merges every pool op that directly follows a convolution into that convolution.
-///
-/// Exact in every precision: the fused kernel computes the convolution's (requantized)
-/// outputs and pools them as the two ops would. For int8 the merged op keeps the
-/// convolution's output quantization as `conv` and takes the pool's output and average-pool
-/// requantization.
-pub fn fuse_pools(mut plan: Plan) -> Plan {
-    let mut ops: Vec<PlanOp> = Vec::with_capacity(plan.ops.len());
-    for op in plan.ops.drain(..) {
-        let pool_kind = match op.kind {
-            OpKind::MaxPool2d => Some(PoolKind::Max),
-            OpKind::AvgPool2d => Some(PoolKind::Avg),
-            _ => None,
-        };
-        match (pool_kind, ops.last_mut()) {
-            (Some(kind), Some(conv)) if conv.kind == OpKind::Conv2d && conv.fused_pool.is_none() => {
-                conv.fused_pool = Some(Pool { kind, size: op.kernel, stride: op.stride });
-                conv.output = op.output;
-                if let (Some(cq), Some(pq)) = (conv.quant.as_mut(), op.quant) {
-                    cq.output = pq.output;
-                    cq.pool_requant = pq.pool_requant;
-                }
-            }
-            _ => ops.push(op),
-        }
-    }
-    plan.ops = ops;
-    plan
-}
-
 /// Rounds an f32 plan's weights to f16 (bias and activations stay f32).
 pub fn to_f16(mut plan: Plan) -> Plan {
     for op in &mut plan.ops {
@@ -180,6 +161,84 @@ pub fn to_f16(mut plan: Plan) -> Plan {
     plan
 }
 
+/// `(outputs, weights per output)` of a conv2d or dense `layer` on `input`: the weight matrix
+/// [`layer_op`] expects (OHWI for conv2d, `[out][in]` with `in` in NHWC order for dense);
+/// `None` for layers without weights.
+pub fn weight_shape(layer: &Layer, input: Shape) -> Option<(usize, usize)> {
+    match *layer {
+        Layer::Conv2d { filters, kernel, .. } => Some((filters, kernel[0] * kernel[1] * input.c)),
+        Layer::Dense { units, .. } => Some((units, input.len())),
+        _ => None,
+    }
+}
+
+/// The float op that `layer` becomes on an NHWC `input`: conv2d (with TF-style `same` pads),
+/// max/avg pool (no padding, floor) or dense (on any input: flattening is free in NHWC), with
+/// `weights` and `bias` shaped as [`weight_shape`] says (ignored by pools).
+///
+/// Returns `Ok(None)` for dropout and flatten (no op on the device), and an error message when
+/// the layer does not fit its input or the weights do not match.
+pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) -> Result<Option<PlanOp>, String> {
+    if let Some((out, per_out)) = weight_shape(layer, input)
+        && (weights.len() != out * per_out || bias.len() != out)
+    {
+        return Err(format!(
+            "{} weights and {} biases, expected {} and {out}",
+            weights.len(),
+            bias.len(),
+            out * per_out
+        ));
+    }
+    let too_small = |what: &str, k: [usize; 2], h: usize, w: usize| {
+        format!("{what} {}x{} does not fit its {h}x{w} input", k[0], k[1])
+    };
+    let op = |kind, output, kernel, stride, pads, activation, weights, bias| PlanOp {
+        kind,
+        input,
+        output,
+        kernel,
+        stride,
+        pads,
+        activation,
+        fused_pool: None,
+        weights,
+        bias,
+        quant: None,
+    };
+    Ok(Some(match *layer {
+        Layer::Conv2d { filters, kernel, stride, padding, activation: act } => {
+            let pads = match padding {
+                Padding::Valid => [0; 4],
+                Padding::Same => {
+                    let (t, b) = same_pads(input.h, kernel[0], stride[0]);
+                    let (l, r) = same_pads(input.w, kernel[1], stride[1]);
+                    [t, l, b, r]
+                }
+            };
+            let (h, w) = (input.h + pads[0] + pads[2], input.w + pads[1] + pads[3]);
+            if h < kernel[0] || w < kernel[1] || stride.contains(&0) {
+                return Err(too_small("kernel", kernel, input.h, input.w));
+            }
+            let output = Shape::new((h - kernel[0]) / stride[0] + 1, (w - kernel[1]) / stride[1] + 1, filters);
+            let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
+            op(OpKind::Conv2d, output, kernel, stride, pads, activation(act), weights, bias)
+        }
+        Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
+            if input.h < size[0] || input.w < size[1] || stride.contains(&0) {
+                return Err(too_small("pool", size, input.h, input.w));
+            }
+            let output = Shape::new((input.h - size[0]) / stride[0] + 1, (input.w - size[1]) / stride[1] + 1, input.c);
+            let kind = if matches!(layer, Layer::MaxPool2d { .. }) { OpKind::MaxPool2d } else { OpKind::AvgPool2d };
+            op(kind, output, size, stride, [0; 4], Activation::None, Weights::None, Bias::None)
+        }
+        Layer::Dense { units, activation: act } => {
+            let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
+            op(OpKind::Dense, Shape::new(1, 1, units), [0; 2], [0; 2], [0; 4], activation(act), weights, bias)
+        }
+        Layer::Dropout { .. } | Layer::Flatten => return Ok(None),
+    }))
+}
+
 /// The ops of `spec`; `source(layer_index, input, out, per_out)` gives the weights (OHWI or
 /// `[out][in]`) and bias of each weighted layer.
 fn build_ops(
@@ -188,83 +247,26 @@ fn build_ops(
 ) -> Result<Vec<PlanOp>, LowerError> {
     let shapes = spec.shapes()?;
     let mut ops: Vec<PlanOp> = Vec::new();
+    // What the runtime's next op reads: the last emitted op's output (or the model input). A
+    // flatten (explicit or implicit) is a no-op on NHWC activations, so a dense layer after it
+    // reads the spatial tensor itself; only the weight order remembers the flatten.
+    let mut current = Shape::new(spec.input.height, spec.input.width, spec.input.channels);
     for s in &shapes {
-        let (h, w, c) = s.input.hwc();
-        let input = Shape::new(h, w, c);
-        let (oh, ow, oc) = s.output.hwc();
-        let output = Shape::new(oh, ow, oc);
-        match s.layer {
-            Layer::Conv2d { filters, kernel, stride, padding, activation: act } => {
-                let pads = match padding {
-                    Padding::Valid => [0; 4],
-                    Padding::Same => {
-                        let (t, b) = same_pads(h, kernel[0], stride[0]);
-                        let (l, r) = same_pads(w, kernel[1], stride[1]);
-                        [t, l, b, r]
-                    }
-                };
-                let (wv, bv) = source(s.index, input, filters, kernel[0] * kernel[1] * c)?;
-                ops.push(PlanOp {
-                    kind: OpKind::Conv2d,
-                    input,
-                    output,
-                    kernel,
-                    stride,
-                    pads,
-                    activation: activation(act),
-                    fused_pool: None,
-                    weights: Weights::F32(wv),
-                    bias: Bias::F32(bv),
-                    quant: None,
-                });
-            }
-            Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
-                let kind = if matches!(s.layer, Layer::MaxPool2d { .. }) { PoolKind::Max } else { PoolKind::Avg };
-                ops.push(PlanOp {
-                    kind: if kind == PoolKind::Max { OpKind::MaxPool2d } else { OpKind::AvgPool2d },
-                    input,
-                    output,
-                    kernel: size,
-                    stride,
-                    pads: [0; 4],
-                    activation: Activation::None,
-                    fused_pool: None,
-                    weights: Weights::None,
-                    bias: Bias::None,
-                    quant: None,
-                });
-            }
-            Layer::Dense { units, activation: act } => {
-                let (wv, bv) = source(s.index, input, units, input.len())?;
-                ops.push(PlanOp {
-                    kind: OpKind::Dense,
-                    input,
-                    output: Shape::new(1, 1, units),
-                    kernel: [0; 2],
-                    stride: [0; 2],
-                    pads: [0; 4],
-                    activation: activation(act),
-                    fused_pool: None,
-                    weights: Weights::F32(wv),
-                    bias: Bias::F32(bv),
-                    quant: None,
-                });
-            }
-            Layer::Dropout { .. } | Layer::Flatten => {}
+        let (weights, bias) = match weight_shape(&s.layer, current) {
+            Some((out, per_out)) => source(s.index, current, out, per_out)?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let op = layer_op(&s.layer, current, weights, bias).map_err(|what| LowerError::Weights {
+            index: s.index,
+            kind: s.layer.type_name(),
+            what,
+        })?;
+        if let Some(op) = op {
+            let (h, w, c) = s.output.hwc();
+            debug_assert_eq!(op.output, Shape::new(h, w, c), "layer {}: lowering and shape inference differ", s.index);
+            current = op.output;
+            ops.push(op);
         }
     }
     Ok(ops)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn same_padding_matches_burn() {
-        assert_eq!(same_pads(28, 3, 1), (1, 1));
-        assert_eq!(same_pads(28, 4, 1), (1, 2));
-        assert_eq!(same_pads(5, 4, 2), (1, 2));
-        assert_eq!(same_pads(7, 1, 3), (0, 0));
-    }
 }

@@ -8,7 +8,7 @@ use super::proto::{GraphBuilder, attr_int, attr_ints};
 use super::{
     INPUT_NAME, OUTPUT_NAME, OnnxError, dense_hwc_to_chw, flatten_logits, io, nchw, ohwi_to_oihw, op_output_name,
 };
-use crate::plan::{Activation, Bias, OpKind, Plan, PlanOp, Pool, PoolKind, Weights};
+use crate::lower::plan::{Activation, Bias, OpKind, Plan, PlanOp, Pool, PoolKind, Weights};
 
 pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
     let mut b = GraphBuilder::default();

@@ -6,10 +6,10 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::build::Built;
-use crate::inspect::Inspection;
-use crate::metrics::Evaluation;
-use crate::summary;
+use crate::pipeline::Built;
+use crate::report::inspect::Inspection;
+use crate::report::metrics::Evaluation;
+use crate::report::summary;
 
 /// The files a build wrote.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -1,0 +1,9 @@
+//! Reports: classification [`metrics`], the Keras-style [`summary`] of a spec, what a blob holds
+//! ([`inspect`]) and the build report ([`build_report`]).
+
+pub mod build_report;
+pub mod inspect;
+pub mod metrics;
+pub mod summary;
+
+pub use build_report::{Files, to_json, to_markdown};

@@ -1,0 +1,7 @@
+//! Verification: the written blob run by the runtime on the host ([`on_device`]), compared with
+//! tract-onnx on the exported ONNX ([`tract`], [`check`]), and timed side by side ([`bench`]).
+
+pub mod bench;
+pub mod check;
+pub mod on_device;
+pub mod tract;

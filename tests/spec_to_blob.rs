@@ -1,0 +1,175 @@
+//! Every spec that validates must build: random `model.toml` layer stacks (explicit and implicit
+//! flatten, dropout, odd sizes, strides 1–3, `same`/`valid`, kernels 1–5 square and rectangular,
+//! max/avg pools that floor, dense stacks, every activation, every precision and calibration
+//! method) go through the build's own path without training — seeded weights
+//! ([`TrainedModel::seeded`]) → [`pipeline::deploy`] (float plan, calibration, quantization,
+//! conv/pool fusion, arena plan, blob, runtime evaluation) → ONNX export → tract-onnx on every
+//! op's output.
+
+use mnistc::data::{Images, Rng};
+use mnistc::export::onnx;
+use mnistc::pipeline;
+use mnistc::report::summary;
+use mnistc::spec::{InvalidKind, ModelSpec, SpecError};
+use mnistc::train::TrainedModel;
+use mnistc::verify::check;
+use proptest::prelude::*;
+
+/// Random but valid-looking TOML for a layer stack on 28×28 grey images (it may still not fit:
+/// a kernel larger than its input, say, which `ModelSpec::parse` must reject).
+fn random_spec(seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut pick = |n: u64| rng.below(n) as usize;
+    let mut layers = String::new();
+    let activation = |i: usize| ["none", "relu", "relu6"][i];
+    let pair = |a: usize, b: usize| if a == b { a.to_string() } else { format!("[{a}, {b}]") };
+    let convs = pick(4);
+    if pick(4) == 0 {
+        // A pool straight on the input.
+        layers += &format!("[[layers]]\ntype = \"maxpool2d\"\nsize = {}\n\n", 1 + pick(3));
+    }
+    for _ in 0..convs {
+        let k = (1 + pick(5), 1 + pick(5));
+        let k = if pick(3) == 0 { k } else { (k.0, k.0) };
+        layers += &format!(
+            "[[layers]]\ntype = \"conv2d\"\nfilters = {}\nkernel = {}\nstride = {}\npadding = \"{}\"\nactivation = \"{}\"\n\n",
+            1 + pick(9),
+            pair(k.0, k.1),
+            pair(1 + pick(3), 1 + pick(3)),
+            ["same", "valid"][pick(2)],
+            activation(pick(3)),
+        );
+        match pick(4) {
+            0 | 1 => {
+                let kind = ["maxpool2d", "avgpool2d"][pick(2)];
+                let size = 1 + pick(3);
+                let stride = if pick(2) == 0 { String::new() } else { format!("stride = {}\n", 1 + pick(3)) };
+                layers += &format!("[[layers]]\ntype = \"{kind}\"\nsize = {size}\n{stride}\n");
+            }
+            _ => {}
+        }
+        if pick(4) == 0 {
+            layers += "[[layers]]\ntype = \"dropout\"\nrate = 0.25\n\n";
+        }
+    }
+    if pick(2) == 0 {
+        layers += "[[layers]]\ntype = \"flatten\"\n\n";
+        if pick(3) == 0 {
+            layers += "[[layers]]\ntype = \"dropout\"\nrate = 0.1\n\n";
+        }
+    }
+    for _ in 0..pick(3) {
+        layers += &format!(
+            "[[layers]]\ntype = \"dense\"\nunits = {}\nactivation = \"{}\"\n\n",
+            1 + pick(16),
+            activation(pick(3))
+        );
+        if pick(3) == 0 {
+            layers += "[[layers]]\ntype = \"dropout\"\nrate = 0.5\n\n";
+        }
+    }
+    layers += "[[layers]]\ntype = \"dense\"\nunits = 10\n\n";
+    let precision = ["int8", "int8", "f16", "f32"][pick(4)];
+    let method = ["minmax", "percentile", "mse"][pick(3)];
+    format!(
+        "name = \"random\"\n\n{layers}[data]\ndataset = \"mnist\"\n\n[quantize]\nprecision = \"{precision}\"\n\
+         calibration = 8\nmethod = \"{method}\"\n"
+    )
+}
+
+/// `n` random 28×28 images (noise plus a bright square, so activations are not all alike).
+fn images(n: usize, seed: u64) -> Images {
+    let mut rng = Rng::new(seed);
+    let mut pixels = vec![0u8; n * 784];
+    for img in pixels.chunks_mut(784) {
+        let (y0, x0) = (rng.below(20) as usize, rng.below(20) as usize);
+        for (i, p) in img.iter_mut().enumerate() {
+            let (y, x) = (i / 28, i % 28);
+            let square = (y0..y0 + 8).contains(&y) && (x0..x0 + 8).contains(&x);
+            *p = if square { 200 + rng.below(56) as u8 } else { rng.below(64) as u8 };
+        }
+    }
+    Images { n, height: 28, width: 28, pixels, labels: (0..n).map(|i| (i % 10) as u8).collect() }
+}
+
+/// Builds `spec` with seeded weights exactly as `mnistc build` lowers a trained model, and
+/// checks the blob against tract on every op. Returns the blob bytes.
+fn build_and_check(spec: &ModelSpec, seed: u64) -> Vec<u8> {
+    let model = TrainedModel::seeded(spec, seed).unwrap();
+    let calibration = images(8, seed ^ 1);
+    let eval = images(4, seed ^ 2);
+    let deployed = pipeline::deploy(spec, &model, &calibration, &eval, [7; 32])
+        .unwrap_or_else(|e| panic!("{}: does not build: {e}", spec.origin));
+    let onnx = onnx::export(&deployed.plan).unwrap();
+    let report = check::check(deployed.blob.bytes(), &onnx, &eval.pixels, true).unwrap();
+    assert!(report.passed, "{}: runtime and tract differ: {report:?}", spec.origin);
+    assert_eq!(report.max_lsb_diff, 0);
+    deployed.blob.to_vec()
+}
+
+fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
+    ModelSpec::parse(text, origin)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_spec_that_validates_builds_and_matches_tract(seed in any::<u64>()) {
+        let text = random_spec(seed);
+        match parse(&text, &format!("<random spec {seed}>")) {
+            Ok(spec) => {
+                // What `mnistc summary` accepts...
+                summary::summarize(&spec).unwrap();
+                // ...builds, and the blob agrees with tract on every op.
+                build_and_check(&spec, seed);
+            }
+            // Shapes that do not fit their input are the spec's to reject, with the key named.
+            Err(e) => prop_assert!(
+                e.kind() == Some(InvalidKind::Inconsistent) && e.key().is_some(),
+                "unexpected error for\n{text}\n{e}"
+            ),
+        }
+    }
+}
+
+/// The generator reaches builds often enough for the property to mean something.
+#[test]
+fn most_random_specs_validate() {
+    let ok = (0..200).filter(|&s| parse(&random_spec(s), "x").is_ok()).count();
+    assert!(ok >= 60, "only {ok} of 200 random specs validate");
+}
+
+const KERAS_CNN: &str = "name = \"g\"\n[[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\nactivation = \"relu\"\n\
+[[layers]]\ntype = \"POOL\"\nsize = 2\nFLATTEN[[layers]]\ntype = \"dense\"\nunits = 10\n[data]\ndataset = \"mnist\"\n";
+
+/// An explicit `flatten` is exactly the implicit one: same blob bytes (the bug of issue 11:
+/// `mnistc build` rejected the blob it had just written).
+#[test]
+fn an_explicit_flatten_gives_the_same_blob_as_the_implicit_one() {
+    let specs = [
+        KERAS_CNN.replace("POOL", "maxpool2d"),
+        KERAS_CNN.replace("POOL", "avgpool2d"),
+        // conv → pool → conv stride 2 same → avgpool → flatten → dense → dropout → dense.
+        "name = \"g\"\n[[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\n[[layers]]\ntype = \"maxpool2d\"\n\
+         size = 2\n[[layers]]\ntype = \"conv2d\"\nfilters = 6\nkernel = 3\nstride = 2\npadding = \"same\"\n\
+         [[layers]]\ntype = \"avgpool2d\"\nsize = 2\nFLATTEN[[layers]]\ntype = \"dense\"\nunits = 12\n\
+         [[layers]]\ntype = \"dropout\"\nrate = 0.5\n[[layers]]\ntype = \"dense\"\nunits = 10\n\
+         [data]\ndataset = \"mnist\"\n"
+            .to_string(),
+        // flatten directly on the input (the shipped MLPs).
+        "name = \"g\"\nFLATTEN[[layers]]\ntype = \"dense\"\nunits = 32\n[[layers]]\ntype = \"dense\"\nunits = 10\n\
+         [data]\ndataset = \"mnist\"\n"
+            .to_string(),
+    ];
+    for (i, text) in specs.iter().enumerate() {
+        let explicit = text.replace("FLATTEN", "[[layers]]\ntype = \"flatten\"\n");
+        let implicit = text.replace("FLATTEN", "");
+        let explicit = parse(&explicit, &format!("explicit {i}")).unwrap();
+        let implicit = parse(&implicit, &format!("implicit {i}")).unwrap();
+        assert_eq!(explicit.layers.len(), implicit.layers.len() + 1);
+        let a = build_and_check(&explicit, 5);
+        let b = build_and_check(&implicit, 5);
+        assert!(a == b, "spec {i}: an explicit flatten changed the blob");
+    }
+}
