@@ -1,0 +1,79 @@
+//! Golden blobs: a tiny model (conv 3x3 stride 2 + fused 2x2 max pool, dense 10 on 28x28 grey
+//! images) in each precision, written by the compiler (`tests/golden_blobs.rs` in the workspace
+//! root, which also checks that the compiler still writes these exact bytes), with 4 input images
+//! and the logits the runtime gave for them. This crate alone checks that it loads and runs them
+//! to the same numbers: a change of the blob format or of a kernel's arithmetic that does not
+//! bump [`FORMAT_VERSION`] fails here.
+
+use mnistc_runtime::format::FORMAT_VERSION;
+use mnistc_runtime::{Activations, Input, LoadError, Model, Precision, arena_size_of};
+
+const INPUTS: &[u8] = include_bytes!("golden/inputs.bin");
+
+/// The blob copied to 16-byte-aligned memory.
+fn aligned(bytes: &[u8]) -> Vec<u128> {
+    let mut words = vec![0u128; bytes.len().div_ceil(16)];
+    bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+    words
+}
+
+fn as_bytes(words: &[u128], len: usize) -> &[u8] {
+    &bytemuck::cast_slice(words)[..len]
+}
+
+fn run(blob: &[u8], precision: Precision) -> Vec<u8> {
+    let words = aligned(blob);
+    let model = Model::from_bytes(as_bytes(&words, blob.len())).expect("the golden blob loads");
+    assert_eq!(model.precision(), precision);
+    assert_eq!(model.header().version, FORMAT_VERSION);
+    assert_eq!((model.input_len(), model.output_len()), (784, 10));
+    assert_eq!(model.arena_size(), arena_size_of(blob));
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut out = Vec::new();
+    for img in INPUTS.chunks(784) {
+        match model.run_logits(Input::Pixels(img), &mut arena).expect("the golden blob runs") {
+            Activations::I8 { values, .. } => out.extend(values.iter().map(|&v| v as u8)),
+            Activations::F32(values) => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
+        }
+    }
+    out
+}
+
+#[test]
+fn int8_golden_blob_gives_its_logits_bit_for_bit() {
+    let got = run(include_bytes!("golden/tiny-int8.bin"), Precision::Int8);
+    assert_eq!(got, include_bytes!("golden/tiny-int8.out"));
+}
+
+fn floats(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+/// Float kernels may contract multiply-adds differently on another ISA: within 1e-5 relative.
+fn assert_close(got: &[u8], want: &[u8]) {
+    let (got, want) = (floats(got), floats(want));
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{got:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn f16_golden_blob_gives_its_logits() {
+    assert_close(&run(include_bytes!("golden/tiny-f16.bin"), Precision::F16), include_bytes!("golden/tiny-f16.out"));
+}
+
+#[test]
+fn f32_golden_blob_gives_its_logits() {
+    assert_close(&run(include_bytes!("golden/tiny-f32.bin"), Precision::F32), include_bytes!("golden/tiny-f32.out"));
+}
+
+/// A blob of a newer format version is refused with a clear error, never misread.
+#[test]
+fn a_future_format_version_is_refused() {
+    let mut blob = include_bytes!("golden/tiny-int8.bin").to_vec();
+    blob[4..6].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let words = aligned(&blob);
+    let err = Model::from_bytes(as_bytes(&words, blob.len())).unwrap_err();
+    assert_eq!(err, LoadError::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION });
+}
