@@ -19,7 +19,7 @@ use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolG
 pub(super) struct Chain {
     /// Output shape.
     pub(super) shape: Shape,
-    /// Arena offset of the output (`None` before the first op: the input goes where it reads).
+    /// Arena offset of the output (`None` before the first op, whose input may be anywhere).
     pub(super) offset: Option<usize>,
     /// Zero point of the output (int8).
     pub(super) zero_point: i32,
