@@ -443,6 +443,8 @@ pub const fn packed_index(k: usize, oc: usize, out: usize) -> usize {
 
 /// Packs int8 weights from `[out][k]` (OHWI) into the blob layout (see [`packed_index`]).
 /// `packed` must hold [`packed_len`] bytes; its padding taps are zeroed.
+// For the compiler's blob writer (and tests): not part of the reading API, so hidden from the docs.
+#[doc(hidden)]
 pub fn pack_weights(ohwi: &[i8], k: usize, out: usize, packed: &mut [i8]) {
     packed.fill(0);
     for oc in 0..out {
@@ -497,6 +499,8 @@ pub const fn arena_size_of(blob: &[u8]) -> usize {
 }
 
 /// Copies `s` into a NUL-padded fixed array, truncating at a character boundary.
+// For the compiler's blob writer: not part of the reading API, so hidden from the docs.
+#[doc(hidden)]
 pub fn fixed_str<const N: usize>(s: &str) -> [u8; N] {
     let mut out = [0u8; N];
     let mut end = s.len().min(N);

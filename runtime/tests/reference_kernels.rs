@@ -8,7 +8,7 @@
 use half::f16;
 use mnistc_runtime::format::Activation;
 use mnistc_runtime::kernels::params::{
-    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape,
+    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads,
 };
 use mnistc_runtime::kernels::reference;
 use mnistc_runtime::quant::multiplier_from_scale;
@@ -167,13 +167,6 @@ impl ConvCase {
     fn out_shape(&self) -> Shape {
         self.pool_geometry().map_or(self.geometry().output, |(_, p)| p.output)
     }
-}
-
-/// TF-style `same` padding for one dimension.
-fn same_pads(n: usize, k: usize, s: usize) -> (usize, usize) {
-    let out = n.div_ceil(s);
-    let total = ((out - 1) * s + k).saturating_sub(n);
-    (total / 2, total - total / 2)
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {

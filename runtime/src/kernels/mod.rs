@@ -1,6 +1,6 @@
 //! Kernels, and the one dispatch point that picks an implementation for each op.
 //!
-//! - [`reference`]: the specification of every op, plain loops, never optimised in place.
+//! - [`reference`](mod@reference): the specification of every op, plain loops, never optimised in place.
 //! - [`arch`]: one module per instruction set (x86-64 AVX2 and AVX-512 VNNI, aarch64 NEON
 //!   `sdot`, Cortex-M DSP `SMLAD`), each exporting the same kernel names, built on the shared
 //!   `driver` (im2col, tiling, requantization, fused pools) around a small dot-product
@@ -175,7 +175,7 @@ const GROUP_PIXELS: usize = 4;
 /// im2col patches are padded with zeros to a multiple of this many bytes.
 const PATCH_ALIGN: usize = 16;
 
-/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of [`PATCH_ALIGN`]).
+/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of `PATCH_ALIGN`, 16).
 pub const fn patch_len(k: usize) -> usize {
     k.div_ceil(PATCH_ALIGN) * PATCH_ALIGN
 }

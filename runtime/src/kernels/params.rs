@@ -239,3 +239,66 @@ pub struct DenseS8<'a> {
     /// One bias per output.
     pub bias: &'a [i32],
 }
+
+/// TensorFlow's (and burn's) `same` padding of one dimension: the zero rows (or columns)
+/// `(before, after)` around `n` input pixels that give a convolution or pool with a `k`-pixel
+/// window and stride `stride` exactly `ceil(n / stride)` outputs. An odd total puts the extra
+/// pixel after (bottom or right).
+///
+/// This is `total = ((max(ceil(n / stride), 1) − 1) · stride + k).saturating_sub(n)` split as
+/// `(total / 2, total − total / 2)`, computed so that it never overflows or panics: a `stride`
+/// of 0 (no valid convolution has one) gives `(0, 0)`.
+///
+/// ```
+/// use mnistc_runtime::kernels::params::same_pads;
+/// assert_eq!(same_pads(28, 3, 1), (1, 1));
+/// assert_eq!(same_pads(28, 4, 1), (1, 2)); // even kernel: the extra pixel goes after
+/// assert_eq!(same_pads(5, 4, 2), (1, 2));
+/// ```
+pub const fn same_pads(n: usize, k: usize, stride: usize) -> (usize, usize) {
+    if stride == 0 {
+        return (0, 0);
+    }
+    let out = n.div_ceil(stride);
+    // The last window starts at `(out − 1) · stride`, which is at most `n`: no overflow, and the
+    // window reaches `k − (n − start)` pixels past the input.
+    let last_start = out.saturating_sub(1) * stride;
+    let total = k.saturating_sub(n - last_start);
+    (total / 2, total - total / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_pads;
+
+    #[test]
+    fn same_pads_puts_the_extra_pixel_after() {
+        assert_eq!(same_pads(28, 3, 1), (1, 1));
+        assert_eq!(same_pads(28, 4, 1), (1, 2));
+        assert_eq!(same_pads(5, 4, 2), (1, 2));
+        assert_eq!(same_pads(7, 1, 3), (0, 0));
+    }
+
+    #[test]
+    fn same_pads_equals_the_plain_formula_and_never_panics() {
+        let plain = |n: usize, k: usize, stride: usize| {
+            let out = n.div_ceil(stride);
+            let total = ((out.max(1) - 1) * stride + k).saturating_sub(n);
+            (total / 2, total - total / 2)
+        };
+        for n in 0..40 {
+            for k in 0..12 {
+                for stride in 1..8 {
+                    assert_eq!(same_pads(n, k, stride), plain(n, k, stride), "n {n}, k {k}, stride {stride}");
+                }
+            }
+        }
+        assert_eq!(same_pads(28, 3, 0), (0, 0));
+        let big = usize::MAX;
+        assert_eq!(same_pads(5, big, 2), ((big - 1) / 2, big - 1 - (big - 1) / 2));
+        for (n, k, stride) in [(big, big, 1), (big, big, big), (0, big, 1), (big, 0, 3), (1, big, big)] {
+            let (before, after) = same_pads(n, k, stride);
+            assert!(before <= after && after - before <= 1);
+        }
+    }
+}

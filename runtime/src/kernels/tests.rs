@@ -8,7 +8,7 @@
 
 use proptest::prelude::*;
 
-use super::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape};
+use super::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads};
 use super::{conv2d_s8_scratch_size, dense_s8_scratch_size, reference};
 use crate::quant::multiplier_from_scale;
 
@@ -33,11 +33,6 @@ fn extreme_i8() -> impl Strategy<Value = i8> + Clone {
 
 fn zero_point() -> impl Strategy<Value = i32> + Clone {
     prop_oneof![2 => -128i32..=127, 1 => Just(-128), 1 => Just(127)]
-}
-
-fn same_pads(n: usize, k: usize, s: usize) -> (usize, usize) {
-    let total = ((n.div_ceil(s) - 1) * s + k).saturating_sub(n);
-    (total / 2, total - total / 2)
 }
 
 /// OHWI (`[out][k]`) weights in the blob's packed layout.

@@ -1,6 +1,6 @@
 //! One module per instruction set, each exporting the same kernel names as
 //! [`crate::kernels::reference`] (plus `is_available`), built on the shared
-//! [`crate::kernels::driver`]. Only [`crate::kernels`] (the dispatch point) calls them.
+//! `driver` module. Only [`crate::kernels`] (the dispatch point) calls them.
 
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
