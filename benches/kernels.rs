@@ -11,31 +11,25 @@
 //! `mnistc bench OUT.bin` times a trained blob the same way in one process.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mnistc::lower::plan::{Activation, Pool, PoolKind, Precision, Shape};
+use mnistc::lower::plan::{PoolKind, Precision, Shape};
+use mnistc::spec::Activation;
 use mnistc::verify::tract::{Feed, TractModel};
+use mnistc_runtime::Input;
 use mnistc_runtime::kernels::{self, Isa};
 use mnistc_runtime::model::Kernel;
-use mnistc_runtime::{Input, Model};
-use mnistc_suite::{Layer, random_plan};
+use mnistc_suite::{Layer, conv, dense, pool, random_plan};
 
 /// The reference CNN of `models/digits.toml`: Conv32-Pool-Conv64-Pool-Dense10 (dropout vanishes).
 fn digits_layers() -> Vec<Layer> {
-    let pool = Some(Pool { kind: PoolKind::Max, size: [2, 2], stride: [2, 2] });
-    let conv = |filters| Layer::Conv {
-        filters,
-        kernel: [3, 3],
-        stride: [1, 1],
-        same: false,
-        activation: Activation::Relu,
-        pool,
-    };
-    vec![conv(32), conv(64), Layer::Dense { units: 10, activation: Activation::None }]
+    let pool = || pool(PoolKind::Max, [2, 2], [2, 2]);
+    let conv = |filters| conv(filters, [3, 3], [1, 1], false, Activation::Relu);
+    vec![conv(32), pool(), conv(64), pool(), dense(10, Activation::None)]
 }
 
 fn bench(c: &mut Criterion) {
     let plan = random_plan(&digits_layers(), Shape::new(28, 28, 1), 10, Precision::Int8, 1).expect("digits fits");
-    let blob = mnistc::lower::emit::AlignedBytes::from(mnistc::lower::emit::write(&plan).expect("writes").as_slice());
-    let model = Model::from_bytes(blob.as_bytes()).expect("loads");
+    let blob = mnistc::lower::emit::write(&plan).expect("writes");
+    let model = blob.model();
     let onnx = mnistc::export::onnx::export(&plan).expect("exports");
     let pixels = mnistc::verify::bench::pattern(784);
     let mut arena = vec![0u128; model.arena_size().div_ceil(16)];

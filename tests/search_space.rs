@@ -65,7 +65,7 @@ fn bad_space_files_exit_2_naming_key_and_line() {
         // Unknown key in [space], with the allowed keys.
         (
             "base = \"base.toml\"\n\n[space]\nconv_layers = 1\nfilter = [8]\n",
-            "bad.toml:5: space.filter: unknown key in [space]; allowed keys: conv_layers, filters",
+            "bad.toml:5: space.filter: unknown key in [space]; did you mean `filters`? allowed keys: conv_layers, filters",
         ),
         // A value out of range inside a list.
         (

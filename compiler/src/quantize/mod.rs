@@ -56,6 +56,23 @@ fn output_qparams(activation: Activation, range: Range) -> QParams {
     }
 }
 
+/// `y` with its scale raised to at least `floor` (the range scaled up around zero); `y` itself
+/// when its scale is already large enough.
+fn widen(activation: Activation, y: QParams, range: Range, floor: f32) -> QParams {
+    if y.scale >= floor {
+        return y;
+    }
+    match activation {
+        Activation::None => {
+            let f = floor / y.scale;
+            let mut wide = qparams(Range { lo: range.lo.min(0.0) * f, hi: range.hi.max(0.0) * f });
+            wide.scale = wide.scale.max(floor);
+            wide
+        }
+        Activation::Relu | Activation::Relu6 => QParams { scale: floor, zero_point: -128 },
+    }
+}
+
 /// Quantizes the unfused f32 `plan` with one calibrated output range per op.
 ///
 /// # Errors
@@ -104,7 +121,25 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                     .zip(&scales)
                     .map(|(&v, &s)| (v as f64 / (x.scale as f64 * s as f64)).round().clamp(-limit, limit) as i32)
                     .collect();
-                let y = output_qparams(op.activation, range);
+                // The runtime accepts a conv/dense only if its worst-case accumulator, requantized,
+                // stays below 2^30 (exact requantization, no saturation). A calibration range far
+                // narrower than what the weights can produce (dead units, random weights) would
+                // break that: widen the output scale to the smallest that keeps it, with a factor
+                // 2 for the rounding of the multipliers. Trained models are far from this floor.
+                let floor = bq
+                    .iter()
+                    .zip(&scales)
+                    .map(|(&b, &s)| {
+                        let bound = per as f64 * 255.0 * 128.0 + b.unsigned_abs() as f64;
+                        2.0 * bound * x.scale as f64 * s as f64 / (1u64 << 30) as f64
+                    })
+                    .fold(0.0, f64::max) as f32;
+                let y = widen(op.activation, output_qparams(op.activation, range), range, floor);
+                // ReLU6 clamps at 6 through the int8 range unless a widened scale reaches past it.
+                let act_max = match op.activation {
+                    Activation::Relu6 => ((6.0 / y.scale).round() as i32 - 128).min(127),
+                    _ => 127,
+                };
                 op.weights = Weights::I8(wq);
                 op.bias = Bias::I32(bq);
                 OpQuant {
@@ -114,7 +149,7 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                     requant: Some(requant_spec(x.scale, &scales, y.scale).map_err(scale_err)?),
                     weight_scales: scales,
                     act_min: -128,
-                    act_max: 127,
+                    act_max,
                     pool_requant: None,
                 }
             }
