@@ -17,7 +17,7 @@
 #   PROFILE=dev scripts/cuda-toolchain.sh     # a dev-profile build (dependencies still optimised)
 #
 # Environment: MNISTC_CUDA_TOOLCHAIN (cache folder, default $XDG_CACHE_HOME/mnistc/cuda-toolchain
-# or ~/.cache/mnistc/cuda-toolchain), PROFILE (release or dev), CARGO_BUILD_JOBS.
+# or ~/.cache/mnistc/cuda-toolchain), PROFILE (release or dev), CARGO_TARGET_DIR, CARGO_BUILD_JOBS.
 # Prints, at the end, the binary and the `export CUDA_PATH=...` line the GPU machine needs.
 set -euo pipefail
 
@@ -97,8 +97,8 @@ $install_only && { echo "export CUDA_PATH=$cuda_path"; exit 0; }
 # 5. The build.
 cd "$root"
 case "$profile" in
-    release) flags=(--release); out=target/release/mnistc ;;
-    dev) flags=(); out=target/debug/mnistc ;;
+    release) flags=(--release); out="${CARGO_TARGET_DIR:-target}/release/mnistc" ;;
+    dev) flags=(); out="${CARGO_TARGET_DIR:-target}/debug/mnistc" ;;
     *) echo "PROFILE must be release or dev, not '$profile'" >&2; exit 2 ;;
 esac
 say "cargo build ${flags[*]} -p mnistc --features cuda"

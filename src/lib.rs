@@ -138,16 +138,7 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
         OpKind::MaxPool2d => Some(OpQuant::max_pool(x)),
         OpKind::AvgPool2d => {
             let out = QParams { scale: x.scale * rng.uniform(0.8, 1.2), zero_point: x.zero_point };
-            Some(OpQuant {
-                input: x,
-                conv: x,
-                output: out,
-                weight_scales: vec![],
-                requant: None,
-                act_min: -128,
-                act_max: 127,
-                pool_requant: Some(avg_pool_requant(op.kernel[0] * op.kernel[1], x.scale, out.scale).ok()?),
-            })
+            Some(OpQuant::avg_pool(x, out, avg_pool_requant(op.kernel[0] * op.kernel[1], x.scale, out.scale).ok()?))
         }
         OpKind::Conv2d | OpKind::Dense => {
             let (Weights::F32(w), Bias::F32(b)) = (&op.weights, &op.bias) else { return None };

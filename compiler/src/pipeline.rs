@@ -127,7 +127,7 @@ impl BuildError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             BuildError::Budget(_) | BuildError::OnDevice(_) | BuildError::Metrics(_) | BuildError::Onnx(_) => false,
-            BuildError::Train(e) => !matches!(e, TrainError::Diverged { .. } | TrainError::Backend(_)),
+            BuildError::Train(e) => e.is_bad_input(),
             _ => true,
         }
     }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::common::{TrainingArgs, check_output_path};
 use super::{CliError, Io};
-use crate::pipeline::{self, BuildError, BuildOptions};
+use crate::pipeline::{self, BuildOptions};
 use crate::report::{self, Files};
 use crate::train::cache::Cache;
 
@@ -40,10 +40,6 @@ pub fn sibling(out: &Path, ext: &str) -> PathBuf {
     out.with_extension(ext)
 }
 
-fn build_error(e: BuildError) -> CliError {
-    if e.is_bad_input() { CliError::bad_input(e) } else { CliError::failed(e) }
-}
-
 /// Runs `mnistc build`.
 ///
 /// # Errors
@@ -68,7 +64,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         progress: !args.quiet,
         log,
     };
-    let built = pipeline::build(&spec, &mut opts).map_err(build_error)?;
+    let built = pipeline::build(&spec, &mut opts).map_err(CliError::from)?;
     let inspection = &built.inspection;
     let paths = Files { blob: &files.0, onnx: &files.1, report_json: &files.2, report_md: &files.3 };
     let json = report::to_json(&built, inspection, &paths);

@@ -81,6 +81,13 @@ impl TrainingArgs {
     }
 }
 
+impl From<crate::pipeline::BuildError> for super::CliError {
+    /// Bad input (spec, data, device) exits 2; a budget, a failed training or check exits 1.
+    fn from(e: crate::pipeline::BuildError) -> Self {
+        if e.is_bad_input() { super::CliError::bad_input(e) } else { super::CliError::failed(e) }
+    }
+}
+
 /// `--device cpu|cuda`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DeviceArg {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::common::{TrainingArgs, check_output_path};
 use super::{CliError, Io};
-use crate::pipeline::{self, BuildError, BuildOptions, TrainedRun};
+use crate::pipeline::{self, BuildOptions, TrainedRun};
 use crate::train::cache::Cache;
 
 /// Arguments of `mnistc train`.
@@ -30,10 +30,6 @@ pub struct Args {
     pub no_cache: bool,
 }
 
-fn train_error(e: BuildError) -> CliError {
-    if e.is_bad_input() { CliError::bad_input(e) } else { CliError::failed(e) }
-}
-
 /// Runs `mnistc train`.
 ///
 /// # Errors
@@ -53,7 +49,8 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         progress: !args.quiet,
         log,
     };
-    let TrainedRun { checkpoint, test: eval } = pipeline::train_and_evaluate(&spec, &mut opts).map_err(train_error)?;
+    let TrainedRun { checkpoint, test: eval } =
+        pipeline::train_and_evaluate(&spec, &mut opts).map_err(CliError::from)?;
     let files = checkpoint.save(&args.output).map_err(CliError::failed)?;
     let dataset = spec.data.dataset;
     let model = &checkpoint.model;

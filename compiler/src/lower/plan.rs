@@ -143,15 +143,24 @@ pub struct OpQuant {
 impl OpQuant {
     /// The parameters of a max pool: its output keeps the input's scale and zero point.
     pub fn max_pool(x: QParams) -> Self {
+        Self::pool(x, x, None)
+    }
+
+    /// The parameters of an average pool from `x` to `y`, with its `(multiplier, shift)`.
+    pub fn avg_pool(x: QParams, y: QParams, requant: (i32, i32)) -> Self {
+        Self::pool(x, y, Some(requant))
+    }
+
+    fn pool(x: QParams, y: QParams, pool_requant: Option<(i32, i32)>) -> Self {
         OpQuant {
             input: x,
             conv: x,
-            output: x,
+            output: y,
             weight_scales: vec![],
             requant: None,
             act_min: -128,
             act_max: 127,
-            pool_requant: None,
+            pool_requant,
         }
     }
 }

@@ -90,16 +90,10 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
         let scale_err = |source| QuantizeError::Scale { op: i, source };
         let q = match op.kind {
             OpKind::MaxPool2d => OpQuant::max_pool(x),
-            OpKind::AvgPool2d => OpQuant {
-                input: x,
-                conv: x,
-                output: x,
-                weight_scales: vec![],
-                requant: None,
-                act_min: -128,
-                act_max: 127,
-                pool_requant: Some(avg_pool_requant(op.kernel[0] * op.kernel[1], x.scale, x.scale).map_err(scale_err)?),
-            },
+            OpKind::AvgPool2d => {
+                let window = op.kernel[0] * op.kernel[1];
+                OpQuant::avg_pool(x, x, avg_pool_requant(window, x.scale, x.scale).map_err(scale_err)?)
+            }
             OpKind::Conv2d | OpKind::Dense => {
                 let (Weights::F32(w), Bias::F32(b)) = (&op.weights, &op.bias) else {
                     return Err(QuantizeError::NotFloat);

@@ -103,9 +103,7 @@ impl SearchError {
         match self {
             SearchError::Spec(_) | SearchError::Data(_) | SearchError::NoValidation { .. } => true,
             SearchError::Journal(e) => !matches!(e, JournalError::Io { .. }),
-            SearchError::Train { source, .. } => {
-                !matches!(source, TrainError::Diverged { .. } | TrainError::Backend(_))
-            }
+            SearchError::Train { source, .. } => source.is_bad_input(),
             SearchError::Build { .. } | SearchError::Io { .. } => false,
         }
     }

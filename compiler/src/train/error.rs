@@ -45,11 +45,34 @@ pub enum TrainError {
     EmptyTrainingSet,
     /// `--device cuda` on a binary built without the `cuda` feature.
     #[error(
-        "this mnistc binary was built without CUDA support; rebuild it with `cargo build -p mnistc \
-         --release --features cuda` (needs network access at build time, see README) or use \
-         --device cpu"
+        "this mnistc binary was built without CUDA support; build one with scripts/cuda-toolchain.sh \
+         (see the README's CUDA section) or use --device cpu"
     )]
     CudaUnavailable,
+    /// The NVIDIA driver library cannot be loaded.
+    #[error("no CUDA driver: {library} not found ({detail}); install the NVIDIA driver or use --device cpu")]
+    CudaDriverMissing {
+        /// The library looked for.
+        library: &'static str,
+        /// The loader's message.
+        detail: String,
+    },
+    /// `libdevice.10.bc`, which burn-cuda's kernel compiler links, is missing.
+    #[error(
+        "libdevice.10.bc not found ({searched}): set CUDA_PATH to a CUDA toolkit, or to the folder that \
+         `scripts/cuda-toolchain.sh --install-only` prints (it unpacks libdevice from the PyPI wheel \
+         nvidia-cuda-nvcc-cu12)"
+    )]
+    CudaLibdeviceMissing {
+        /// Where it was looked for.
+        searched: String,
+    },
+    /// The GPU ran out of memory.
+    #[error("the GPU ran out of memory ({0}); lower train.batch_size or use a larger GPU")]
+    CudaOutOfMemory(String),
+    /// CUDA failed while running (driver, kernel compilation or launch).
+    #[error("CUDA failed: {0}")]
+    Cuda(String),
     /// The loss became NaN or infinite.
     #[error(
         "training diverged: the loss became {loss} at epoch {epoch}, batch {batch}; lower \
@@ -58,9 +81,10 @@ pub enum TrainError {
     Diverged {
         /// 1-based epoch.
         epoch: usize,
-        /// 1-based batch within the epoch.
+        /// 1-based batch within the epoch at which the non-finite running loss was read (it is
+        /// read every 32 batches and at the end of the epoch).
         batch: usize,
-        /// The non-finite loss.
+        /// The non-finite (summed) loss.
         loss: f32,
         /// Learning rate in use.
         learning_rate: f64,
@@ -77,4 +101,15 @@ pub enum TrainError {
     /// Metrics could not be computed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+}
+
+impl TrainError {
+    /// Whether the error is the user's input or setup (exit 2: a spec, data, a device that is not
+    /// there) rather than a run that failed (exit 1: divergence, a backend or GPU failure).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(
+            self,
+            TrainError::Diverged { .. } | TrainError::Backend(_) | TrainError::Cuda(_) | TrainError::CudaOutOfMemory(_)
+        )
+    }
 }

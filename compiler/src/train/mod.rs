@@ -35,7 +35,7 @@ use crate::report::metrics::Evaluation;
 use crate::spec::ModelSpec;
 
 pub use checkpoint::{Checkpoint, CheckpointError, SavedFiles};
-pub use device::Device;
+pub use device::{CUDA_ROOTS, Device, cuda_failure, libdevice};
 pub use error::TrainError;
 
 /// How to run a training.
@@ -289,7 +289,7 @@ impl Logits {
 /// [`TrainError`] if the images do not fit the model, the device is unavailable, or training
 /// diverges.
 pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Result<TrainedModel, TrainError> {
-    run::run(spec, train_set, opts)
+    opts.device.guard(|| run::run(spec, train_set, opts))
 }
 
 /// Float logits of `images` (inference mode, batches of 1000) on `device`.
@@ -299,8 +299,10 @@ pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Resul
 pub fn predict_logits(model: &TrainedModel, images: &Images, device: Device) -> Result<Logits, TrainError> {
     run::check_images(&model.spec, images)?;
     let dev = device.burn_device()?;
-    let net = model::Net::from_trained(&model.spec, &model.layers, &dev)?;
-    Ok(Logits { classes: model.spec.input.classes, values: batch::logits(&net, images, &dev)? })
+    device.guard(|| {
+        let net = model::Net::from_trained(&model.spec, &model.layers, &dev)?;
+        Ok(Logits { classes: model.spec.input.classes, values: batch::logits(&net, images, &dev)? })
+    })
 }
 
 /// Evaluates the float model on labelled images.
@@ -327,27 +329,34 @@ pub fn for_each_layer_output(
 ) -> Result<(), TrainError> {
     run::check_images(&model.spec, images)?;
     let dev = device.burn_device()?;
-    let net = model::Net::from_trained(&model.spec, &model.layers, &dev)?;
-    let len = images.image_len();
-    let mut start = 0;
-    let mut failure = None;
-    while start < images.n {
-        let b = batch::INFER_BATCH.min(images.n - start);
-        let x =
-            batch::image_tensor(&images.pixels[start * len..(start + b) * len], b, images.height, images.width, &dev);
-        net.forward_trace(x, |i, t| {
-            if failure.is_some() {
-                return;
+    device.guard(|| {
+        let net = model::Net::from_trained(&model.spec, &model.layers, &dev)?;
+        let len = images.image_len();
+        let mut start = 0;
+        let mut failure = None;
+        while start < images.n {
+            let b = batch::INFER_BATCH.min(images.n - start);
+            let x = batch::image_tensor(
+                &images.pixels[start * len..(start + b) * len],
+                b,
+                images.height,
+                images.width,
+                &dev,
+            );
+            net.forward_trace(x, |i, t| {
+                if failure.is_some() {
+                    return;
+                }
+                match batch::to_f32(t.clone()) {
+                    Ok(v) => observe(i, &v, b),
+                    Err(e) => failure = Some(e),
+                }
+            });
+            if let Some(e) = failure {
+                return Err(e);
             }
-            match batch::to_f32(t.clone()) {
-                Ok(v) => observe(i, &v, b),
-                Err(e) => failure = Some(e),
-            }
-        });
-        if let Some(e) = failure {
-            return Err(e);
+            start += b;
         }
-        start += b;
-    }
-    Ok(())
+        Ok(())
+    })
 }

@@ -17,6 +17,10 @@ use super::{EpochRecord, History, TrainOptions, TrainedModel, optim};
 use crate::data::{Images, Rng, prepare_training};
 use crate::spec::ModelSpec;
 
+/// Batches between two reads of the running loss and accuracy from the device (for the progress
+/// bar and the divergence check).
+const SYNC_EVERY: usize = 32;
+
 /// burn-flex keeps its RNG in a process-wide global: one training at a time per process.
 static TRAIN_LOCK: Mutex<()> = Mutex::new(());
 
@@ -83,6 +87,8 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
         shuffle_rng.shuffle(&mut order);
         let progress = EpochProgress::new(opts.progress, opts.verbose, epoch + 1, t.epochs, steps);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0usize);
+        let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
+        let mut pending_images = 0usize;
         let first_lr = scheduler.lr(epoch, 0);
         for (step, chunk) in order.chunks(t.batch_size).enumerate() {
             let lr = scheduler.lr(epoch, step);
@@ -101,23 +107,36 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
             let y = label_tensor(&labels, &device);
             let logits = net.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
-            let loss_value = loss.clone().into_scalar::<f32>();
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch: epoch + 1,
-                    batch: step + 1,
-                    loss: loss_value,
-                    learning_rate: lr,
-                });
-            }
-            let hits = logits.argmax(1).reshape([b]).equal(y).int().sum().into_scalar::<i64>();
+            // Loss and hits stay on the device and are read back every SYNC_EVERY batches: no
+            // per-batch host round trip to stall a GPU.
+            let batch_loss = loss.clone().detach().mul_scalar(b as f32);
+            let batch_hits = logits.argmax(1).reshape([b]).equal(y).int().sum();
+            pending = Some(match pending.take() {
+                None => (batch_loss, batch_hits),
+                Some((l, hits)) => (l.add(batch_loss), hits.add(batch_hits)),
+            });
+            pending_images += b;
             let grads = GradientsParams::from_grads(loss.backward(), &net);
             net = optimizer.step(lr, net, grads);
 
-            loss_sum += f64::from(loss_value) * b as f64;
-            correct += hits.max(0) as u64;
-            seen += b;
-            progress.update(loss_sum / seen as f64, correct as f64 / seen as f64);
+            if (step + 1) % SYNC_EVERY == 0 || step + 1 == steps {
+                if let Some((l, hits)) = pending.take() {
+                    let total = l.into_scalar::<f32>();
+                    if !total.is_finite() {
+                        return Err(TrainError::Diverged {
+                            epoch: epoch + 1,
+                            batch: step + 1,
+                            loss: total,
+                            learning_rate: lr,
+                        });
+                    }
+                    loss_sum += f64::from(total);
+                    correct += hits.into_scalar::<i64>().max(0) as u64;
+                    seen += pending_images;
+                    pending_images = 0;
+                }
+                progress.update(loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64);
+            }
         }
 
         let (val_loss, val_accuracy) = match &split.validation {
