@@ -164,6 +164,8 @@ pub struct Deployed {
     pub blob: Blob,
     /// The blob run by the runtime on the evaluation images.
     pub eval: Evaluation,
+    /// What the blob holds, read back through the same runtime view.
+    pub inspection: Inspection,
 }
 
 /// Lowers a trained model ([`lower_trained`], calibrated on `train_set`), writes its blob and
@@ -181,8 +183,11 @@ pub fn deploy(
 ) -> Result<Deployed, BuildError> {
     let (plan, calibration_images) = lower_trained(spec, model, train_set, source_hash)?;
     let blob = emit::write(&plan)?;
-    let eval = verify::on_device::evaluate(&blob.model(), eval_set)?;
-    Ok(Deployed { plan, calibration_images, blob, eval })
+    let (eval, inspection) = {
+        let device = blob.model();
+        (verify::on_device::evaluate(&device, eval_set)?, report::inspect::inspect(&device))
+    };
+    Ok(Deployed { plan, calibration_images, blob, eval, inspection })
 }
 
 /// Lowers a trained model to the plan of `spec`'s `[quantize]` precision (fused, ready to write).
@@ -329,7 +334,7 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         Some(e) if e.samples as usize == test_set.n => e.clone(),
         _ => train::evaluate(model, &test_set, opts.device)?,
     };
-    let Deployed { plan, calibration_images, blob, eval: device_eval } =
+    let Deployed { plan, calibration_images, blob, eval: device_eval, inspection } =
         deploy(spec, model, &train_set, &test_set, source_hash(spec, &digests))?;
     let footprint = blob.footprint();
     let over = budget::overruns(&spec.target, &footprint);
@@ -337,7 +342,6 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         return Err(BuildError::Budget(over));
     }
     let onnx = export::onnx::export(&plan)?;
-    let inspection = report::inspect::inspect(&blob.model());
     Ok(Built {
         spec: spec.clone(),
         plan,
