@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::common::{TrainingArgs, check_output_path};
 use super::{CliError, Io};
-use crate::pipeline::{self, BuildOptions};
+use crate::pipeline;
 use crate::report::{self, Files};
-use crate::train::cache::Cache;
 
 /// Arguments of `mnistc build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -55,15 +54,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         sibling(&args.output, "report.md"),
     );
 
-    let mut sink = std::io::sink();
-    let log: &mut dyn std::io::Write = if args.quiet { &mut sink } else { io.err };
-    let mut opts = BuildOptions {
-        data: args.training.data_dir(),
-        device,
-        cache: (!args.no_cache).then(Cache::from_env),
-        progress: !args.quiet,
-        log,
-    };
+    let mut opts = args.training.build_options(device, args.no_cache, args.quiet, io.err);
     let built = pipeline::build(&spec, &mut opts).map_err(CliError::from)?;
     let inspection = &built.inspection;
     let paths = Files { blob: &files.0, onnx: &files.1, report_json: &files.2, report_md: &files.3 };

@@ -66,6 +66,26 @@ impl TrainingArgs {
         crate::data::DataDir::resolve(self.data.data.as_deref())
     }
 
+    /// The pipeline's options for these arguments on `device`: the training cache unless
+    /// `no_cache`; a progress bar and log lines on `err` unless `quiet`.
+    pub fn build_options<'a>(
+        &self,
+        device: Device,
+        no_cache: bool,
+        quiet: bool,
+        err: &'a mut dyn std::io::Write,
+    ) -> crate::pipeline::BuildOptions<'a> {
+        // `Sink` has no size: leaking one allocates nothing.
+        let log: &'a mut dyn std::io::Write = if quiet { Box::leak(Box::new(std::io::sink())) } else { err };
+        crate::pipeline::BuildOptions {
+            data: self.data_dir(),
+            device,
+            cache: (!no_cache).then(crate::train::cache::Cache::from_env),
+            progress: !quiet,
+            log,
+        }
+    }
+
     /// Reads `path` as a model spec with the overrides applied, printing its warnings to `err`.
     pub fn spec(
         &self,

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use super::common::{TrainingArgs, check_output_path};
 use super::{CliError, Io};
-use crate::pipeline::{self, BuildOptions, TrainedRun};
-use crate::train::cache::Cache;
+use crate::pipeline::{self, TrainedRun};
 
 /// Arguments of `mnistc train`.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,15 +39,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let device = args.training.device()?;
     check_output_path(&args.output, "checkpoint")?;
 
-    let mut sink = std::io::sink();
-    let log: &mut dyn std::io::Write = if args.quiet { &mut sink } else { io.err };
-    let mut opts = BuildOptions {
-        data: args.training.data_dir(),
-        device,
-        cache: (!args.no_cache).then(Cache::from_env),
-        progress: !args.quiet,
-        log,
-    };
+    let mut opts = args.training.build_options(device, args.no_cache, args.quiet, io.err);
     let TrainedRun { checkpoint, test: eval } =
         pipeline::train_and_evaluate(&spec, &mut opts).map_err(CliError::from)?;
     let files = checkpoint.save(&args.output).map_err(CliError::failed)?;
