@@ -2,7 +2,7 @@
 //!
 //! - Weights: int8 symmetric per output channel (`[-127, 127]`, zero point 0), scale
 //!   `max|w_c| / 127`; bias int32 at scale `s_in · s_w[c]`.
-//! - Activations: int8 asymmetric per tensor over the calibrated range ([`calibrate`]). The input
+//! - Activations: int8 asymmetric per tensor over the calibrated range ([`calibrate`](fn@calibrate)). The input
 //!   is fixed at scale 1/255, zero point −128. ReLU/ReLU6 outputs start at zero point −128, so
 //!   the activation is exactly the int8 clamp (ReLU6 caps the range at 6).
 //! - Max pools keep their input's scale; average pools too, and requantize their window sum by

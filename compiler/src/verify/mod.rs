@@ -1,5 +1,5 @@
 //! Verification: the written blob run by the runtime on the host ([`on_device`]), compared with
-//! tract-onnx on the exported ONNX ([`tract`], [`check`]), and timed side by side ([`bench`]).
+//! tract-onnx on the exported ONNX ([`tract`], [`check`]), and timed side by side ([`bench`](mod@bench)).
 
 pub mod bench;
 pub mod check;

@@ -1,6 +1,6 @@
 //! The search-space file (`models/search.toml`): its types here, reading and validating it in
-//! [`parse`] (with the shared line-aware TOML reader of `model.toml`), drawing candidates from
-//! it without repeats in [`sample`].
+//! `parse.rs` (with the shared line-aware TOML reader of `model.toml`), drawing candidates from
+//! it without repeats in `sample.rs`.
 //!
 //! A space names a base `model.toml` (`base = "digits.toml"`, relative to the space file) that
 //! supplies everything that is not searched (input, `[data]`, the rest of `[train]`,
