@@ -28,14 +28,53 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A PNG as `w × h` grey pixels, light-on-dark, of the model's input size.
+/// The largest image `predict` decodes: 8192 pixels a side and 256 MiB of decoded pixels, so a
+/// decompression bomb (a small file claiming a huge image) is refused before it is inflated.
+fn png_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(256 << 20);
+    limits
+}
+
+/// The largest width or height of an image `predict` accepts.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// The largest image file `predict` reads.
+pub const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
+
+/// A PNG file as `w × h` grey pixels, light-on-dark, of the model's input size.
 ///
 /// # Errors
 /// Exit 2 if the file cannot be read or decoded.
 pub fn load_png(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, CliError> {
-    let img = image::open(path).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))?;
+    use std::io::Read;
+    let bad = |e: &dyn std::fmt::Display| CliError::bad_input(format!("{}: {e}", path.display()));
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes)).map_err(|e| bad(&e))?;
+    if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
+        return Err(bad(&format!("the file is larger than {} MiB; is it an image?", MAX_IMAGE_FILE_BYTES >> 20)));
+    }
+    decode_png(&bytes, width, height).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))
+}
+
+/// Decodes an image held in memory (PNG, or any format the `image` build knows) to `w × h` grey
+/// pixels, light-on-dark, refusing images over [`MAX_IMAGE_SIDE`] a side or 256 MiB decoded
+/// before inflating them.
+///
+/// # Errors
+/// What the decoder reports, or that the image has no pixels.
+pub fn decode_png(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let mut reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    reader.limits(png_limits());
+    let img = reader.decode().map_err(|e| e.to_string())?;
     let grey = image::imageops::grayscale(&img);
     let (w, h) = grey.dimensions();
+    if w == 0 || h == 0 {
+        return Err("the image has no pixels".into());
+    }
     let border: Vec<u8> = (0..w)
         .flat_map(|x| [grey.get_pixel(x, 0)[0], grey.get_pixel(x, h - 1)[0]])
         .chain((0..h).flat_map(|y| [grey.get_pixel(0, y)[0], grey.get_pixel(w - 1, y)[0]]))

@@ -8,7 +8,7 @@
 //! Nothing is ever downloaded.
 
 mod error;
-mod idx;
+pub mod idx;
 mod rng;
 mod split;
 
@@ -302,7 +302,7 @@ impl Images {
 pub fn load(dir: &DataDir, dataset: Dataset, split: Split) -> Result<Images, DataError> {
     let paths = dir.locate(dataset, &[split])?;
     let (images_path, labels_path) = (&paths[0], &paths[1]);
-    let (n, height, width, pixels) = idx::parse_images(images_path, idx::read_maybe_gz(images_path)?)?;
+    let (n, height, width, pixels) = idx::read_images(images_path)?;
     let (eh, ew, _, classes) = dataset.image_shape_and_classes();
     if (height, width) != (eh, ew) {
         return Err(DataError::ImageSize {
@@ -314,7 +314,7 @@ pub fn load(dir: &DataDir, dataset: Dataset, split: Split) -> Result<Images, Dat
             expected_width: ew,
         });
     }
-    let labels = idx::parse_labels(labels_path, idx::read_maybe_gz(labels_path)?)?;
+    let labels = idx::read_labels(labels_path)?;
     if labels.len() != n {
         return Err(DataError::CountMismatch {
             images_path: images_path.clone(),
@@ -334,7 +334,7 @@ pub fn load(dir: &DataDir, dataset: Dataset, split: Split) -> Result<Images, Dat
 /// # Errors
 /// [`DataError`] naming the file and what was expected when it is missing or malformed.
 pub fn read_images_file(path: &Path) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
-    idx::parse_images(path, idx::read_maybe_gz(path)?)
+    idx::read_images(path)
 }
 
 /// Reads a whole file, decompressing it when its content is gzip (whatever its name).
@@ -350,7 +350,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
 /// # Errors
 /// A [`DataError`] naming the file and what is wrong.
 pub fn read_labels_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    idx::parse_labels(path, idx::read_maybe_gz(path)?)
+    idx::read_labels(path)
 }
 
 /// The SHA-256 of one dataset file.
@@ -385,6 +385,10 @@ pub fn file_digests(dir: &DataDir, dataset: Dataset) -> Result<Vec<FileDigest>, 
     paths
         .iter()
         .zip([a, b, c, d])
-        .map(|(path, name)| Ok(FileDigest { file: name.to_string(), sha256: sha256_hex(&idx::read_maybe_gz(path)?) }))
+        .map(|(path, name)| {
+            let mut hasher = Sha256::new();
+            idx::stream_maybe_gz(path, |chunk| hasher.update(chunk))?;
+            Ok(FileDigest { file: name.to_string(), sha256: hex(&hasher.finalize()) })
+        })
         .collect()
 }

@@ -368,8 +368,7 @@ impl ModelSpec {
     /// # Errors
     /// [`SpecError::Io`] if the file cannot be read, otherwise as [`ModelSpec::parse`].
     pub fn from_path(path: &Path) -> Result<ModelSpec, SpecError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_path_buf(), source })?;
+        let text = crate::spec::reader::read_text(path)?;
         ModelSpec::parse(&text, &path.display().to_string())
     }
 

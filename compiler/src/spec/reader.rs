@@ -5,12 +5,40 @@
 //! into line numbers and wraps each lookup so that every error names the file, the key path, the
 //! line and what is allowed. It knows nothing about models or searches.
 
+use std::io::Read;
 use std::ops::Range;
+use std::path::Path;
 
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::error::{InvalidKind, SpecError};
+
+/// The largest model or search-space file mnistc reads: the shipped ones are a few KB, and a
+/// bigger file is refused before it is read or parsed.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a model or search-space file as UTF-8 text, refusing one over [`MAX_FILE_BYTES`].
+///
+/// # Errors
+/// [`SpecError::Io`] naming the file: unreadable, a directory, too large, or not UTF-8.
+pub fn read_text(path: &Path) -> Result<String, SpecError> {
+    let io = |source| SpecError::Io { path: path.to_path_buf(), source };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)).map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {} KiB; a model or search-space file is a few KB", MAX_FILE_BYTES >> 10),
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text (invalid byte at offset {}): is it a TOML file?", e.utf8_error().valid_up_to()),
+        ))
+    })
+}
 
 /// The text being parsed and its name, with a line index.
 pub(crate) struct Source<'s> {

@@ -35,8 +35,7 @@ impl SearchSpace {
     /// # Errors
     /// [`SpecError`] naming the file, line and key (the base model's own errors name the base).
     pub fn from_path(path: &Path) -> Result<SearchSpace, SpecError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_path_buf(), source })?;
+        let text = crate::spec::reader::read_text(path)?;
         SearchSpace::parse(&text, path)
     }
 
