@@ -25,7 +25,9 @@
 
 use super::patch_len;
 use crate::format::TAP_GROUP;
-use crate::kernels::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer};
+use crate::kernels::params::{
+    AvgRequant, ConvGeometry, ConvS8, DenseS8, ParamError, PoolGeometry, PoolKind, Requantizer,
+};
 use crate::quant;
 
 /// Output pixels per micro-kernel call (convolutions).
@@ -104,7 +106,8 @@ pub(crate) trait Micro {
     /// `out[j] = clamp(requant(acc[j], oc0 + j) + zp, min, max)` for `j < n`.
     ///
     /// # Safety
-    /// The ISA must be available; `n <= acc.len(), out.len()`.
+    /// The ISA must be available; `n <= acc.len(), out.len()`; with per-channel multipliers
+    /// `m`, `oc0 + n <= m.len()` (SIMD implementations load `m[oc0..oc0 + n]` unchecked).
     #[allow(clippy::too_many_arguments)]
     unsafe fn requantize(
         acc: &[i32],
@@ -296,13 +299,21 @@ fn avg_finish(sum: i32, q: &AvgRequant) -> i8 {
 
 /// int8 convolution with fused activation range and pool (see the module docs).
 ///
-/// Falls back to the reference kernel if `scratch` is smaller than
-/// [`super::conv2d_s8_scratch_size`] (a validated model always provides enough).
+/// Checks its arguments first ([`super::check_conv2d_s8`]): after that, every slice the
+/// micro-kernel reads without bounds checks has the length its contract requires (the weights
+/// `groups·4·out` bytes, the effective bias and per-channel multipliers `out` values, each patch
+/// `patch_len(k) >= 4·groups` bytes).
 ///
 /// # Safety
 /// `M`'s ISA must be available.
 #[inline(always)]
-pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub(crate) unsafe fn conv2d_s8<M: Micro>(
+    op: &ConvS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
+    super::check_conv2d_s8(op, input, output, scratch)?;
     let g = &op.geometry;
     let k = g.filter_len();
     let out = g.output.c;
@@ -311,10 +322,11 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
     let window = op.pool.map_or(1, |(_, p, _)| p.window_len());
     let slots = if window > PIXELS { window.div_ceil(PIXELS) * PIXELS } else { PIXELS };
     let Some((eff, patches)) = carve(scratch, out) else {
-        return crate::kernels::reference::conv2d_s8(op, input, output);
+        return Err(ParamError::Scratch);
     };
+    // Implied by the check (scratch_size covers these), kept as cheap defence in depth.
     if patches.len() < slots * plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
-        return crate::kernels::reference::conv2d_s8(op, input, output);
+        return Err(ParamError::Scratch);
     }
     // SAFETY: the caller runs with M's ISA available.
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
@@ -370,6 +382,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                 }
                 first += n_px;
             }
+            Ok(())
         }
         Some((kind, pg, avg)) => {
             for py in 0..pg.output.h {
@@ -441,6 +454,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                     }
                 }
             }
+            Ok(())
         }
     }
 }
@@ -450,21 +464,28 @@ fn patch_refs(patches: &[u8], plen: usize, first: usize) -> [&[u8]; PIXELS] {
     [0, 1, 2, 3].map(|p| &patches[(first + p) * plen..(first + p + 1) * plen])
 }
 
-/// int8 dense layer (see the module docs). Falls back to the reference kernel if `scratch` is
-/// smaller than [`super::dense_s8_scratch_size`].
+/// int8 dense layer (see the module docs). Checks its arguments first
+/// ([`super::check_dense_s8`]), as [`conv2d_s8`] does.
 ///
 /// # Safety
 /// `M`'s ISA must be available.
 #[inline(always)]
-pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub(crate) unsafe fn dense_s8<M: Micro>(
+    op: &DenseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
+    super::check_dense_s8(op, input, output, scratch)?;
     let (k, out) = (op.input_len, op.output_len);
     let groups = k.div_ceil(TAP_GROUP);
     let plen = patch_len(k);
     let Some((eff, patch)) = carve(scratch, out) else {
-        return crate::kernels::reference::dense_s8(op, input, output);
+        return Err(ParamError::Scratch);
     };
+    // Implied by the check, kept as cheap defence in depth.
     if patch.len() < plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
-        return crate::kernels::reference::dense_s8(op, input, output);
+        return Err(ParamError::Scratch);
     }
     let patch = &mut patch[..plen];
     let flip = M::OFFSET as u8;
@@ -493,11 +514,14 @@ pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: 
             );
         }
     }
+    Ok(())
 }
 
-/// int8 max pool, vectorizable over channels.
+/// int8 max pool, vectorizable over channels. Checks its arguments first
+/// ([`PoolGeometry::check_io`]).
 #[inline(always)]
-pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    p.check_io(input.len(), output.len())?;
     let c = p.input.c;
     for py in 0..p.output.h {
         for px in 0..p.output.w {
@@ -513,12 +537,19 @@ pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
             }
         }
     }
+    Ok(())
 }
 
 /// int8 average pool: window sums vectorizable over channels (64 at a time), then the uniform
-/// requantization.
+/// requantization. Checks its arguments first ([`super::check_avgpool2d_s8`]).
 #[inline(always)]
-pub(crate) fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+pub(crate) fn avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
+    super::check_avgpool2d_s8(p, q, input, output)?;
     const BLOCK: usize = 64;
     let c = p.input.c;
     for py in 0..p.output.h {
@@ -541,4 +572,5 @@ pub(crate) fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], outpu
             }
         }
     }
+    Ok(())
 }

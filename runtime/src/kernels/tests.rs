@@ -269,7 +269,7 @@ macro_rules! isa_suite {
                     if !available() { return Ok(()); }
                     let want = run_conv(&t, |op, x, out, _| reference::conv2d_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).
-                    let got = run_conv(&t, |op, x, out, scratch| unsafe { isa::conv2d_s8(op, x, out, scratch) });
+                    let got = run_conv(&t, |op, x, out, scratch| unsafe { isa::conv2d_s8(op, x, out, scratch) }.expect("a valid case"));
                     prop_assert_eq!(got, want);
                 }
 
@@ -278,7 +278,7 @@ macro_rules! isa_suite {
                     if !available() { return Ok(()); }
                     let want = run_dense(&t, |op, x, out, _| reference::dense_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).
-                    let got = run_dense(&t, |op, x, out, scratch| unsafe { isa::dense_s8(op, x, out, scratch) });
+                    let got = run_dense(&t, |op, x, out, scratch| unsafe { isa::dense_s8(op, x, out, scratch) }.expect("a valid case"));
                     prop_assert_eq!(got, want);
                 }
 
@@ -289,11 +289,11 @@ macro_rules! isa_suite {
                     let mut got = vec![1i8; g.output.len()];
                     reference::maxpool2d_s8(&g, &input, &mut want);
                     // SAFETY: the ISA is available (checked above).
-                    unsafe { isa::maxpool2d_s8(&g, &input, &mut got) };
+                    unsafe { isa::maxpool2d_s8(&g, &input, &mut got) }.expect("a valid case");
                     prop_assert_eq!(&got, &want);
                     reference::avgpool2d_s8(&g, &q, &input, &mut want);
                     // SAFETY: as above.
-                    unsafe { isa::avgpool2d_s8(&g, &q, &input, &mut got) };
+                    unsafe { isa::avgpool2d_s8(&g, &q, &input, &mut got) }.expect("a valid case");
                     prop_assert_eq!(&got, &want);
                 }
             }
@@ -338,7 +338,7 @@ macro_rules! isa_suite {
                     };
                     let want = run_conv(&t, |op, x, out, _| reference::conv2d_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).
-                    let got = run_conv(&t, |op, x, out, scratch| unsafe { isa::conv2d_s8(op, x, out, scratch) });
+                    let got = run_conv(&t, |op, x, out, scratch| unsafe { isa::conv2d_s8(op, x, out, scratch) }.expect("a valid case"));
                     assert_eq!(got, want);
                 }
             }
