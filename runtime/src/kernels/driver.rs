@@ -184,9 +184,8 @@ pub(crate) fn requantize_portable(
 
 /// Splits scratch into `n` aligned i32 and the bytes after them (`None` if too small).
 fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
-    // SAFETY: `align_to_mut` on plain integers is sound (any bit pattern is an i32).
-    let (head, _, _) = unsafe { scratch.align_to_mut::<i32>() };
-    let skip = head.len();
+    // Bytes up to the next multiple of 4 (at most 3, which the scratch sizes include).
+    let skip = scratch.as_ptr().addr().wrapping_neg() % core::mem::align_of::<i32>();
     let rest = scratch.get_mut(skip..)?;
     if rest.len() < 4 * n {
         return None;
@@ -199,10 +198,12 @@ fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
 /// `bias − (offset + zp)·Σ w` per output channel, in wrapping arithmetic.
 ///
 /// # Safety
-/// `M`'s ISA must be available.
+/// `M`'s ISA must be available; `eff.len() == out` and `weights.len() == groups·4·out` (the
+/// [`Micro::weight_sums`] contract).
 #[inline(always)]
 unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: &[i32], zp: i32, eff: &mut [i32]) {
-    // SAFETY: the caller runs with M's ISA available; `eff.len() == out`.
+    // SAFETY: the caller runs with M's ISA available and passes `eff.len() == out` (from
+    // `carve`) and `weights.len() == groups·4·out` (checked on entry to the kernel).
     unsafe { M::weight_sums(weights, out, eff) };
     let correction = M::OFFSET + zp;
     for (e, &b) in eff.iter_mut().zip(bias) {
@@ -328,7 +329,8 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
     if patches.len() < slots * plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
         return Err(ParamError::Scratch);
     }
-    // SAFETY: the caller runs with M's ISA available.
+    // SAFETY: the caller runs with M's ISA available; `eff` holds `out` values (`carve`) and the
+    // weights `groups·4·out` bytes (checked on entry).
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
     let eff: &[i32] = eff;
     // The taps past K stay zero for the whole call (im2col writes only the first K bytes).
@@ -361,11 +363,13 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                 let pp = patch_refs(patches, plen, 0);
                 for oc0 in (0..out).step_by(M::BLOCK) {
                     let n = (out - oc0).min(M::BLOCK);
-                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                    // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
+                    // patches have the lengths the contract requires (checked on entry, see above).
                     unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
                     for (p, a) in acc.iter().enumerate().take(n_px) {
                         let base = (first + p) * out + oc0;
-                        // SAFETY: as above.
+                        // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), the output
+                        // slice has n elements, per-channel multipliers hold out >= oc0 + n.
                         unsafe {
                             M::requantize(
                                 a,
@@ -408,7 +412,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                                 // pixel, which leaves the max unchanged.
                                 for first in (0..window).step_by(PIXELS) {
                                     let pp = patch_refs(patches, plen, first);
-                                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                                    // SAFETY: as for the unpooled `accumulate` above.
                                     unsafe {
                                         M::accumulate_max::<PIXELS>(
                                             pp,
@@ -423,7 +427,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                                         )
                                     };
                                 }
-                                // SAFETY: as above.
+                                // SAFETY: as for the unpooled `requantize` above.
                                 unsafe {
                                     M::requantize(&pooled, n, oc0, &op.requant, op.conv_zero_point, min, max, dst)
                                 };
@@ -432,12 +436,12 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                                 pooled.fill(0);
                                 for first in (0..window).step_by(PIXELS) {
                                     let pp = patch_refs(patches, plen, first);
-                                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                                    // SAFETY: as for the unpooled `accumulate` above.
                                     unsafe {
                                         M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc)
                                     };
                                     for a in acc.iter().take((window - first).min(PIXELS)) {
-                                        // SAFETY: as above.
+                                        // SAFETY: as for the unpooled `requantize` above.
                                         unsafe {
                                             M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, &mut q)
                                         };
@@ -493,13 +497,15 @@ pub(crate) unsafe fn dense_s8<M: Micro>(
         *d = x as u8 ^ flip;
     }
     patch[k..].fill(0);
-    // SAFETY: the caller runs with M's ISA available.
+    // SAFETY: the caller runs with M's ISA available; `eff` holds `out` values (`carve`) and the
+    // weights `groups·4·out` bytes (checked on entry).
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
     let eff: &[i32] = eff;
     let mut acc = [[0i32; MAX_BLOCK]; 1];
     for oc0 in (0..out).step_by(M::BLOCK) {
         let n = (out - oc0).min(M::BLOCK);
-        // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+        // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
+        // patches have the lengths the contract requires (checked on entry, see above).
         unsafe {
             M::accumulate::<1>([&*patch], groups, op.weights, out, oc0, n, eff, &mut acc);
             M::requantize(

@@ -149,7 +149,8 @@ impl Micro for NeonDot {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
         let full = n / 4 * 4;
-        // SAFETY: NEON is available; 4-lane loads at j + 4 <= n. `scvtf`/`fmul` round to
+        // SAFETY: NEON is available; 4-lane loads of `acc[j..j + 4]` and `m[oc0 + j..][..4]` with
+        // j + 4 <= n <= acc.len() and oc0 + n <= m.len() (the `requantize` contract). `scvtf`/`fmul` round to
         // nearest even (the default FPCR) like tract's f32 arithmetic and `fcvtns` rounds half
         // to even; accumulators are bounded below 2^30 at load (no saturation).
         unsafe {

@@ -109,8 +109,9 @@ impl Micro for Avx2 {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
         let full = n / BLOCK * BLOCK;
-        // SAFETY: AVX2 is available; 8-lane loads at j + 8 <= n (acc, m[oc0..]) and stores of
-        // 8 bytes into out[j..j + 8]. Rounding: see the AVX-512 module.
+        // SAFETY: AVX2 is available; 8-lane loads at j + 8 <= n of `acc` (n <= acc.len()) and of
+        // `m[oc0..]` (oc0 + n <= m.len(), the `requantize` contract), and stores of 8 bytes into
+        // out[j..j + 8] (n <= out.len()). Rounding: see the AVX-512 module.
         unsafe {
             let (zpv, lo, hi) = (_mm256_set1_epi32(zp), _mm256_set1_epi32(min), _mm256_set1_epi32(max));
             for j in (0..full).step_by(BLOCK) {

@@ -211,7 +211,8 @@ impl Micro for Avx512Vnni {
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
-        // SAFETY: masked lanes stay inside `acc[..n]`, `m[oc0..oc0 + n]` and `out[..n]`.
+        // SAFETY: masked lanes stay inside `acc[..n]`, `m[oc0..oc0 + n]` and `out[..n]`, all in
+        // bounds by the `requantize` contract (oc0 + n <= m.len(), checked by the driver).
         // `cvtdq2ps`/`mulps` round to nearest even like tract's f32 arithmetic and `cvtps2dq`
         // rounds half to even; accumulators are bounded below 2^30 at load (no saturation).
         unsafe {
