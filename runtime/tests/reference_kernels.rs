@@ -113,7 +113,7 @@ fn uniform_exact(acc: i64, multiplier: i32, shift: i32) -> i64 {
 /// OHWI (`[out][k]`) int8 weights in the blob's packed layout, which the int8 kernels read.
 fn pack(ohwi: &[i8], k: usize, out: usize) -> Vec<i8> {
     let mut p = vec![0i8; mnistc_runtime::format::packed_len(k, out)];
-    mnistc_runtime::format::pack_weights(ohwi, k, out, &mut p);
+    mnistc_runtime::format::pack_weights(ohwi, k, out, &mut p).expect("OHWI weights of k·out values");
     p
 }
 

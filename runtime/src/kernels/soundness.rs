@@ -479,3 +479,21 @@ fn param_errors_display() {
     let e = crate::RunError::Kernel(ParamError::Scratch);
     assert_eq!(e.to_string(), "kernel arguments rejected: scratch buffer too small");
 }
+
+#[test]
+fn pack_weights_rejects_what_does_not_fit() {
+    use crate::format::pack_weights;
+    let ohwi: Vec<i8> = (0..15).collect();
+    let mut packed = vec![0x55i8; packed_len(5, 3)];
+    assert_eq!(pack_weights(&ohwi, 5, 3, &mut packed), Ok(()));
+    assert_eq!(&packed[..4], &[0, 1, 2, 3]);
+    let mut untouched = vec![0x55i8; packed_len(5, 3)];
+    assert_eq!(pack_weights(&ohwi[1..], 5, 3, &mut untouched), Err(ParamError::Weights));
+    assert_eq!(pack_weights(&ohwi, 5, 3, &mut untouched[1..]), Err(ParamError::Weights));
+    assert_eq!(pack_weights(&ohwi, 3, 5, &mut untouched), Err(ParamError::Weights));
+    assert_eq!(pack_weights(&[], HALF, HALF, &mut untouched), Err(ParamError::Overflow));
+    assert_eq!(pack_weights(&[], usize::MAX, 1, &mut untouched), Err(ParamError::Overflow));
+    assert!(untouched.iter().all(|&v| v == 0x55));
+    assert_eq!(pack_weights(&[], 0, 0, &mut []), Ok(()));
+    assert_eq!(packed_len(usize::MAX, 2), usize::MAX);
+}

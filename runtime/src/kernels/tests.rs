@@ -38,7 +38,7 @@ fn zero_point() -> impl Strategy<Value = i32> + Clone {
 /// OHWI (`[out][k]`) weights in the blob's packed layout.
 fn packed(ohwi: &[i8], k: usize, out: usize) -> Vec<i8> {
     let mut p = vec![0i8; crate::format::packed_len(k, out)];
-    crate::format::pack_weights(ohwi, k, out, &mut p);
+    crate::format::pack_weights(ohwi, k, out, &mut p).expect("OHWI weights of k·out values");
     p
 }
 

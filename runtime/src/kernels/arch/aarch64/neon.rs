@@ -77,8 +77,8 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
         let mut g4 = 0;
         while g4 < groups {
             let mut x = [vdupq_n_s8(0); P];
-            for p in 0..P {
-                x[p] = vld1q_s8(patches[p].as_ptr().add(g4 * TAP_GROUP).cast());
+            for (xp, patch) in x.iter_mut().zip(&patches) {
+                *xp = vld1q_s8(patch.as_ptr().add(g4 * TAP_GROUP).cast());
             }
             macro_rules! lane {
                 ($l:literal) => {
@@ -99,9 +99,9 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
             lane!(3);
             g4 += 4;
         }
-        for p in 0..P {
-            for v in 0..NV {
-                vst1q_s32(acc[p].as_mut_ptr().add(4 * v), a[p][v]);
+        for (row, regs) in acc.iter_mut().zip(&a) {
+            for (v, &reg) in regs.iter().enumerate() {
+                vst1q_s32(row.as_mut_ptr().add(4 * v), reg);
             }
         }
     }
