@@ -315,7 +315,7 @@ where
 
 proptest! {
     // Under Miri (interpreted, ~1000x slower) a few cases still run every kernel path once.
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 400 }))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 400 }))]
 
     #[test]
     fn conv2d_f32_matches_f64((case, input, weights, bias) in float_conv_inputs(), act in activation()) {
@@ -424,7 +424,7 @@ fn s8_case() -> impl Strategy<Value = S8Case> {
 
 proptest! {
     // Under Miri (interpreted, ~1000x slower) a few cases still run every kernel path once.
-    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 4 } else { 600 }))]
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 600 }))]
 
     #[test]
     fn conv2d_s8_matches_exact_integer_maths(t in s8_case()) {
