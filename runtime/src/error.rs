@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::kernels::params::ParamError;
+
 /// What is wrong with a value that [`LoadError`] points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -163,6 +165,8 @@ pub enum RunError {
     },
     /// A float model's arena must start at a multiple of 4 (use [`crate::Aligned`]).
     ArenaMisaligned,
+    /// A kernel rejected its arguments (never for a model that loaded: the loader checks more).
+    Kernel(ParamError),
 }
 
 impl fmt::Display for RunError {
@@ -179,6 +183,7 @@ impl fmt::Display for RunError {
                 write!(f, "arena has {got} bytes, the model needs {needed}")
             }
             RunError::ArenaMisaligned => f.write_str("arena must start at a multiple of 4 bytes"),
+            RunError::Kernel(e) => write!(f, "kernel arguments rejected: {e}"),
         }
     }
 }

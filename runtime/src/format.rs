@@ -44,6 +44,7 @@
 //! `x − in_zp` over its window and requantizes with its own uniform multiplier, exactly like the
 //! depthwise `QLinearConv` (all-ones weights, weight scale 1/n) that the ONNX export uses.
 
+use crate::kernels::params::ParamError;
 use bytemuck::{Pod, Zeroable};
 
 #[cfg(target_endian = "big")]
@@ -430,28 +431,47 @@ impl OpRecord {
 /// Taps per group of the packed int8 weight layout.
 pub const TAP_GROUP: usize = 4;
 
-/// Bytes of packed int8 weights for `out` output channels of `k` taps: `ceil(k/4)·4·out`.
+/// Bytes of packed int8 weights for `out` output channels of `k` taps: `ceil(k/4)·4·out`
+/// (saturating at `usize::MAX`).
 pub const fn packed_len(k: usize, out: usize) -> usize {
-    k.div_ceil(TAP_GROUP) * TAP_GROUP * out
+    k.div_ceil(TAP_GROUP).saturating_mul(TAP_GROUP).saturating_mul(out)
 }
 
-/// Index of tap `k` of output channel `oc` in the packed int8 layout `[ceil(K/4)][out][4]`.
+/// Index of tap `k` of output channel `oc` in the packed int8 layout `[ceil(K/4)][out][4]`
+/// (wrapping arithmetic: in bounds, and exact, for any `k`, `oc < out` of a checked op).
 #[inline(always)]
 pub const fn packed_index(k: usize, oc: usize, out: usize) -> usize {
-    ((k / TAP_GROUP) * out + oc) * TAP_GROUP + k % TAP_GROUP
+    (k / TAP_GROUP).wrapping_mul(out).wrapping_add(oc).wrapping_mul(TAP_GROUP).wrapping_add(k % TAP_GROUP)
 }
 
-/// Packs int8 weights from `[out][k]` (OHWI) into the blob layout (see [`packed_index`]).
-/// `packed` must hold [`packed_len`] bytes; its padding taps are zeroed.
+/// Packs int8 weights from `[out][k]` (OHWI) into the blob layout (see [`packed_index`]); the
+/// padding taps are zeroed.
+///
+/// # Errors
+/// [`ParamError::Weights`] unless `ohwi` holds `k·out` values and `packed` [`packed_len`]`(k, out)`
+/// bytes, [`ParamError::Overflow`] if those sizes overflow; nothing is written then.
 // For the compiler's blob writer (and tests): not part of the reading API, so hidden from the docs.
 #[doc(hidden)]
-pub fn pack_weights(ohwi: &[i8], k: usize, out: usize, packed: &mut [i8]) {
+pub fn pack_weights(ohwi: &[i8], k: usize, out: usize, packed: &mut [i8]) -> Result<(), ParamError> {
+    let n = k.checked_mul(out).ok_or(ParamError::Overflow)?;
+    let len = k.div_ceil(TAP_GROUP).checked_mul(TAP_GROUP).and_then(|g| g.checked_mul(out));
+    let len = len.ok_or(ParamError::Overflow)?;
+    if ohwi.len() != n || packed.len() != len {
+        return Err(ParamError::Weights);
+    }
     packed.fill(0);
-    for oc in 0..out {
-        for t in 0..k {
-            packed[packed_index(t, oc, out)] = ohwi[oc * k + t];
+    if k == 0 {
+        return Ok(());
+    }
+    for (oc, filter) in ohwi.chunks_exact(k).enumerate() {
+        for (t, &w) in filter.iter().enumerate() {
+            // In bounds: packed_index(t, oc, out) < ceil(k/4)·4·out for t < k, oc < out.
+            if let Some(slot) = packed.get_mut(packed_index(t, oc, out)) {
+                *slot = w;
+            }
         }
     }
+    Ok(())
 }
 
 /// CRC-32 (IEEE 802.3, reflected, init and final XOR `0xFFFF_FFFF`; the zlib/PNG CRC) of `bytes`.

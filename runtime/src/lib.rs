@@ -18,7 +18,7 @@ pub mod run;
 
 pub use error::{LoadError, Problem, RunError};
 pub use format::{Activation, OpKind, Precision, arena_size_of};
-pub use kernels::params::Shape;
+pub use kernels::params::{ParamError, Shape};
 pub use model::Model;
 pub use run::{Activations, Input, Logits};
 

@@ -262,7 +262,7 @@ fn regions<'b>(
 
 fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Result<(), RunError> {
     let (input, output, scratch) = regions(arena, op.input, op.output, op.scratch);
-    match &op.kernel {
+    let done = match &op.kernel {
         Kernel::ConvF32(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
         Kernel::ConvF16(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
         Kernel::DenseF32(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
@@ -279,6 +279,8 @@ fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Result<(), RunError> {
         Kernel::AvgPoolS8(p, q) => {
             kernels::avgpool2d_s8(p, q, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))
         }
-    }
-    Ok(())
+    };
+    // A loaded model passes every kernel check (the loader checks the same and more), so this
+    // error is not expected; it is reported rather than trusted away.
+    done.map_err(RunError::Kernel)
 }

@@ -28,10 +28,13 @@ fn run(blob: &[u8], precision: Precision) -> Vec<u8> {
     assert_eq!(model.header().version, FORMAT_VERSION);
     assert_eq!((model.input_len(), model.output_len()), (784, 10));
     assert_eq!(model.arena_size(), arena_size_of(blob));
-    let mut arena = vec![0u8; model.arena_size()];
+    // Float models need a 4-byte-aligned arena: a `Vec<u8>` only promises 1 (Miri takes it at
+    // its word and hands out unaligned buffers), so borrow the bytes of 16-byte words.
+    let mut arena_words = vec![0u128; model.arena_size().div_ceil(16)];
+    let arena = &mut bytemuck::cast_slice_mut::<u128, u8>(&mut arena_words)[..model.arena_size()];
     let mut out = Vec::new();
     for img in INPUTS.chunks(784) {
-        match model.run_logits(Input::Pixels(img), &mut arena).expect("the golden blob runs") {
+        match model.run_logits(Input::Pixels(img), arena).expect("the golden blob runs") {
             Activations::I8 { values, .. } => out.extend(values.iter().map(|&v| v as u8)),
             Activations::F32(values) => out.extend(values.iter().flat_map(|v| v.to_le_bytes())),
         }

@@ -113,7 +113,7 @@ fn uniform_exact(acc: i64, multiplier: i32, shift: i32) -> i64 {
 /// OHWI (`[out][k]`) int8 weights in the blob's packed layout, which the int8 kernels read.
 fn pack(ohwi: &[i8], k: usize, out: usize) -> Vec<i8> {
     let mut p = vec![0i8; mnistc_runtime::format::packed_len(k, out)];
-    mnistc_runtime::format::pack_weights(ohwi, k, out, &mut p);
+    mnistc_runtime::format::pack_weights(ohwi, k, out, &mut p).expect("OHWI weights of k·out values");
     p
 }
 
@@ -170,7 +170,8 @@ impl ConvCase {
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
-    (1usize..=9, 1usize..=9, 1usize..=5, 1usize..=5, 1usize..=5, 1usize..=5, 1usize..=4, 1usize..=4, any::<bool>())
+    let (n, k) = (max_dim(9), max_dim(5));
+    (1usize..=n, 1usize..=n, 1usize..=k, 1usize..=k, 1usize..=k, 1usize..=k, 1usize..=4, 1usize..=4, any::<bool>())
         .prop_filter_map("kernel larger than the padded input", |(h, w, c, oc, kh, kw, sh, sw, same)| {
             let pads = if same {
                 let (t, b) = same_pads(h, kh, sh);
@@ -218,6 +219,18 @@ fn zero_point() -> impl Strategy<Value = i32> + Clone {
 
 fn activation() -> impl Strategy<Value = Activation> + Clone {
     prop_oneof![Just(Activation::None), Just(Activation::Relu), Just(Activation::Relu6)]
+}
+
+/// A shape bound: `n`, or at most 4 under Miri, which interprets each multiply-accumulate of the
+/// kernels and their f64 / i64 oracles ~1000x slower than native code.
+const fn max_dim(n: usize) -> usize {
+    if cfg!(miri) && n > 4 { 4 } else { n }
+}
+
+/// A length bound: `n`, or at most 8 under Miri, where generating thousands of random values
+/// (one value tree each) takes minutes.
+const fn max_len(n: usize) -> usize {
+    if cfg!(miri) && n > 8 { 8 } else { n }
 }
 
 fn f32_value() -> impl Strategy<Value = f32> + Clone {
@@ -301,7 +314,8 @@ where
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+    // Under Miri (interpreted, ~1000x slower) a few cases still run every kernel path once.
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 400 }))]
 
     #[test]
     fn conv2d_f32_matches_f64((case, input, weights, bias) in float_conv_inputs(), act in activation()) {
@@ -316,7 +330,7 @@ proptest! {
 
     #[test]
     fn dense_f32_matches_f64(
-        (n_in, n_out, (input, weights, bias)) in (1usize..300, 1usize..12)
+        (n_in, n_out, (input, weights, bias)) in (1usize..max_len(300), 1usize..max_len(12))
             .prop_flat_map(|(i, o)| (Just(i), Just(o), vectors(f32_value(), [i, i * o, o]))),
         act in activation(),
     ) {
@@ -333,7 +347,7 @@ proptest! {
 
     #[test]
     fn pools_f32_match_f64(
-        (s, k, st, input) in (1usize..10, 1usize..10, 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4)
+        (s, k, st, input) in (1usize..max_dim(10), 1usize..max_dim(10), 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4)
             .prop_filter("window larger than the input", |(h, w, _, kh, kw, _, _)| kh <= h && kw <= w)
             .prop_flat_map(|(h, w, c, kh, kw, sh, sw)| {
                 (Just(Shape::new(h, w, c)), Just([kh, kw]), Just([sh, sw]), prop::collection::vec(f32_value(), h * w * c))
@@ -409,7 +423,8 @@ fn s8_case() -> impl Strategy<Value = S8Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(600))]
+    // Under Miri (interpreted, ~1000x slower) a few cases still run every kernel path once.
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 600 }))]
 
     #[test]
     fn conv2d_s8_matches_exact_integer_maths(t in s8_case()) {
@@ -469,7 +484,7 @@ proptest! {
 
     #[test]
     fn dense_s8_matches_exact_integer_maths(
-        (n_in, n_out, (input, weights, _), bias, ms) in (1usize..400, 1usize..12).prop_flat_map(|(i, o)| (
+        (n_in, n_out, (input, weights, _), bias, ms) in (1usize..max_len(400), 1usize..max_len(12)).prop_flat_map(|(i, o)| (
             Just(i), Just(o), vectors(extreme_i8(), [i, i * o, 0]),
             prop::collection::vec(-100_000i32..100_000, o), prop::collection::vec(multiplier(), o),
         )),
@@ -491,7 +506,7 @@ proptest! {
 
     #[test]
     fn pools_s8_match_exact_integer_maths(
-        (s, k, st, input) in (1usize..10, 1usize..10, 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4)
+        (s, k, st, input) in (1usize..max_dim(10), 1usize..max_dim(10), 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4)
             .prop_filter("window larger than the input", |(h, w, _, kh, kw, _, _)| kh <= h && kw <= w)
             .prop_flat_map(|(h, w, c, kh, kw, sh, sw)| {
                 (Just(Shape::new(h, w, c)), Just([kh, kw]), Just([sh, sw]), prop::collection::vec(extreme_i8(), h * w * c))

@@ -170,7 +170,7 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
                     return Err(inconsistent("weights are not a whole number of filters"));
                 }
                 let mut p = vec![0i8; format::packed_len(k, out)];
-                format::pack_weights(w, k, out, &mut p);
+                format::pack_weights(w, k, out, &mut p).map_err(|_| inconsistent("weights do not pack"))?;
                 packed = p;
                 bytemuck::cast_slice(&packed)
             }

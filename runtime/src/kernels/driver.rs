@@ -25,7 +25,9 @@
 
 use super::patch_len;
 use crate::format::TAP_GROUP;
-use crate::kernels::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer};
+use crate::kernels::params::{
+    AvgRequant, ConvGeometry, ConvS8, DenseS8, ParamError, PoolGeometry, PoolKind, Requantizer,
+};
 use crate::quant;
 
 /// Output pixels per micro-kernel call (convolutions).
@@ -104,7 +106,8 @@ pub(crate) trait Micro {
     /// `out[j] = clamp(requant(acc[j], oc0 + j) + zp, min, max)` for `j < n`.
     ///
     /// # Safety
-    /// The ISA must be available; `n <= acc.len(), out.len()`.
+    /// The ISA must be available; `n <= acc.len(), out.len()`; with per-channel multipliers
+    /// `m`, `oc0 + n <= m.len()` (SIMD implementations load `m[oc0..oc0 + n]` unchecked).
     #[allow(clippy::too_many_arguments)]
     unsafe fn requantize(
         acc: &[i32],
@@ -181,9 +184,8 @@ pub(crate) fn requantize_portable(
 
 /// Splits scratch into `n` aligned i32 and the bytes after them (`None` if too small).
 fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
-    // SAFETY: `align_to_mut` on plain integers is sound (any bit pattern is an i32).
-    let (head, _, _) = unsafe { scratch.align_to_mut::<i32>() };
-    let skip = head.len();
+    // Bytes up to the next multiple of 4 (at most 3, which the scratch sizes include).
+    let skip = scratch.as_ptr().addr().wrapping_neg() % core::mem::align_of::<i32>();
     let rest = scratch.get_mut(skip..)?;
     if rest.len() < 4 * n {
         return None;
@@ -196,10 +198,12 @@ fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
 /// `bias − (offset + zp)·Σ w` per output channel, in wrapping arithmetic.
 ///
 /// # Safety
-/// `M`'s ISA must be available.
+/// `M`'s ISA must be available; `eff.len() == out` and `weights.len() == groups·4·out` (the
+/// [`Micro::weight_sums`] contract).
 #[inline(always)]
 unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: &[i32], zp: i32, eff: &mut [i32]) {
-    // SAFETY: the caller runs with M's ISA available; `eff.len() == out`.
+    // SAFETY: the caller runs with M's ISA available and passes `eff.len() == out` (from
+    // `carve`) and `weights.len() == groups·4·out` (checked on entry to the kernel).
     unsafe { M::weight_sums(weights, out, eff) };
     let correction = M::OFFSET + zp;
     for (e, &b) in eff.iter_mut().zip(bias) {
@@ -296,13 +300,21 @@ fn avg_finish(sum: i32, q: &AvgRequant) -> i8 {
 
 /// int8 convolution with fused activation range and pool (see the module docs).
 ///
-/// Falls back to the reference kernel if `scratch` is smaller than
-/// [`super::conv2d_s8_scratch_size`] (a validated model always provides enough).
+/// Checks its arguments first ([`super::check_conv2d_s8`]): after that, every slice the
+/// micro-kernel reads without bounds checks has the length its contract requires (the weights
+/// `groups·4·out` bytes, the effective bias and per-channel multipliers `out` values, each patch
+/// `patch_len(k) >= 4·groups` bytes).
 ///
 /// # Safety
 /// `M`'s ISA must be available.
 #[inline(always)]
-pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub(crate) unsafe fn conv2d_s8<M: Micro>(
+    op: &ConvS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
+    super::check_conv2d_s8(op, input, output, scratch)?;
     let g = &op.geometry;
     let k = g.filter_len();
     let out = g.output.c;
@@ -311,12 +323,14 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
     let window = op.pool.map_or(1, |(_, p, _)| p.window_len());
     let slots = if window > PIXELS { window.div_ceil(PIXELS) * PIXELS } else { PIXELS };
     let Some((eff, patches)) = carve(scratch, out) else {
-        return crate::kernels::reference::conv2d_s8(op, input, output);
+        return Err(ParamError::Scratch);
     };
+    // Implied by the check (scratch_size covers these), kept as cheap defence in depth.
     if patches.len() < slots * plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
-        return crate::kernels::reference::conv2d_s8(op, input, output);
+        return Err(ParamError::Scratch);
     }
-    // SAFETY: the caller runs with M's ISA available.
+    // SAFETY: the caller runs with M's ISA available; `eff` holds `out` values (`carve`) and the
+    // weights `groups·4·out` bytes (checked on entry).
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
     let eff: &[i32] = eff;
     // The taps past K stay zero for the whole call (im2col writes only the first K bytes).
@@ -349,11 +363,13 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                 let pp = patch_refs(patches, plen, 0);
                 for oc0 in (0..out).step_by(M::BLOCK) {
                     let n = (out - oc0).min(M::BLOCK);
-                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                    // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
+                    // patches have the lengths the contract requires (checked on entry, see above).
                     unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
                     for (p, a) in acc.iter().enumerate().take(n_px) {
                         let base = (first + p) * out + oc0;
-                        // SAFETY: as above.
+                        // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), the output
+                        // slice has n elements, per-channel multipliers hold out >= oc0 + n.
                         unsafe {
                             M::requantize(
                                 a,
@@ -370,6 +386,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                 }
                 first += n_px;
             }
+            Ok(())
         }
         Some((kind, pg, avg)) => {
             for py in 0..pg.output.h {
@@ -395,7 +412,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                                 // pixel, which leaves the max unchanged.
                                 for first in (0..window).step_by(PIXELS) {
                                     let pp = patch_refs(patches, plen, first);
-                                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                                    // SAFETY: as for the unpooled `accumulate` above.
                                     unsafe {
                                         M::accumulate_max::<PIXELS>(
                                             pp,
@@ -410,7 +427,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                                         )
                                     };
                                 }
-                                // SAFETY: as above.
+                                // SAFETY: as for the unpooled `requantize` above.
                                 unsafe {
                                     M::requantize(&pooled, n, oc0, &op.requant, op.conv_zero_point, min, max, dst)
                                 };
@@ -419,12 +436,12 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                                 pooled.fill(0);
                                 for first in (0..window).step_by(PIXELS) {
                                     let pp = patch_refs(patches, plen, first);
-                                    // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+                                    // SAFETY: as for the unpooled `accumulate` above.
                                     unsafe {
                                         M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc)
                                     };
                                     for a in acc.iter().take((window - first).min(PIXELS)) {
-                                        // SAFETY: as above.
+                                        // SAFETY: as for the unpooled `requantize` above.
                                         unsafe {
                                             M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, &mut q)
                                         };
@@ -441,6 +458,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                     }
                 }
             }
+            Ok(())
         }
     }
 }
@@ -450,21 +468,28 @@ fn patch_refs(patches: &[u8], plen: usize, first: usize) -> [&[u8]; PIXELS] {
     [0, 1, 2, 3].map(|p| &patches[(first + p) * plen..(first + p + 1) * plen])
 }
 
-/// int8 dense layer (see the module docs). Falls back to the reference kernel if `scratch` is
-/// smaller than [`super::dense_s8_scratch_size`].
+/// int8 dense layer (see the module docs). Checks its arguments first
+/// ([`super::check_dense_s8`]), as [`conv2d_s8`] does.
 ///
 /// # Safety
 /// `M`'s ISA must be available.
 #[inline(always)]
-pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub(crate) unsafe fn dense_s8<M: Micro>(
+    op: &DenseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
+    super::check_dense_s8(op, input, output, scratch)?;
     let (k, out) = (op.input_len, op.output_len);
     let groups = k.div_ceil(TAP_GROUP);
     let plen = patch_len(k);
     let Some((eff, patch)) = carve(scratch, out) else {
-        return crate::kernels::reference::dense_s8(op, input, output);
+        return Err(ParamError::Scratch);
     };
+    // Implied by the check, kept as cheap defence in depth.
     if patch.len() < plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
-        return crate::kernels::reference::dense_s8(op, input, output);
+        return Err(ParamError::Scratch);
     }
     let patch = &mut patch[..plen];
     let flip = M::OFFSET as u8;
@@ -472,13 +497,15 @@ pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: 
         *d = x as u8 ^ flip;
     }
     patch[k..].fill(0);
-    // SAFETY: the caller runs with M's ISA available.
+    // SAFETY: the caller runs with M's ISA available; `eff` holds `out` values (`carve`) and the
+    // weights `groups·4·out` bytes (checked on entry).
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
     let eff: &[i32] = eff;
     let mut acc = [[0i32; MAX_BLOCK]; 1];
     for oc0 in (0..out).step_by(M::BLOCK) {
         let n = (out - oc0).min(M::BLOCK);
-        // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
+        // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
+        // patches have the lengths the contract requires (checked on entry, see above).
         unsafe {
             M::accumulate::<1>([&*patch], groups, op.weights, out, oc0, n, eff, &mut acc);
             M::requantize(
@@ -493,11 +520,14 @@ pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: 
             );
         }
     }
+    Ok(())
 }
 
-/// int8 max pool, vectorizable over channels.
+/// int8 max pool, vectorizable over channels. Checks its arguments first
+/// ([`PoolGeometry::check_io`]).
 #[inline(always)]
-pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    p.check_io(input.len(), output.len())?;
     let c = p.input.c;
     for py in 0..p.output.h {
         for px in 0..p.output.w {
@@ -513,12 +543,19 @@ pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
             }
         }
     }
+    Ok(())
 }
 
 /// int8 average pool: window sums vectorizable over channels (64 at a time), then the uniform
-/// requantization.
+/// requantization. Checks its arguments first ([`super::check_avgpool2d_s8`]).
 #[inline(always)]
-pub(crate) fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+pub(crate) fn avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
+    super::check_avgpool2d_s8(p, q, input, output)?;
     const BLOCK: usize = 64;
     let c = p.input.c;
     for py in 0..p.output.h {
@@ -541,4 +578,5 @@ pub(crate) fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], outpu
             }
         }
     }
+    Ok(())
 }

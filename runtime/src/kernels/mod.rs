@@ -20,12 +20,14 @@ pub(crate) mod driver;
 pub mod params;
 pub mod reference;
 
+#[cfg(test)]
+mod soundness;
 #[cfg(all(test, not(feature = "force-scalar")))]
 mod tests;
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use params::{AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, FloatWeight, PoolGeometry};
+use params::{AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, FloatWeight, ParamError, PoolGeometry};
 
 /// An implementation of the int8 kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +60,18 @@ impl Isa {
         }
     }
 
-    /// Whether this build and this CPU can run it.
+    /// Whether this build and this CPU can run it (under Miri, which cannot run SIMD
+    /// intrinsics or `asm!`, only the reference).
     pub fn is_available(self) -> bool {
         match self {
             Isa::Reference => true,
-            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
             Isa::Avx2 => arch::x86_64::avx2::is_available(),
-            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
             Isa::Avx512Vnni => arch::x86_64::avx512::is_available(),
-            #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
+            #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar"), not(miri)))]
             Isa::NeonDot => arch::aarch64::neon::is_available(),
-            #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
+            #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar"), not(miri)))]
             Isa::ArmDsp => true,
             #[allow(unreachable_patterns)]
             _ => false,
@@ -130,27 +133,53 @@ pub fn set_isa(isa: Option<Isa>) -> bool {
 }
 
 /// Float convolution (with fused activation and pool). Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`ConvF::check`] accepts the op with these input and output lengths;
+/// nothing is written then.
 #[inline]
-pub fn conv2d_f<W: FloatWeight>(op: &ConvF<'_, W>, input: &[f32], output: &mut [f32], _scratch: &mut [u8]) {
-    reference::conv2d_f(op, input, output)
+pub fn conv2d_f<W: FloatWeight>(
+    op: &ConvF<'_, W>,
+    input: &[f32],
+    output: &mut [f32],
+    _scratch: &mut [u8],
+) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    reference::conv2d_f(op, input, output);
+    Ok(())
 }
 
 /// Float dense layer. Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`DenseF::check`] accepts the op with these input and output lengths.
 #[inline]
-pub fn dense_f<W: FloatWeight>(op: &DenseF<'_, W>, input: &[f32], output: &mut [f32]) {
-    reference::dense_f(op, input, output)
+pub fn dense_f<W: FloatWeight>(op: &DenseF<'_, W>, input: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    reference::dense_f(op, input, output);
+    Ok(())
 }
 
 /// f32 max pool. Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`PoolGeometry::check_io`] accepts the lengths.
 #[inline]
-pub fn maxpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
-    reference::maxpool2d_f32(p, input, output)
+pub fn maxpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
+    p.check_io(input.len(), output.len())?;
+    reference::maxpool2d_f32(p, input, output);
+    Ok(())
 }
 
 /// f32 average pool. Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`PoolGeometry::check_io`] accepts the lengths.
 #[inline]
-pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
-    reference::avgpool2d_f32(p, input, output)
+pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
+    p.check_io(input.len(), output.len())?;
+    reference::avgpool2d_f32(p, input, output);
+    Ok(())
 }
 
 /// Scratch bytes [`conv2d_s8`] needs for a convolution of this geometry whose fused pool (if
@@ -158,16 +187,23 @@ pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
 /// paths' driver: an effective bias per output channel, 4 alignment bytes, and one im2col patch
 /// per pixel of a group of 4, or of the pool window rounded up to 4), so one blob serves every
 /// build, `force-scalar` included.
+///
+/// Saturates at `usize::MAX` for geometries too large to run (no buffer is that large).
 pub const fn conv2d_s8_scratch_size(geometry: &ConvGeometry, pool_window: usize) -> usize {
-    let group =
-        if pool_window > GROUP_PIXELS { pool_window.div_ceil(GROUP_PIXELS) * GROUP_PIXELS } else { GROUP_PIXELS };
-    4 + 4 * geometry.output.c + group * patch_len(geometry.filter_len())
+    let group = if pool_window > GROUP_PIXELS {
+        pool_window.div_ceil(GROUP_PIXELS).saturating_mul(GROUP_PIXELS)
+    } else {
+        GROUP_PIXELS
+    };
+    4usize
+        .saturating_add(geometry.output.c.saturating_mul(4))
+        .saturating_add(group.saturating_mul(patch_len(geometry.filter_len())))
 }
 
 /// Scratch bytes [`dense_s8`] needs: the most any implementation uses (effective biases and
-/// the input patch).
+/// the input patch). Saturates at `usize::MAX`.
 pub const fn dense_s8_scratch_size(input_len: usize, output_len: usize) -> usize {
-    4 + 4 * output_len + patch_len(input_len)
+    4usize.saturating_add(output_len.saturating_mul(4)).saturating_add(patch_len(input_len))
 }
 
 /// Output pixels per micro-kernel call of the fast paths (a group).
@@ -175,52 +211,118 @@ const GROUP_PIXELS: usize = 4;
 /// im2col patches are padded with zeros to a multiple of this many bytes.
 const PATCH_ALIGN: usize = 16;
 
-/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of `PATCH_ALIGN`, 16).
+/// Bytes of an im2col patch of `k` taps (padded with zeros to a multiple of `PATCH_ALIGN`, 16;
+/// saturating at `usize::MAX`).
 pub const fn patch_len(k: usize) -> usize {
-    k.div_ceil(PATCH_ALIGN) * PATCH_ALIGN
+    k.div_ceil(PATCH_ALIGN).saturating_mul(PATCH_ALIGN)
 }
 
 /// The dispatch point of the int8 kernels: calls `$name` of the selected ISA's module with the
-/// first argument list, or the reference's with the second (the reference needs no scratch).
+/// first argument list (each validates its arguments), or runs the block (the reference path,
+/// which validates before it calls the reference kernel). Under Miri, which cannot run SIMD
+/// intrinsics or `asm!`, the reference path is always taken.
 macro_rules! dispatch {
-    ($name:ident($($fast:expr),*) else ($($reference:expr),*)) => {
+    ($name:ident($($fast:expr),*) else $reference:block) => {
         match isa() {
-            // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds.
-            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+            // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds, and the
+            // ISA functions check every other precondition themselves.
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
             Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::$name($($fast),*) },
-            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar")))]
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
             Isa::Avx2 => unsafe { arch::x86_64::avx2::$name($($fast),*) },
-            #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar")))]
+            #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar"), not(miri)))]
             Isa::NeonDot => unsafe { arch::aarch64::neon::$name($($fast),*) },
-            #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar")))]
+            #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar"), not(miri)))]
             Isa::ArmDsp => unsafe { arch::arm::dsp::$name($($fast),*) },
-            _ => reference::$name($($reference),*),
+            _ => $reference,
         }
     };
 }
 
-/// int8 convolution (with fused activation range and pool).
-#[inline]
-#[cfg_attr(feature = "force-scalar", allow(unused_variables))]
-pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
-    dispatch!(conv2d_s8(op, input, output, scratch) else (op, input, output))
+/// Checks a [`conv2d_s8`] call: [`ConvS8::check`] and at least [`ConvS8::scratch_size`] bytes of
+/// scratch.
+pub(crate) fn check_conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &[i8], scratch: &[u8]) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    if scratch.len() < op.scratch_size() {
+        return Err(ParamError::Scratch);
+    }
+    Ok(())
 }
 
-/// int8 dense layer.
+/// Checks a [`dense_s8`] call: [`DenseS8::check`] and at least [`DenseS8::scratch_size`] bytes
+/// of scratch.
+pub(crate) fn check_dense_s8(op: &DenseS8<'_>, input: &[i8], output: &[i8], scratch: &[u8]) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    if scratch.len() < op.scratch_size() {
+        return Err(ParamError::Scratch);
+    }
+    Ok(())
+}
+
+/// Checks an int8 average pool call: [`PoolGeometry::check_io`] and [`AvgRequant::check`].
+pub(crate) fn check_avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &[i8],
+) -> Result<(), ParamError> {
+    p.check_io(input.len(), output.len())?;
+    q.check(p.window_len())
+}
+
+/// int8 convolution (with fused activation range and pool). `scratch` needs
+/// [`ConvS8::scratch_size`] bytes (the same on every ISA, the reference included).
+///
+/// # Errors
+/// [`ParamError`] unless [`ConvS8::check`] accepts the op with these input and output lengths
+/// and the scratch is large enough; nothing is written then.
 #[inline]
 #[cfg_attr(feature = "force-scalar", allow(unused_variables))]
-pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
-    dispatch!(dense_s8(op, input, output, scratch) else (op, input, output))
+pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) -> Result<(), ParamError> {
+    dispatch!(conv2d_s8(op, input, output, scratch) else {
+        check_conv2d_s8(op, input, output, scratch)?;
+        reference::conv2d_s8(op, input, output);
+        Ok(())
+    })
+}
+
+/// int8 dense layer. `scratch` needs [`DenseS8::scratch_size`] bytes.
+///
+/// # Errors
+/// [`ParamError`] unless [`DenseS8::check`] accepts the op with these input and output lengths
+/// and the scratch is large enough; nothing is written then.
+#[inline]
+#[cfg_attr(feature = "force-scalar", allow(unused_variables))]
+pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) -> Result<(), ParamError> {
+    dispatch!(dense_s8(op, input, output, scratch) else {
+        check_dense_s8(op, input, output, scratch)?;
+        reference::dense_s8(op, input, output);
+        Ok(())
+    })
 }
 
 /// int8 max pool. Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`PoolGeometry::check_io`] accepts the lengths.
 #[inline]
-pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
-    dispatch!(maxpool2d_s8(p, input, output) else (p, input, output))
+pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    dispatch!(maxpool2d_s8(p, input, output) else {
+        p.check_io(input.len(), output.len())?;
+        reference::maxpool2d_s8(p, input, output);
+        Ok(())
+    })
 }
 
 /// int8 average pool. Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`PoolGeometry::check_io`] and [`AvgRequant::check`] accept them.
 #[inline]
-pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
-    dispatch!(avgpool2d_s8(p, q, input, output) else (p, q, input, output))
+pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    dispatch!(avgpool2d_s8(p, q, input, output) else {
+        check_avgpool2d_s8(p, q, input, output)?;
+        reference::avgpool2d_s8(p, q, input, output);
+        Ok(())
+    })
 }

@@ -1,10 +1,123 @@
-//! Validated kernel parameters: what [`crate::Model::from_bytes`] builds from each plan record.
+//! Kernel parameters: what [`crate::Model::from_bytes`] builds from each plan record, and their
+//! validation.
 //!
-//! Every value here has been checked once at load (shapes chain, products do not overflow, slices
-//! have exactly the lengths the geometry implies, accumulators cannot overflow i32), so kernels
-//! index without further checks.
+//! A model checks every value once at load (shapes chain, products do not overflow, slices have
+//! exactly the lengths the geometry implies, accumulators cannot overflow i32). The kernels of
+//! [`crate::kernels`] are safe functions that anyone can call with any values, so each one checks
+//! its arguments again with the `check` methods here (constant work, or one pass over the output
+//! channels) and returns a [`ParamError`] instead of reading or writing out of bounds. Once a
+//! check has passed, every index a kernel (reference or SIMD) computes is in bounds and no
+//! integer arithmetic overflows.
+
+use core::fmt;
 
 pub use crate::format::Activation;
+use crate::format::{TAP_GROUP, packed_len};
+
+/// Why a kernel rejected its arguments (see the `check` methods of each parameter type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ParamError {
+    /// A dimension, window, kernel size, stride or length is zero.
+    Empty,
+    /// Shape or size arithmetic overflows `usize`.
+    Overflow,
+    /// Shapes that must agree do not: a pool window reaching past its input, a pool that changes
+    /// the channel count, a fused pool whose input is not the convolution's output.
+    Geometry,
+    /// The weights do not have the length the geometry implies.
+    Weights,
+    /// The bias does not have one value per output channel.
+    Bias,
+    /// The per-channel requantization does not have one multiplier per output channel.
+    Requant,
+    /// A zero point or activation bound outside int8, or `act_min > act_max`.
+    QuantRange,
+    /// The worst-case accumulator (`|bias| + k·255·128`, or a pool window's `n·255`) does not fit
+    /// in i32.
+    Accumulator,
+    /// The input does not have the length the geometry implies.
+    Input,
+    /// The output does not have the length the geometry implies.
+    Output,
+    /// The scratch buffer is smaller than the kernel's `*_scratch_size`.
+    Scratch,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParamError::Empty => "a dimension, window, stride or length is zero",
+            ParamError::Overflow => "shape arithmetic overflows",
+            ParamError::Geometry => "shapes that must agree do not",
+            ParamError::Weights => "weights do not have the length the geometry implies",
+            ParamError::Bias => "bias does not have one value per output channel",
+            ParamError::Requant => "per-channel requantization does not have one multiplier per output channel",
+            ParamError::QuantRange => "zero point or activation bound outside int8",
+            ParamError::Accumulator => "worst-case accumulator overflows i32",
+            ParamError::Input => "input does not have the length the geometry implies",
+            ParamError::Output => "output does not have the length the geometry implies",
+            ParamError::Scratch => "scratch buffer too small",
+        })
+    }
+}
+
+impl core::error::Error for ParamError {}
+
+/// `a · b`, or [`ParamError::Overflow`].
+const fn mul(a: usize, b: usize) -> Result<usize, ParamError> {
+    match a.checked_mul(b) {
+        Some(v) => Ok(v),
+        None => Err(ParamError::Overflow),
+    }
+}
+
+/// `a + b`, or [`ParamError::Overflow`].
+const fn add(a: usize, b: usize) -> Result<usize, ParamError> {
+    match a.checked_add(b) {
+        Some(v) => Ok(v),
+        None => Err(ParamError::Overflow),
+    }
+}
+
+/// Fails with [`ParamError::Empty`] if any of `values` is zero.
+fn nonzero(values: &[usize]) -> Result<(), ParamError> {
+    if values.contains(&0) { Err(ParamError::Empty) } else { Ok(()) }
+}
+
+/// Fails with `err` unless `got == expected`.
+fn same(got: usize, expected: usize, err: ParamError) -> Result<(), ParamError> {
+    if got == expected { Ok(()) } else { Err(err) }
+}
+
+/// The int8 value range (zero points, activation bounds).
+const I8_RANGE: core::ops::RangeInclusive<i32> = -128..=127;
+
+/// Zero points in int8 and `min <= max` in int8.
+fn quant_range(zero_points: &[i32], min: i32, max: i32) -> Result<(), ParamError> {
+    let ok = zero_points.iter().all(|z| I8_RANGE.contains(z)) && I8_RANGE.contains(&min) && I8_RANGE.contains(&max);
+    if ok && min <= max { Ok(()) } else { Err(ParamError::QuantRange) }
+}
+
+/// `|bias[c]| + k·255·128 <= i32::MAX` for every channel (|x − zp| ≤ 255, |w| ≤ 128): the
+/// int8 accumulator of a `k`-tap dot product cannot overflow.
+fn accumulator_fits(k: usize, bias: &[i32]) -> Result<(), ParamError> {
+    let products = (k as u64).checked_mul(255 * 128).ok_or(ParamError::Accumulator)?;
+    for b in bias {
+        if products.saturating_add(b.unsigned_abs() as u64) > i32::MAX as u64 {
+            return Err(ParamError::Accumulator);
+        }
+    }
+    Ok(())
+}
+
+/// The per-channel multipliers (if any) hold one value per output channel.
+fn requant_len(requant: &Requantizer<'_>, out: usize) -> Result<(), ParamError> {
+    match requant {
+        Requantizer::Uniform { .. } => Ok(()),
+        Requantizer::PerChannel(m) => same(m.len(), out, ParamError::Requant),
+    }
+}
 
 /// An activation tensor's shape, NHWC without the batch (`h × w × c`, channels fastest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -22,9 +135,20 @@ impl Shape {
     pub const fn new(h: usize, w: usize, c: usize) -> Self {
         Self { h, w, c }
     }
-    /// Number of elements.
+    /// Number of elements (saturating at `usize::MAX`; [`Shape::checked_len`] tells overflow).
     pub const fn len(&self) -> usize {
-        self.h * self.w * self.c
+        self.h.saturating_mul(self.w).saturating_mul(self.c)
+    }
+    /// Number of elements, or [`ParamError::Empty`] if a dimension is zero, or
+    /// [`ParamError::Overflow`] if the product overflows `usize`.
+    pub const fn checked_len(&self) -> Result<usize, ParamError> {
+        if self.h == 0 || self.w == 0 || self.c == 0 {
+            return Err(ParamError::Empty);
+        }
+        match mul(self.h, self.w) {
+            Ok(hw) => mul(hw, self.c),
+            Err(e) => Err(e),
+        }
     }
     /// Whether the shape holds no element.
     pub const fn is_empty(&self) -> bool {
@@ -59,13 +183,32 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
-    /// Weights per output channel (`kernel_h · kernel_w · input.c`).
+    /// Weights per output channel (`kernel_h · kernel_w · input.c`, saturating).
     pub const fn filter_len(&self) -> usize {
-        self.kernel_h * self.kernel_w * self.input.c
+        self.kernel_h.saturating_mul(self.kernel_w).saturating_mul(self.input.c)
     }
-    /// Multiply-accumulates of the whole convolution.
+    /// Multiply-accumulates of the whole convolution (saturating).
     pub const fn macs(&self) -> usize {
-        self.output.len() * self.filter_len()
+        self.output.len().saturating_mul(self.filter_len())
+    }
+
+    /// Checks the geometry on its own: no zero dimension, kernel size or stride; the input,
+    /// output and filter sizes, and the input row `(out − 1)·stride + kernel` the last output
+    /// reaches, do not overflow. (Padding may be anything: taps outside the input are zero.)
+    ///
+    /// # Errors
+    /// [`ParamError::Empty`] or [`ParamError::Overflow`].
+    pub fn check(&self) -> Result<(), ParamError> {
+        self.input.checked_len()?;
+        self.output.checked_len()?;
+        nonzero(&[self.kernel_h, self.kernel_w, self.stride_h, self.stride_w])?;
+        mul(mul(self.kernel_h, self.kernel_w)?, self.input.c)?;
+        add(mul(self.output.h - 1, self.stride_h)?, self.kernel_h)?;
+        add(mul(self.output.w - 1, self.stride_w)?, self.kernel_w)?;
+        // The fast paths test `y0 + kernel_h <= input.h` for an in-bounds `y0`.
+        add(self.input.h, self.kernel_h)?;
+        add(self.input.w, self.kernel_w)?;
+        Ok(())
     }
 }
 
@@ -87,9 +230,40 @@ pub struct PoolGeometry {
 }
 
 impl PoolGeometry {
-    /// Elements per window.
+    /// Elements per window (saturating).
     pub const fn window_len(&self) -> usize {
-        self.size_h * self.size_w
+        self.size_h.saturating_mul(self.size_w)
+    }
+
+    /// Checks the geometry on its own: no zero dimension, window or stride; the same channels in
+    /// and out; every window inside the input (`(out − 1)·stride + size <= in`, computed without
+    /// overflow).
+    ///
+    /// # Errors
+    /// [`ParamError::Empty`], [`ParamError::Overflow`] or [`ParamError::Geometry`].
+    pub fn check(&self) -> Result<(), ParamError> {
+        self.input.checked_len()?;
+        self.output.checked_len()?;
+        nonzero(&[self.size_h, self.size_w, self.stride_h, self.stride_w])?;
+        same(self.output.c, self.input.c, ParamError::Geometry)?;
+        let reach_h = add(mul(self.output.h - 1, self.stride_h)?, self.size_h)?;
+        let reach_w = add(mul(self.output.w - 1, self.stride_w)?, self.size_w)?;
+        if reach_h > self.input.h || reach_w > self.input.w {
+            return Err(ParamError::Geometry);
+        }
+        mul(self.size_h, self.size_w)?;
+        Ok(())
+    }
+
+    /// Checks the geometry ([`PoolGeometry::check`]) and the lengths of a standalone pool's
+    /// input and output.
+    ///
+    /// # Errors
+    /// As [`PoolGeometry::check`], or [`ParamError::Input`] / [`ParamError::Output`].
+    pub fn check_io(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        self.check()?;
+        same(input_len, self.input.len(), ParamError::Input)?;
+        same(output_len, self.output.len(), ParamError::Output)
     }
 }
 
@@ -122,6 +296,15 @@ impl FloatWeight for half::f16 {
     }
 }
 
+/// Checks a pool fused into a convolution of geometry `conv`: valid, and fed by the whole
+/// convolution output.
+fn check_fused_pool(conv: &ConvGeometry, pool: &PoolGeometry) -> Result<(), ParamError> {
+    pool.check()?;
+    same(pool.input.h, conv.output.h, ParamError::Geometry)?;
+    same(pool.input.w, conv.output.w, ParamError::Geometry)?;
+    same(pool.input.c, conv.output.c, ParamError::Geometry)
+}
+
 /// A float convolution with an optional fused activation and pool.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvF<'a, W> {
@@ -137,6 +320,34 @@ pub struct ConvF<'a, W> {
     pub bias: &'a [f32],
 }
 
+impl<W> ConvF<'_, W> {
+    /// Output elements: the fused pool's output, or the convolution's.
+    pub const fn output_len(&self) -> usize {
+        match &self.pool {
+            Some((_, p)) => p.output.len(),
+            None => self.geometry.output.len(),
+        }
+    }
+
+    /// Checks the op against `input_len` input and `output_len` output elements: the geometry
+    /// ([`ConvGeometry::check`]) and fused pool, `geometry.output.c · filter_len` weights, one
+    /// bias per output channel, and exactly the input and output lengths the geometry implies.
+    ///
+    /// # Errors
+    /// The first [`ParamError`] found.
+    pub fn check(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        let g = &self.geometry;
+        g.check()?;
+        if let Some((_, p)) = &self.pool {
+            check_fused_pool(g, p)?;
+        }
+        same(self.weights.len(), mul(g.output.c, g.filter_len())?, ParamError::Weights)?;
+        same(self.bias.len(), g.output.c, ParamError::Bias)?;
+        same(input_len, g.input.len(), ParamError::Input)?;
+        same(output_len, self.output_len(), ParamError::Output)
+    }
+}
+
 /// A float fully connected layer.
 #[derive(Debug, Clone, Copy)]
 pub struct DenseF<'a, W> {
@@ -150,6 +361,21 @@ pub struct DenseF<'a, W> {
     pub weights: &'a [W],
     /// One bias per output.
     pub bias: &'a [f32],
+}
+
+impl<W> DenseF<'_, W> {
+    /// Checks the op against `input_len` input and `output_len` output elements: non-zero
+    /// lengths, `input_len · output_len` weights, one bias per output, and exactly those lengths.
+    ///
+    /// # Errors
+    /// The first [`ParamError`] found.
+    pub fn check(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        nonzero(&[self.input_len, self.output_len])?;
+        same(self.weights.len(), mul(self.input_len, self.output_len)?, ParamError::Weights)?;
+        same(self.bias.len(), self.output_len, ParamError::Bias)?;
+        same(input_len, self.input_len, ParamError::Input)?;
+        same(output_len, self.output_len, ParamError::Output)
+    }
 }
 
 /// How an int8 conv/dense scales its accumulator (see [`crate::quant`]).
@@ -168,6 +394,10 @@ pub enum Requantizer<'a> {
 
 impl Requantizer<'_> {
     /// Scales `acc` of output channel `channel`.
+    ///
+    /// # Panics
+    /// With per-channel multipliers, if `channel` is not below their count (the kernels check
+    /// that every channel has one before they start).
     #[inline(always)]
     pub fn apply(&self, acc: i32, channel: usize) -> i32 {
         match *self {
@@ -189,6 +419,21 @@ pub struct AvgRequant {
     pub shift: i32,
     /// Zero point of the pool output.
     pub output_zero_point: i32,
+}
+
+impl AvgRequant {
+    /// Checks an average pool of `window` values: zero points in int8, and the window sum
+    /// `window · 255` within i32.
+    ///
+    /// # Errors
+    /// [`ParamError::QuantRange`] or [`ParamError::Accumulator`].
+    pub fn check(&self, window: usize) -> Result<(), ParamError> {
+        quant_range(&[self.input_zero_point, self.output_zero_point], -128, 127)?;
+        if (window as u64).checked_mul(255).is_none_or(|bound| bound > i32::MAX as u64) {
+            return Err(ParamError::Accumulator);
+        }
+        Ok(())
+    }
 }
 
 /// An int8 convolution: `clamp(requant(bias + Σ (x − in_zp)·w) + conv_zp, act_min, act_max)`,
@@ -216,6 +461,61 @@ pub struct ConvS8<'a> {
     pub bias: &'a [i32],
 }
 
+impl ConvS8<'_> {
+    /// Output elements: the fused pool's output, or the convolution's.
+    pub const fn output_len(&self) -> usize {
+        match &self.pool {
+            Some((_, p, _)) => p.output.len(),
+            None => self.geometry.output.len(),
+        }
+    }
+
+    /// Scratch bytes the op needs ([`crate::kernels::conv2d_s8_scratch_size`]).
+    pub const fn scratch_size(&self) -> usize {
+        let window = match &self.pool {
+            Some((_, p, _)) => p.window_len(),
+            None => 1,
+        };
+        crate::kernels::conv2d_s8_scratch_size(&self.geometry, window)
+    }
+
+    /// Checks the op against `input_len` input and `output_len` output elements: the geometry
+    /// ([`ConvGeometry::check`]) and fused pool (with [`AvgRequant::check`] for an average);
+    /// packed weights of [`packed_len`]`(filter_len, out)` bytes; one bias and (per-channel)
+    /// one multiplier per output channel; zero points and activation range in int8; an
+    /// accumulator that cannot overflow i32; exactly the input and output lengths the geometry
+    /// implies.
+    ///
+    /// # Errors
+    /// The first [`ParamError`] found.
+    pub fn check(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        let g = &self.geometry;
+        g.check()?;
+        if let Some((kind, p, avg)) = &self.pool {
+            check_fused_pool(g, p)?;
+            if *kind == PoolKind::Avg {
+                avg.check(p.window_len())?;
+            }
+        }
+        let (k, out) = (g.filter_len(), g.output.c);
+        same(self.weights.len(), packed_weights_len(k, out)?, ParamError::Weights)?;
+        same(self.bias.len(), out, ParamError::Bias)?;
+        requant_len(&self.requant, out)?;
+        quant_range(&[self.input_zero_point, self.conv_zero_point], self.act_min, self.act_max)?;
+        accumulator_fits(k, self.bias)?;
+        same(input_len, g.input.len(), ParamError::Input)?;
+        same(output_len, self.output_len(), ParamError::Output)
+    }
+}
+
+/// [`packed_len`]`(k, out)` computed without overflow.
+fn packed_weights_len(k: usize, out: usize) -> Result<usize, ParamError> {
+    let groups = k.div_ceil(TAP_GROUP);
+    let len = mul(mul(groups, TAP_GROUP)?, out)?;
+    debug_assert_eq!(len, packed_len(k, out));
+    Ok(len)
+}
+
 /// An int8 fully connected layer: `clamp(requant(bias + Σ (x − in_zp)·w) + out_zp, min, max)`.
 /// Weights are packed like a convolution's (`[ceil(K/4)][out][4]`).
 #[derive(Debug, Clone, Copy)]
@@ -238,6 +538,32 @@ pub struct DenseS8<'a> {
     pub weights: &'a [i8],
     /// One bias per output.
     pub bias: &'a [i32],
+}
+
+impl DenseS8<'_> {
+    /// Scratch bytes the op needs ([`crate::kernels::dense_s8_scratch_size`]).
+    pub const fn scratch_size(&self) -> usize {
+        crate::kernels::dense_s8_scratch_size(self.input_len, self.output_len)
+    }
+
+    /// Checks the op against `input_len` input and `output_len` output elements: non-zero
+    /// lengths; packed weights of [`packed_len`]`(input_len, output_len)` bytes; one bias and
+    /// (per-channel) one multiplier per output; zero points and activation range in int8; an
+    /// accumulator that cannot overflow i32; exactly the op's input and output lengths.
+    ///
+    /// # Errors
+    /// The first [`ParamError`] found.
+    pub fn check(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        let (k, out) = (self.input_len, self.output_len);
+        nonzero(&[k, out])?;
+        same(self.weights.len(), packed_weights_len(k, out)?, ParamError::Weights)?;
+        same(self.bias.len(), out, ParamError::Bias)?;
+        requant_len(&self.requant, out)?;
+        quant_range(&[self.input_zero_point, self.output_zero_point], self.act_min, self.act_max)?;
+        accumulator_fits(k, self.bias)?;
+        same(input_len, k, ParamError::Input)?;
+        same(output_len, out, ParamError::Output)
+    }
 }
 
 /// TensorFlow's (and burn's) `same` padding of one dimension: the zero rows (or columns)

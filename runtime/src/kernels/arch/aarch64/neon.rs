@@ -7,7 +7,7 @@ use core::arch::aarch64::*;
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, ParamError, PoolGeometry, Requantizer};
 
 /// Whether this CPU has the dot-product extension (detected at run time with `std`, else the
 /// compile-time target).
@@ -77,8 +77,8 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
         let mut g4 = 0;
         while g4 < groups {
             let mut x = [vdupq_n_s8(0); P];
-            for p in 0..P {
-                x[p] = vld1q_s8(patches[p].as_ptr().add(g4 * TAP_GROUP).cast());
+            for (xp, patch) in x.iter_mut().zip(&patches) {
+                *xp = vld1q_s8(patch.as_ptr().add(g4 * TAP_GROUP).cast());
             }
             macro_rules! lane {
                 ($l:literal) => {
@@ -99,9 +99,9 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
             lane!(3);
             g4 += 4;
         }
-        for p in 0..P {
-            for v in 0..NV {
-                vst1q_s32(acc[p].as_mut_ptr().add(4 * v), a[p][v]);
+        for (row, regs) in acc.iter_mut().zip(&a) {
+            for (v, &reg) in regs.iter().enumerate() {
+                vst1q_s32(row.as_mut_ptr().add(4 * v), reg);
             }
         }
     }
@@ -149,7 +149,8 @@ impl Micro for NeonDot {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
         let full = n / 4 * 4;
-        // SAFETY: NEON is available; 4-lane loads at j + 4 <= n. `scvtf`/`fmul` round to
+        // SAFETY: NEON is available; 4-lane loads of `acc[j..j + 4]` and `m[oc0 + j..][..4]` with
+        // j + 4 <= n <= acc.len() and oc0 + n <= m.len() (the `requantize` contract). `scvtf`/`fmul` round to
         // nearest even (the default FPCR) like tract's f32 arithmetic and `fcvtns` rounds half
         // to even; accumulators are bounded below 2^30 at load (no saturation).
         unsafe {
@@ -171,38 +172,69 @@ impl Micro for NeonDot {
 
 /// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::conv2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have the dot-product extension ([`is_available`]).
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn conv2d_s8(
+    op: &ConvS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: the features are enabled for this function.
     unsafe { driver::conv2d_s8::<NeonDot>(op, input, output, scratch) }
 }
 
 /// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::dense_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have the dot-product extension ([`is_available`]).
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn dense_s8(
+    op: &DenseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: the features are enabled for this function.
     unsafe { driver::dense_s8::<NeonDot>(op, input, output, scratch) }
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::maxpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have the dot-product extension ([`is_available`]).
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     driver::maxpool2d_s8(p, input, output)
 }
 
 /// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::avgpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have the dot-product extension ([`is_available`]).
 #[target_feature(enable = "neon,dotprod")]
-pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+pub unsafe fn avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
     driver::avgpool2d_s8(p, q, input, output)
 }

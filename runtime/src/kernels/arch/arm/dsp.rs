@@ -7,7 +7,7 @@
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, ParamError, PoolGeometry, Requantizer};
 use crate::quant;
 
 /// Always available where this module is compiled (the DSP targets).
@@ -143,37 +143,68 @@ impl Micro for ArmDsp {
 
 /// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::conv2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// Always sound where compiled; `unsafe` for the same signature as the other ISAs.
 // Never inlined: the hot loop is compiled once, on its own, so a change elsewhere in the runtime
 // (or in the firmware) cannot make LTO compile it differently (+6.5 % instructions once).
 #[inline(never)]
-pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn conv2d_s8(
+    op: &ConvS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: the DSP extension is part of every target this module is compiled for.
     unsafe { driver::conv2d_s8::<ArmDsp>(op, input, output, scratch) }
 }
 
 /// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::dense_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// Always sound where compiled.
-pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn dense_s8(
+    op: &DenseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: as above.
     unsafe { driver::dense_s8::<ArmDsp>(op, input, output, scratch) }
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::maxpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// Always sound where compiled.
-pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     driver::maxpool2d_s8(p, input, output)
 }
 
 /// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::avgpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// Always sound where compiled.
-pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+pub unsafe fn avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
     driver::avgpool2d_s8(p, q, input, output)
 }

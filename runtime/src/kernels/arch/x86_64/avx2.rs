@@ -7,7 +7,7 @@ use core::arch::x86_64::*;
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, ParamError, PoolGeometry, Requantizer};
 
 /// Whether this CPU has AVX2 (detected at run time with `std`, else the compile-time target).
 pub fn is_available() -> bool {
@@ -109,8 +109,9 @@ impl Micro for Avx2 {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
         let full = n / BLOCK * BLOCK;
-        // SAFETY: AVX2 is available; 8-lane loads at j + 8 <= n (acc, m[oc0..]) and stores of
-        // 8 bytes into out[j..j + 8]. Rounding: see the AVX-512 module.
+        // SAFETY: AVX2 is available; 8-lane loads at j + 8 <= n of `acc` (n <= acc.len()) and of
+        // `m[oc0..]` (oc0 + n <= m.len(), the `requantize` contract), and stores of 8 bytes into
+        // out[j..j + 8] (n <= out.len()). Rounding: see the AVX-512 module.
         unsafe {
             let (zpv, lo, hi) = (_mm256_set1_epi32(zp), _mm256_set1_epi32(min), _mm256_set1_epi32(max));
             for j in (0..full).step_by(BLOCK) {
@@ -130,38 +131,69 @@ impl Micro for Avx2 {
 
 /// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::conv2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX2 ([`is_available`]).
 #[target_feature(enable = "avx2")]
-pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn conv2d_s8(
+    op: &ConvS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: AVX2 is enabled for this function.
     unsafe { driver::conv2d_s8::<Avx2>(op, input, output, scratch) }
 }
 
 /// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::dense_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX2 ([`is_available`]).
 #[target_feature(enable = "avx2")]
-pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn dense_s8(
+    op: &DenseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: AVX2 is enabled for this function.
     unsafe { driver::dense_s8::<Avx2>(op, input, output, scratch) }
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::maxpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX2 ([`is_available`]).
 #[target_feature(enable = "avx2")]
-pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     driver::maxpool2d_s8(p, input, output)
 }
 
 /// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::avgpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX2 ([`is_available`]).
 #[target_feature(enable = "avx2")]
-pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+pub unsafe fn avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
     driver::avgpool2d_s8(p, q, input, output)
 }

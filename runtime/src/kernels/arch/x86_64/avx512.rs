@@ -7,7 +7,7 @@ use core::arch::x86_64::*;
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, PoolGeometry, Requantizer};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, ParamError, PoolGeometry, Requantizer};
 
 /// Whether this CPU has AVX-512 F, BW and VNNI (detected at run time with `std`, else the
 /// compile-time target).
@@ -211,7 +211,8 @@ impl Micro for Avx512Vnni {
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
-        // SAFETY: masked lanes stay inside `acc[..n]`, `m[oc0..oc0 + n]` and `out[..n]`.
+        // SAFETY: masked lanes stay inside `acc[..n]`, `m[oc0..oc0 + n]` and `out[..n]`, all in
+        // bounds by the `requantize` contract (oc0 + n <= m.len(), checked by the driver).
         // `cvtdq2ps`/`mulps` round to nearest even like tract's f32 arithmetic and `cvtps2dq`
         // rounds half to even; accumulators are bounded below 2^30 at load (no saturation).
         unsafe {
@@ -230,38 +231,69 @@ impl Micro for Avx512Vnni {
 
 /// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::conv2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-pub unsafe fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn conv2d_s8(
+    op: &ConvS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: the features are enabled for this function.
     unsafe { driver::conv2d_s8::<Avx512Vnni>(op, input, output, scratch) }
 }
 
 /// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::dense_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-pub unsafe fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) {
+pub unsafe fn dense_s8(
+    op: &DenseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+    scratch: &mut [u8],
+) -> Result<(), ParamError> {
     // SAFETY: the features are enabled for this function.
     unsafe { driver::dense_s8::<Avx512Vnni>(op, input, output, scratch) }
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::maxpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
+pub unsafe fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     driver::maxpool2d_s8(p, input, output)
 }
 
 /// int8 average pool (see [`crate::kernels::reference::avgpool2d_s8`]).
 ///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::avgpool2d_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-pub unsafe fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
+pub unsafe fn avgpool2d_s8(
+    p: &PoolGeometry,
+    q: &AvgRequant,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
     driver::avgpool2d_s8(p, q, input, output)
 }
