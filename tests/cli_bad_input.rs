@@ -117,8 +117,14 @@ fn bad_files(kind: Kind, good: &[u8], fixtures: &Fixtures) -> Vec<(&'static str,
     cases.push(("the wrong kind of file", Some(wrong)));
     match kind {
         Kind::Toml => {
-            cases.push(("deeply nested TOML", Some(format!("x = {}1{}\n", "[".repeat(100_000), "]".repeat(100_000)).into_bytes())));
-            cases.push(("deeply nested inline tables", Some(format!("x = {}{}\n", "{a=".repeat(50_000), "}".repeat(50_000)).into_bytes())));
+            cases.push((
+                "deeply nested TOML",
+                Some(format!("x = {}1{}\n", "[".repeat(100_000), "]".repeat(100_000)).into_bytes()),
+            ));
+            cases.push((
+                "deeply nested inline tables",
+                Some(format!("x = {}{}\n", "{a=".repeat(50_000), "}".repeat(50_000)).into_bytes()),
+            ));
             let mut huge = b"name = \"huge\"\n".to_vec();
             while huge.len() < 100 << 20 {
                 huge.extend_from_slice(b"# a comment line to make the file large, never read as a model\n");
@@ -310,14 +316,49 @@ fn rows(fx: &Fixtures, scratch: &Path) -> Vec<Row> {
         mk("inspect OUT.bin", Kind::Blob, &["inspect", "{}"], t("b.bin"), &blob, None),
         mk("predict OUT.bin", Kind::Blob, &["predict", "{}", &s(&png)], t("b.bin"), &blob, None),
         mk("predict IMAGE.png", Kind::Png, &["predict", &s(&blob), "{}"], t("i.png"), &png, None),
-        mk("predict --idx FILE", Kind::Idx, &["predict", &s(&blob), "--idx", "{}", "--limit", "3"], t("i.idx"), &idx, None),
-        mk("check OUT.bin", Kind::Blob, &["check", "{}", "--onnx", &s(&onnx), "--data", &data, "--limit", "5"], t("b.bin"), &blob, None),
-        mk("check --onnx FILE", Kind::Onnx, &["check", &s(&blob), "--onnx", "{}", "--data", &data, "--limit", "5"], t("o.onnx"), &onnx, None),
+        mk(
+            "predict --idx FILE",
+            Kind::Idx,
+            &["predict", &s(&blob), "--idx", "{}", "--limit", "3"],
+            t("i.idx"),
+            &idx,
+            None,
+        ),
+        mk(
+            "check OUT.bin",
+            Kind::Blob,
+            &["check", "{}", "--onnx", &s(&onnx), "--data", &data, "--limit", "5"],
+            t("b.bin"),
+            &blob,
+            None,
+        ),
+        mk(
+            "check --onnx FILE",
+            Kind::Onnx,
+            &["check", &s(&blob), "--onnx", "{}", "--data", &data, "--limit", "5"],
+            t("o.onnx"),
+            &onnx,
+            None,
+        ),
         mk("bench OUT.bin", Kind::Blob, &["bench", "{}", "--onnx", &s(&onnx), "--runs", "2"], t("b.bin"), &blob, None),
-        mk("bench --onnx FILE", Kind::Onnx, &["bench", &s(&blob), "--onnx", "{}", "--runs", "2"], t("o.onnx"), &onnx, None),
+        mk(
+            "bench --onnx FILE",
+            Kind::Onnx,
+            &["bench", &s(&blob), "--onnx", "{}", "--runs", "2"],
+            t("o.onnx"),
+            &onnx,
+            None,
+        ),
         Row {
             args: with(&["search", "{}", "-o", &out_search, "--trials", "1", "--data", &data, "--epochs", "1"], &limit),
-            ..mk("search SPACE.toml", Kind::Toml, &[], t("space.toml"), &workspace_root().join("tests/fixtures/search-tiny.toml"), Some(out.join("search")))
+            ..mk(
+                "search SPACE.toml",
+                Kind::Toml,
+                &[],
+                t("space.toml"),
+                &workspace_root().join("tests/fixtures/search-tiny.toml"),
+                Some(out.join("search")),
+            )
         },
     ];
     // The search space names its base model relative to itself.
@@ -328,13 +369,34 @@ fn rows(fx: &Fixtures, scratch: &Path) -> Vec<Row> {
     let dr = s(&data_root);
     rows.push(Row {
         args: with(&["build", &s(&toml), "-o", &out_bin, "--data", &dr], &limit),
-        ..mk("build: data dir train images", Kind::Idx, &[], mnist.join("train-images-idx3-ubyte.gz"), &data_dir().join("mnist/train-images-idx3-ubyte.gz"), Some(out.join("model.bin")))
+        ..mk(
+            "build: data dir train images",
+            Kind::Idx,
+            &[],
+            mnist.join("train-images-idx3-ubyte.gz"),
+            &data_dir().join("mnist/train-images-idx3-ubyte.gz"),
+            Some(out.join("model.bin")),
+        )
     });
     rows.push(Row {
         args: with(&["train", &s(&toml), "-o", &out_ckpt, "--data", &dr], &limit),
-        ..mk("train: data dir train labels", Kind::Idx, &[], mnist.join("train-labels-idx1-ubyte.gz"), &data_dir().join("mnist/train-labels-idx1-ubyte.gz"), Some(out.join("model.ckpt")))
+        ..mk(
+            "train: data dir train labels",
+            Kind::Idx,
+            &[],
+            mnist.join("train-labels-idx1-ubyte.gz"),
+            &data_dir().join("mnist/train-labels-idx1-ubyte.gz"),
+            Some(out.join("model.ckpt")),
+        )
     });
-    rows.push(mk("eval: data dir test images", Kind::Idx, &["eval", &s(&blob), "--data", &dr, "--limit", "20"], mnist.join("t10k-images-idx3-ubyte.gz"), &data_dir().join("mnist/t10k-images-idx3-ubyte.gz"), None));
+    rows.push(mk(
+        "eval: data dir test images",
+        Kind::Idx,
+        &["eval", &s(&blob), "--data", &dr, "--limit", "20"],
+        mnist.join("t10k-images-idx3-ubyte.gz"),
+        &data_dir().join("mnist/t10k-images-idx3-ubyte.gz"),
+        None,
+    ));
     rows
 }
 

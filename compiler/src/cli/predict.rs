@@ -52,7 +52,9 @@ pub fn load_png(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, CliErro
     use std::io::Read;
     let bad = |e: &dyn std::fmt::Display| CliError::bad_input(format!("{}: {e}", path.display()));
     let mut bytes = Vec::new();
-    std::fs::File::open(path).and_then(|f| f.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes)).map_err(|e| bad(&e))?;
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_IMAGE_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| bad(&e))?;
     if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
         return Err(bad(&format!("the file is larger than {} MiB; is it an image?", MAX_IMAGE_FILE_BYTES >> 20)));
     }

@@ -24,7 +24,11 @@ fn open(path: &Path) -> Result<(Box<dyn Read>, bool), DataError> {
 
 /// The error of a failed read of `path`'s content.
 fn read_error(path: &Path, gz: bool, source: std::io::Error) -> DataError {
-    if gz { DataError::Gzip { path: path.to_path_buf(), source } } else { DataError::Io { path: path.to_path_buf(), source } }
+    if gz {
+        DataError::Gzip { path: path.to_path_buf(), source }
+    } else {
+        DataError::Io { path: path.to_path_buf(), source }
+    }
 }
 
 /// Reads a whole file, gunzipping it when it starts with the gzip magic (`1f 8b`), whatever its
