@@ -96,22 +96,24 @@ pub(crate) fn pool_f32(kind: PoolKind, p: &PoolGeometry, values: impl Iterator<I
 
 /// int8 convolution output `(oy, ox, oc)`: requantized, zero point added, clamped.
 ///
-/// Slices are read with `get`, as in [`conv_at_f`].
-fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) -> i8 {
+/// Slices are read with `get` and `?`: a validated op's lengths fit its geometry, so this never
+/// returns `None`, and a failed check costs the same compare and branch as a bounds check but
+/// leaves no panic path.
+fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) -> Option<i8> {
     let g = &op.geometry;
-    let mut acc = op.bias.get(oc).copied().unwrap_or(0);
+    let mut acc = *op.bias.get(oc)?;
     for ky in 0..g.kernel_h {
         for kx in 0..g.kernel_w {
-            if let Some(at) = tap(g, oy, ox, ky, kx) {
-                let k0 = weight_index(g, 0, ky, kx, 0);
-                for (ic, &x) in pixel(g, input, at).iter().enumerate() {
-                    let w = op.weights.get(packed_index(k0 + ic, oc, g.output.c)).copied().unwrap_or(0);
-                    acc += (x as i32 - op.input_zero_point) * w as i32;
+            if let Some((iy, ix)) = tap(g, oy, ox, ky, kx) {
+                for ic in 0..g.input.c {
+                    let x = *input.get(g.input.index(iy, ix, ic))? as i32 - op.input_zero_point;
+                    let k = weight_index(g, 0, ky, kx, ic);
+                    acc += x * *op.weights.get(packed_index(k, oc, g.output.c))? as i32;
                 }
             }
         }
     }
-    quant::finish(op.requant.apply(acc, oc), op.conv_zero_point, op.act_min, op.act_max)
+    Some(quant::finish(op.requant.apply(acc, oc), op.conv_zero_point, op.act_min, op.act_max))
 }
 
 /// int8 convolution with fused activation range and optional fused max/average pool.
@@ -120,15 +122,18 @@ fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) ->
 /// average pool sums `v − conv_zero_point` over the window of requantized conv outputs and
 /// requantizes that sum with its own multiplier. Scratch: none.
 pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) {
+    // `None` only for slices too short for the geometry, which a validated op never has.
+    let _ = conv2d_s8_checked(op, input, output);
+}
+
+fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option<()> {
     let g = &op.geometry;
-    // Outputs in NHWC order, as in `conv2d_f`.
-    let mut out = output.iter_mut();
     match op.pool {
         None => {
             for oy in 0..g.output.h {
                 for ox in 0..g.output.w {
-                    for (oc, o) in out.by_ref().take(g.output.c).enumerate() {
-                        *o = conv_at_s8(op, input, oy, ox, oc);
+                    for oc in 0..g.output.c {
+                        *output.get_mut(g.output.index(oy, ox, oc))? = conv_at_s8(op, input, oy, ox, oc)?;
                     }
                 }
             }
@@ -136,12 +141,12 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) {
         Some((kind, p, avg)) => {
             for py in 0..p.output.h {
                 for px in 0..p.output.w {
-                    for (oc, o) in out.by_ref().take(p.output.c).enumerate() {
+                    for oc in 0..p.output.c {
                         let mut values = window(&p, py, px).map(|(y, x)| conv_at_s8(op, input, y, x, oc));
-                        *o = match kind {
-                            PoolKind::Max => values.fold(i8::MIN, i8::max),
+                        *output.get_mut(p.output.index(py, px, oc))? = match kind {
+                            PoolKind::Max => values.try_fold(i8::MIN, |m, v| Some(m.max(v?)))?,
                             PoolKind::Avg => {
-                                let sum = values.by_ref().map(|v| v as i32 - avg.input_zero_point).sum::<i32>();
+                                let sum = values.by_ref().map(|v| Some(v? as i32 - avg.input_zero_point)).sum::<Option<i32>>()?;
                                 let scaled = quant::requantize_uniform(sum, avg.multiplier, avg.shift);
                                 quant::finish(scaled, avg.output_zero_point, i8::MIN as i32, i8::MAX as i32)
                             }
@@ -151,4 +156,5 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) {
             }
         }
     }
+    Some(())
 }

@@ -23,31 +23,40 @@ pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
 
 /// int8 max pool (input and output share scale and zero point). Scratch: none.
 pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
-    pool_each(p, output, |py, px, c| {
-        window(p, py, px).filter_map(|(y, x)| input.get(p.input.index(y, x, c)).copied()).fold(i8::MIN, i8::max)
+    let _ = try_pool_each(p, output, |py, px, c| {
+        window(p, py, px).try_fold(i8::MIN, |m, (y, x)| Some(m.max(*input.get(p.input.index(y, x, c))?)))
     });
 }
 
 /// int8 average pool: `clamp(requant(Σ (x − in_zp)) + out_zp)`, exactly what a depthwise
 /// `QLinearConv` with all-ones weights of scale `1/n` computes. Scratch: none.
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
-    pool_each(p, output, |py, px, c| {
-        let sum: i32 = window(p, py, px)
-            .filter_map(|(y, x)| input.get(p.input.index(y, x, c)))
-            .map(|&x| x as i32 - q.input_zero_point)
-            .sum();
-        quant::finish(quant::requantize_uniform(sum, q.multiplier, q.shift), q.output_zero_point, -128, 127)
+    let _ = try_pool_each(p, output, |py, px, c| {
+        let sum = window(p, py, px)
+            .try_fold(0i32, |sum, (y, x)| Some(sum + (*input.get(p.input.index(y, x, c))? as i32 - q.input_zero_point)))?;
+        Some(quant::finish(quant::requantize_uniform(sum, q.multiplier, q.shift), q.output_zero_point, -128, 127))
     });
 }
 
 /// Writes `f(py, px, c)` to every output element, in NHWC order.
 fn pool_each<T>(p: &PoolGeometry, output: &mut [T], mut f: impl FnMut(usize, usize, usize) -> T) {
+    let _ = try_pool_each(p, output, |py, px, c| Some(f(py, px, c)));
+}
+
+/// [`pool_each`] for an `f` that fails (`None`) on an input too short for the geometry, which a
+/// validated op's never is: stops there.
+fn try_pool_each<T>(
+    p: &PoolGeometry,
+    output: &mut [T],
+    mut f: impl FnMut(usize, usize, usize) -> Option<T>,
+) -> Option<()> {
     let mut out = output.iter_mut();
     for py in 0..p.output.h {
         for px in 0..p.output.w {
             for (c, o) in out.by_ref().take(p.output.c).enumerate() {
-                *o = f(py, px, c);
+                *o = f(py, px, c)?;
             }
         }
     }
+    Some(())
 }
