@@ -89,10 +89,16 @@ fn main() -> ! {
     syst.enable_counter();
 
     let arena = &mut ARENA.0;
-    let model = Model::from_bytes(&BLOB.0).unwrap_or_else(|e| {
-        say!("blob rejected: {}", e);
-        exit(EXIT_LOAD_FAILED)
-    });
+    // Borrowed from the `Result`, not moved out of it: a `Model` is ~3 KB, and `main`'s frame
+    // stays live under every inference.
+    let loaded = Model::from_bytes(&BLOB.0);
+    let model = match &loaded {
+        Ok(model) => model,
+        Err(e) => {
+            say!("blob rejected: {}", e);
+            exit(EXIT_LOAD_FAILED)
+        }
+    };
     say!(
         "{} ({}, {}): blob {} B, arena {} B, {} kernels",
         model.name(),
