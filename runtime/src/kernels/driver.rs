@@ -326,8 +326,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
     let Some((eff, patches)) = carve(scratch, out) else {
         return crate::kernels::reference::conv2d_s8(op, input, output);
     };
-    if patches.len() < slots * plen || k == 0 || plen == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out
-    {
+    if patches.len() < slots * plen || k == 0 || plen == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
         return crate::kernels::reference::conv2d_s8(op, input, output);
     }
     // SAFETY: the caller runs with M's ISA available.
@@ -370,18 +369,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(op: &ConvS8<'_>, input: &[i8], output: 
                         let base = (first + p) * out + oc0;
                         let Some(dst) = output.get_mut(base..base + n) else { return };
                         // SAFETY: as above.
-                        unsafe {
-                            M::requantize(
-                                a,
-                                n,
-                                oc0,
-                                &op.requant,
-                                op.conv_zero_point,
-                                min,
-                                max,
-                                dst,
-                            )
-                        };
+                        unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, dst) };
                     }
                 }
                 first += n_px;
@@ -512,16 +500,7 @@ pub(crate) unsafe fn dense_s8<M: Micro>(op: &DenseS8<'_>, input: &[i8], output: 
         // SAFETY: M's ISA is available; oc0 + n <= out; slices sized as documented.
         unsafe {
             M::accumulate::<1>([&*patch], groups, op.weights, out, oc0, n, eff, &mut acc);
-            M::requantize(
-                &acc[0],
-                n,
-                oc0,
-                &op.requant,
-                op.output_zero_point,
-                op.act_min,
-                op.act_max,
-                dst,
-            );
+            M::requantize(&acc[0], n, oc0, &op.requant, op.output_zero_point, op.act_min, op.act_max, dst);
         }
     }
 }

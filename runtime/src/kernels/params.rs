@@ -173,7 +173,9 @@ impl Requantizer<'_> {
         match *self {
             Requantizer::Uniform { multiplier, shift } => crate::quant::requantize_uniform(acc, multiplier, shift),
             // A validated op has one multiplier per channel: the 0 is never returned.
-            Requantizer::PerChannel(m) => m.get(channel).map_or(0, |&bits| crate::quant::requantize_per_channel(acc, bits)),
+            Requantizer::PerChannel(m) => {
+                m.get(channel).map_or(0, |&bits| crate::quant::requantize_per_channel(acc, bits))
+            }
         }
     }
 }

@@ -146,7 +146,10 @@ fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option
                         *output.get_mut(p.output.index(py, px, oc))? = match kind {
                             PoolKind::Max => values.try_fold(i8::MIN, |m, v| Some(m.max(v?)))?,
                             PoolKind::Avg => {
-                                let sum = values.by_ref().map(|v| Some(v? as i32 - avg.input_zero_point)).sum::<Option<i32>>()?;
+                                let sum = values
+                                    .by_ref()
+                                    .map(|v| Some(v? as i32 - avg.input_zero_point))
+                                    .sum::<Option<i32>>()?;
                                 let scaled = quant::requantize_uniform(sum, avg.multiplier, avg.shift);
                                 quant::finish(scaled, avg.output_zero_point, i8::MIN as i32, i8::MAX as i32)
                             }

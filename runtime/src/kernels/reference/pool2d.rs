@@ -32,8 +32,9 @@ pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
 /// `QLinearConv` with all-ones weights of scale `1/n` computes. Scratch: none.
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
     let _ = try_pool_each(p, output, |py, px, c| {
-        let sum = window(p, py, px)
-            .try_fold(0i32, |sum, (y, x)| Some(sum + (*input.get(p.input.index(y, x, c))? as i32 - q.input_zero_point)))?;
+        let sum = window(p, py, px).try_fold(0i32, |sum, (y, x)| {
+            Some(sum + (*input.get(p.input.index(y, x, c))? as i32 - q.input_zero_point))
+        })?;
         Some(quant::finish(quant::requantize_uniform(sum, q.multiplier, q.shift), q.output_zero_point, -128, 127))
     });
 }
