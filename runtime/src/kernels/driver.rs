@@ -178,8 +178,8 @@ pub(crate) fn requantize_portable(
     max: i32,
     out: &mut [i8],
 ) {
-    for j in 0..n {
-        out[j] = quant::finish(requant.apply(acc[j], oc0 + j), zp, min, max);
+    for (j, (o, &a)) in out.iter_mut().zip(acc).enumerate().take(n) {
+        *o = quant::finish(requant.apply(a, oc0 + j), zp, min, max);
     }
 }
 

@@ -127,7 +127,7 @@ impl Micro for ArmDsp {
     /// requantization is one f32 multiply and tract's rounding trick instead of the 64-bit
     /// integer emulation; the result is the same ([`quant::requantize_per_channel_f32`]).
     #[cfg(target_abi = "eabihf")]
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn requantize(
         acc: &[i32],
         n: usize,
@@ -141,9 +141,11 @@ impl Micro for ArmDsp {
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
-        // Zipped, not sliced: the lengths fit (`n` channels from `oc0`), and no panic path.
-        let m = m.get(oc0..).unwrap_or_default();
-        for ((o, &a), &bits) in out.iter_mut().zip(acc).zip(m).take(n) {
+        // `get`, not indexing: never `None` under the contract, and no panic path.
+        let (Some(out), Some(acc), Some(m)) = (out.get_mut(..n), acc.get(..n), m.get(oc0..oc0 + n)) else {
+            return;
+        };
+        for ((o, &a), &bits) in out.iter_mut().zip(acc).zip(m) {
             *o = quant::finish(quant::requantize_per_channel_f32(a, bits), zp, min, max);
         }
     }
