@@ -142,18 +142,31 @@ fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option
             for py in 0..p.output.h {
                 for px in 0..p.output.w {
                     for oc in 0..p.output.c {
-                        let mut values = window(&p, py, px).map(|(y, x)| conv_at_s8(op, input, y, x, oc));
-                        *output.get_mut(p.output.index(py, px, oc))? = match kind {
-                            PoolKind::Max => values.try_fold(i8::MIN, |m, v| Some(m.max(v?)))?,
+                        // The window's conv outputs, in `window` order (`?`: see `conv_at_s8`).
+                        let (y0, x0) = (py * p.stride_h, px * p.stride_w);
+                        let value = match kind {
+                            PoolKind::Max => {
+                                let mut max = i8::MIN;
+                                for dy in 0..p.size_h {
+                                    for dx in 0..p.size_w {
+                                        max = max.max(conv_at_s8(op, input, y0 + dy, x0 + dx, oc)?);
+                                    }
+                                }
+                                max
+                            }
                             PoolKind::Avg => {
-                                let sum = values
-                                    .by_ref()
-                                    .map(|v| Some(v? as i32 - avg.input_zero_point))
-                                    .sum::<Option<i32>>()?;
+                                let mut sum = 0i32;
+                                for dy in 0..p.size_h {
+                                    for dx in 0..p.size_w {
+                                        let v = conv_at_s8(op, input, y0 + dy, x0 + dx, oc)?;
+                                        sum += v as i32 - avg.input_zero_point;
+                                    }
+                                }
                                 let scaled = quant::requantize_uniform(sum, avg.multiplier, avg.shift);
                                 quant::finish(scaled, avg.output_zero_point, i8::MIN as i32, i8::MAX as i32)
                             }
                         };
+                        *output.get_mut(p.output.index(py, px, oc))? = value;
                     }
                 }
             }
