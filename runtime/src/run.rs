@@ -94,10 +94,12 @@ impl Activations<'_> {
 }
 
 fn argmax<T: Copy + PartialOrd>(values: &[T]) -> usize {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate().skip(1) {
-        if v > values[best] {
-            best = i;
+    let mut iter = values.iter().enumerate();
+    let Some((_, &first)) = iter.next() else { return 0 };
+    let (mut best, mut best_value) = (0, first);
+    for (i, &v) in iter {
+        if v > best_value {
+            (best, best_value) = (i, v);
         }
     }
     best
@@ -158,26 +160,24 @@ impl Model<'_> {
         if arena.len() < needed {
             return Err(RunError::ArenaTooSmall { needed, got: arena.len() });
         }
-        let arena = &mut arena[..needed];
+        let too_small = RunError::ArenaTooSmall { needed, got: arena.len() };
+        let arena = arena.get_mut(..needed).ok_or(too_small)?;
         let float = self.precision() != Precision::Int8;
         if float && !(arena.as_ptr() as usize).is_multiple_of(4) {
             return Err(RunError::ArenaMisaligned);
         }
+        // Every region lies inside the arena (checked at load): the `ok_or`s below never fail.
         let ops = self.ops();
-        let Some(first) = ops.first() else {
-            return Err(RunError::ArenaTooSmall { needed, got: 0 });
+        let Some((first, last)) = ops.first().zip(ops.last()) else {
+            return Err(too_small);
         };
-        write_input(input, float, &mut arena[first.input.offset..first.input.end()])?;
+        write_input(input, float, region_mut(arena, first.input).ok_or(too_small)?)?;
         for (i, op) in ops.iter().enumerate() {
-            run_op(op, arena)?;
-            observe(i, self.view(op, &arena[op.output.offset..op.output.end()])?);
+            run_op(op, arena).ok_or(too_small)??;
+            observe(i, self.view(op, region(arena, op.output).ok_or(too_small)?)?);
         }
-        let Some(last) = ops.last() else {
-            return Err(RunError::ArenaTooSmall { needed, got: 0 });
-        };
         let arena: &'b [u8] = arena;
-        let out = &arena[last.output.offset..last.output.end()];
-        self.view(last, out)
+        self.view(last, region(arena, last.output).ok_or(too_small)?)
     }
 
     fn view<'b>(&self, op: &Op<'_>, bytes: &'b [u8]) -> Result<Activations<'b>, RunError> {
@@ -233,35 +233,62 @@ pub fn quantize_input(x: f32) -> i8 {
     }
 }
 
-/// Splits the arena into an op's input (shared) and output (mutable) and its scratch.
+/// The bytes of `r` in `arena` (`None` past its end).
+fn region(arena: &[u8], r: Region) -> Option<&[u8]> {
+    arena.get(r.offset..)?.get(..r.len)
+}
+
+/// The bytes of `r` in `arena`, mutable (`None` past its end).
+fn region_mut(arena: &mut [u8], r: Region) -> Option<&mut [u8]> {
+    arena.get_mut(r.offset..)?.get_mut(..r.len)
+}
+
+/// Splits the arena into an op's input (shared), output (mutable) and scratch; `None` if a
+/// region lies past the arena's end or two non-empty ones overlap (a validated op's never do).
 fn regions<'b>(
     arena: &'b mut [u8],
     input: Region,
     output: Region,
     scratch: Region,
-) -> (&'b [u8], &'b mut [u8], &'b mut [u8]) {
-    // Regions are disjoint and inside the arena (checked at load); carve them in address order.
-    let mut parts: [(usize, Region); 3] = [(0, input), (1, output), (2, scratch)];
-    parts.sort_unstable_by_key(|(_, r)| r.offset);
-    let mut out: [&'b mut [u8]; 3] = [&mut [], &mut [], &mut []];
+) -> Option<(&'b [u8], &'b mut [u8], &'b mut [u8])> {
+    // Carve them in address order (sorted by three compare-and-swaps).
+    let [mut p0, mut p1, mut p2] = [(0u8, input), (1, output), (2, scratch)];
+    let order = |a: &mut (u8, Region), b: &mut (u8, Region)| {
+        if b.1.offset < a.1.offset {
+            core::mem::swap(a, b);
+        }
+    };
+    order(&mut p0, &mut p1);
+    order(&mut p1, &mut p2);
+    order(&mut p0, &mut p1);
+    let (mut a, mut b, mut c): (&'b mut [u8], &'b mut [u8], &'b mut [u8]) = (&mut [], &mut [], &mut []);
     let mut rest = arena;
     let mut consumed = 0;
-    for (slot, r) in parts {
-        let tail = core::mem::take(&mut rest);
-        let skip = r.offset.saturating_sub(consumed).min(tail.len());
-        let (_, tail) = tail.split_at_mut(skip);
-        let take = r.len.min(tail.len());
-        let (piece, tail) = tail.split_at_mut(take);
-        out[slot] = piece;
-        consumed += skip + take;
+    for (slot, r) in [p0, p1, p2] {
+        if r.len == 0 {
+            continue; // an empty region (no scratch) may sit anywhere, even inside another
+        }
+        let skip = r.offset.checked_sub(consumed)?;
+        let (_, tail) = core::mem::take(&mut rest).split_at_mut_checked(skip)?;
+        let (piece, tail) = tail.split_at_mut_checked(r.len)?;
+        match slot {
+            0 => a = piece,
+            1 => b = piece,
+            _ => c = piece,
+        }
+        consumed = r.end();
         rest = tail;
     }
-    let [a, b, c] = out;
-    (a, b, c)
+    Some((a, b, c))
 }
 
-fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Result<(), RunError> {
-    let (input, output, scratch) = regions(arena, op.input, op.output, op.scratch);
+/// Runs `op` over `arena`; `None` if its regions do not fit (never, for a validated op).
+fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Option<Result<(), RunError>> {
+    let (input, output, scratch) = regions(arena, op.input, op.output, op.scratch)?;
+    Some(run_kernel(op, input, output, scratch))
+}
+
+fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> Result<(), RunError> {
     let done = match &op.kernel {
         Kernel::ConvF32(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
         Kernel::ConvF16(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),

@@ -157,7 +157,11 @@ pub(crate) fn accumulate_portable<const P: usize>(
 #[inline(always)]
 pub(crate) fn weight_sums_portable(weights: &[i8], out: usize, sums: &mut [i32]) {
     sums.fill(0);
-    for group in weights.chunks_exact(TAP_GROUP * out) {
+    let group_len = TAP_GROUP * out;
+    if group_len == 0 {
+        return;
+    }
+    for group in weights.chunks_exact(group_len) {
         for (s, word) in sums.iter_mut().zip(group.chunks_exact(TAP_GROUP)) {
             *s += word.iter().map(|&w| w as i32).sum::<i32>();
         }
@@ -177,8 +181,8 @@ pub(crate) fn requantize_portable(
     max: i32,
     out: &mut [i8],
 ) {
-    for j in 0..n {
-        out[j] = quant::finish(requant.apply(acc[j], oc0 + j), zp, min, max);
+    for (j, (o, &a)) in out.iter_mut().zip(acc).enumerate().take(n) {
+        *o = quant::finish(requant.apply(a, oc0 + j), zp, min, max);
     }
 }
 
@@ -219,6 +223,11 @@ fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32,
     let pad = (zp + offset) as u8;
     let flip = offset as u8; // 0 or 0x80: x + 128 as u8 is x ^ 0x80
     let row_len = g.kernel_w * g.input.c;
+    // Slices below are taken with `get`: for a validated op they are all in bounds, and an
+    // early return would only leave the patch stale (nothing reads past it), so no panic path.
+    if row_len == 0 {
+        return;
+    }
     let (y0, x0) = ((oy * g.stride_h).wrapping_sub(g.pad_top), (ox * g.stride_w).wrapping_sub(g.pad_left));
     if y0 < g.input.h && y0 + g.kernel_h <= g.input.h && x0 < g.input.w && x0 + g.kernel_w <= g.input.w {
         // The whole receptive field is inside the input: `kernel_h` runs of `row_len` bytes, one
@@ -226,7 +235,9 @@ fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32,
         // one channel) get fixed-size copies: 25 % off the digits CNN's first layer on x86-64. On
         // Cortex-M they would save 2 % of the instructions for 1.1 KB of code and 1.4 KB of stack.
         let start = g.input.index(y0, x0, 0);
-        let src = &input[start..start + (g.kernel_h - 1) * g.input.w * g.input.c + row_len];
+        let Some(src) = input.get(start..start + (g.kernel_h - 1) * g.input.w * g.input.c + row_len) else {
+            return;
+        };
         let (stride, rows) = (g.input.w * g.input.c, g.kernel_h);
         match row_len {
             #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -241,7 +252,8 @@ fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32,
             5 => copy_runs::<5>(src, stride, rows, flip, patch),
             _ => {
                 for (ky, dst) in patch.chunks_exact_mut(row_len).take(rows).enumerate() {
-                    for (d, &x) in dst.iter_mut().zip(&src[ky * stride..ky * stride + row_len]) {
+                    let Some(run) = src.get(ky * stride..ky * stride + row_len) else { return };
+                    for (d, &x) in dst.iter_mut().zip(run) {
                         *d = x as u8 ^ flip;
                     }
                 }
@@ -249,8 +261,7 @@ fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32,
         }
         return;
     }
-    for ky in 0..g.kernel_h {
-        let dst = &mut patch[ky * row_len..(ky + 1) * row_len];
+    for (ky, dst) in patch.chunks_exact_mut(row_len).take(g.kernel_h).enumerate() {
         let iy = (oy * g.stride_h + ky).wrapping_sub(g.pad_top);
         if iy >= g.input.h {
             dst.fill(pad);
@@ -260,18 +271,20 @@ fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32,
         if x0 < g.input.w && x0 + g.kernel_w <= g.input.w {
             // The whole kernel row is inside the input: one contiguous run.
             let start = g.input.index(iy, x0, 0);
-            for (d, &x) in dst.iter_mut().zip(&input[start..start + row_len]) {
+            let Some(run) = input.get(start..start + row_len) else { return };
+            for (d, &x) in dst.iter_mut().zip(run) {
                 *d = x as u8 ^ flip;
             }
         } else {
             for kx in 0..g.kernel_w {
                 let ix = (ox * g.stride_w + kx).wrapping_sub(g.pad_left);
-                let cell = &mut dst[kx * g.input.c..(kx + 1) * g.input.c];
+                let Some(cell) = dst.get_mut(kx * g.input.c..(kx + 1) * g.input.c) else { return };
                 if ix >= g.input.w {
                     cell.fill(pad);
                 } else {
                     let start = g.input.index(iy, ix, 0);
-                    for (d, &x) in cell.iter_mut().zip(&input[start..start + g.input.c]) {
+                    let Some(run) = input.get(start..start + g.input.c) else { return };
+                    for (d, &x) in cell.iter_mut().zip(run) {
                         *d = x as u8 ^ flip;
                     }
                 }
@@ -326,7 +339,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
         return Err(ParamError::Scratch);
     };
     // Implied by the check (scratch_size covers these), kept as cheap defence in depth.
-    if patches.len() < slots * plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
+    if patches.len() < slots * plen || k == 0 || plen == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
         return Err(ParamError::Scratch);
     }
     // SAFETY: the caller runs with M's ISA available; `eff` holds `out` values (`carve`) and the
@@ -334,8 +347,8 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
     let eff: &[i32] = eff;
     // The taps past K stay zero for the whole call (im2col writes only the first K bytes).
-    for patch in patches[..slots * plen].chunks_exact_mut(plen) {
-        patch[k..].fill(0);
+    for patch in patches.chunks_exact_mut(plen).take(slots) {
+        patch.get_mut(k..).unwrap_or_default().fill(0);
     }
     let mut acc = [[0i32; MAX_BLOCK]; PIXELS];
     // A pooled block: the running max accumulator, or the running sum of an average.
@@ -352,15 +365,16 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
             let next = |(y, x): (usize, usize)| if x + 1 == g.output.w { (y + 1, 0) } else { (y, x + 1) };
             while first < total {
                 let n_px = (total - first).min(PIXELS);
-                for p in 0..PIXELS {
-                    im2col(g, input, at, M::OFFSET, op.input_zero_point, &mut patches[p * plen..(p + 1) * plen]);
+                for (p, patch) in patches.chunks_exact_mut(plen).take(PIXELS).enumerate() {
+                    im2col(g, input, at, M::OFFSET, op.input_zero_point, patch);
                     // A last group of fewer than 4 repeats its last pixel.
                     if p + 1 < n_px {
                         at = next(at);
                     }
                 }
                 at = next(at);
-                let pp = patch_refs(patches, plen, 0);
+                // Never `None`: the patches hold `slots` (>= PIXELS) patches; checked above.
+                let Some(pp) = patch_refs(patches, plen, 0) else { return Err(ParamError::Scratch) };
                 for oc0 in (0..out).step_by(M::BLOCK) {
                     let n = (out - oc0).min(M::BLOCK);
                     // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
@@ -368,20 +382,10 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                     unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
                     for (p, a) in acc.iter().enumerate().take(n_px) {
                         let base = (first + p) * out + oc0;
-                        // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), the output
-                        // slice has n elements, per-channel multipliers hold out >= oc0 + n.
-                        unsafe {
-                            M::requantize(
-                                a,
-                                n,
-                                oc0,
-                                &op.requant,
-                                op.conv_zero_point,
-                                min,
-                                max,
-                                &mut output[base..base + n],
-                            )
-                        };
+                        let Some(dst) = output.get_mut(base..base + n) else { return Err(ParamError::Output) };
+                        // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), `dst` has n elements, the
+                        // per-channel multipliers hold out >= oc0 + n.
+                        unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, dst) };
                     }
                 }
                 first += n_px;
@@ -392,15 +396,21 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
             for py in 0..pg.output.h {
                 for px in 0..pg.output.w {
                     // The window's conv pixels; the last group of 4 repeats the last pixel.
-                    for slot in 0..slots {
+                    for (slot, patch) in patches.chunks_exact_mut(plen).take(slots).enumerate() {
                         let w = slot.min(window - 1);
-                        let at = (py * pg.stride_h + w / pg.size_w, px * pg.stride_w + w % pg.size_w);
-                        let patch = &mut patches[slot * plen..(slot + 1) * plen];
+                        // `size_w` is never 0 (checked at load).
+                        let (Some(dy), Some(dx)) = (w.checked_div(pg.size_w), w.checked_rem(pg.size_w)) else {
+                            return Err(ParamError::Empty);
+                        };
+                        let at = (py * pg.stride_h + dy, px * pg.stride_w + dx);
                         im2col(g, input, at, M::OFFSET, op.input_zero_point, patch);
                     }
                     for oc0 in (0..out).step_by(M::BLOCK) {
                         let n = (out - oc0).min(M::BLOCK);
-                        let dst = &mut output[pg.output.index(py, px, oc0)..][..n];
+                        let Some(dst) = output.get_mut(pg.output.index(py, px, oc0)..).and_then(|o| o.get_mut(..n))
+                        else {
+                            return Err(ParamError::Output);
+                        };
                         match kind {
                             // Requantization and the activation clamp are non-decreasing in the
                             // accumulator (multipliers are positive, checked at load), so the max
@@ -411,7 +421,9 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                                 // A last group of fewer than 4 repeats the window's last
                                 // pixel, which leaves the max unchanged.
                                 for first in (0..window).step_by(PIXELS) {
-                                    let pp = patch_refs(patches, plen, first);
+                                    let Some(pp) = patch_refs(patches, plen, first) else {
+                                        return Err(ParamError::Scratch);
+                                    };
                                     // SAFETY: as for the unpooled `accumulate` above.
                                     unsafe {
                                         M::accumulate_max::<PIXELS>(
@@ -435,7 +447,9 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                             PoolKind::Avg => {
                                 pooled.fill(0);
                                 for first in (0..window).step_by(PIXELS) {
-                                    let pp = patch_refs(patches, plen, first);
+                                    let Some(pp) = patch_refs(patches, plen, first) else {
+                                        return Err(ParamError::Scratch);
+                                    };
                                     // SAFETY: as for the unpooled `accumulate` above.
                                     unsafe {
                                         M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc)
@@ -463,9 +477,12 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
     }
 }
 
+/// Patches `first..first + PIXELS` of `patches` (`plen` bytes each); `None` if there are not
+/// that many (the micro-kernels read whole patches, so they must never get a short one).
 #[inline(always)]
-fn patch_refs(patches: &[u8], plen: usize, first: usize) -> [&[u8]; PIXELS] {
-    [0, 1, 2, 3].map(|p| &patches[(first + p) * plen..(first + p + 1) * plen])
+fn patch_refs(patches: &[u8], plen: usize, first: usize) -> Option<[&[u8]; PIXELS]> {
+    let mut chunks = patches.get(first * plen..)?.chunks_exact(plen);
+    Some([chunks.next()?, chunks.next()?, chunks.next()?, chunks.next()?])
 }
 
 /// int8 dense layer (see the module docs). Checks its arguments first
@@ -488,15 +505,20 @@ pub(crate) unsafe fn dense_s8<M: Micro>(
         return Err(ParamError::Scratch);
     };
     // Implied by the check, kept as cheap defence in depth.
-    if patch.len() < plen || k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
+    let (Some(patch), Some(input)) = (patch.get_mut(..plen), input.get(..k)) else {
+        return Err(ParamError::Scratch);
+    };
+    let Some((taps, padding)) = patch.split_at_mut_checked(k) else {
+        return Err(ParamError::Scratch);
+    };
+    if k == 0 || out == 0 || op.weights.len() != groups * TAP_GROUP * out {
         return Err(ParamError::Scratch);
     }
-    let patch = &mut patch[..plen];
     let flip = M::OFFSET as u8;
-    for (d, &x) in patch.iter_mut().zip(&input[..k]) {
+    for (d, &x) in taps.iter_mut().zip(input) {
         *d = x as u8 ^ flip;
     }
-    patch[k..].fill(0);
+    padding.fill(0);
     // SAFETY: the caller runs with M's ISA available; `eff` holds `out` values (`carve`) and the
     // weights `groups·4·out` bytes (checked on entry).
     unsafe { effective_bias::<M>(op.weights, out, op.bias, op.input_zero_point, eff) };
@@ -504,20 +526,12 @@ pub(crate) unsafe fn dense_s8<M: Micro>(
     let mut acc = [[0i32; MAX_BLOCK]; 1];
     for oc0 in (0..out).step_by(M::BLOCK) {
         let n = (out - oc0).min(M::BLOCK);
+        let Some(dst) = output.get_mut(oc0..oc0 + n) else { return Err(ParamError::Output) };
         // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
         // patches have the lengths the contract requires (checked on entry, see above).
         unsafe {
             M::accumulate::<1>([&*patch], groups, op.weights, out, oc0, n, eff, &mut acc);
-            M::requantize(
-                &acc[0],
-                n,
-                oc0,
-                &op.requant,
-                op.output_zero_point,
-                op.act_min,
-                op.act_max,
-                &mut output[oc0..oc0 + n],
-            );
+            M::requantize(&acc[0], n, oc0, &op.requant, op.output_zero_point, op.act_min, op.act_max, dst);
         }
     }
     Ok(())
@@ -531,12 +545,16 @@ pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) ->
     let c = p.input.c;
     for py in 0..p.output.h {
         for px in 0..p.output.w {
-            let out = &mut output[p.output.index(py, px, 0)..][..c];
+            // In bounds for a validated op (`get` leaves no panic path).
+            let Some(out) = output.get_mut(p.output.index(py, px, 0)..).and_then(|o| o.get_mut(..c)) else {
+                return Err(ParamError::Output);
+            };
             out.fill(i8::MIN);
             for dy in 0..p.size_h {
                 for dx in 0..p.size_w {
                     let at = p.input.index(py * p.stride_h + dy, px * p.stride_w + dx, 0);
-                    for (o, &x) in out.iter_mut().zip(&input[at..at + c]) {
+                    let Some(src) = input.get(at..at + c) else { return Err(ParamError::Input) };
+                    for (o, &x) in out.iter_mut().zip(src) {
                         *o = (*o).max(x);
                     }
                 }
@@ -566,12 +584,16 @@ pub(crate) fn avgpool2d_s8(
                 for dy in 0..p.size_h {
                     for dx in 0..p.size_w {
                         let at = p.input.index(py * p.stride_h + dy, px * p.stride_w + dx, c0);
-                        for (a, &x) in acc[..m].iter_mut().zip(&input[at..at + m]) {
+                        // In bounds for a validated op (`get` leaves no panic path).
+                        let Some(src) = input.get(at..at + m) else { return Err(ParamError::Input) };
+                        for (a, &x) in acc[..m].iter_mut().zip(src) {
                             *a += x as i32 - q.input_zero_point;
                         }
                     }
                 }
-                let out = &mut output[p.output.index(py, px, c0)..][..m];
+                let Some(out) = output.get_mut(p.output.index(py, px, c0)..).and_then(|o| o.get_mut(..m)) else {
+                    return Err(ParamError::Output);
+                };
                 for (o, &a) in out.iter_mut().zip(&acc[..m]) {
                     *o = avg_finish(a, q);
                 }

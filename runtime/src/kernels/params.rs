@@ -402,7 +402,10 @@ impl Requantizer<'_> {
     pub fn apply(&self, acc: i32, channel: usize) -> i32 {
         match *self {
             Requantizer::Uniform { multiplier, shift } => crate::quant::requantize_uniform(acc, multiplier, shift),
-            Requantizer::PerChannel(m) => crate::quant::requantize_per_channel(acc, m[channel]),
+            // A validated op has one multiplier per channel: the 0 is never returned.
+            Requantizer::PerChannel(m) => {
+                m.get(channel).map_or(0, |&bits| crate::quant::requantize_per_channel(acc, bits))
+            }
         }
     }
 }

@@ -283,7 +283,7 @@ pub(super) fn weights_and_bias<'a>(
     let w = section_slice(ctx, e, ("weights_offset", r.weights_offset), ("weights_len", r.weights_len), w_len, wsize)?;
     if taps > per_out {
         // The padding taps of the last group must be zero (fast kernels read whole groups).
-        let last_group = &w[(taps / TAP_GROUP - 1) * TAP_GROUP * out..];
+        let last_group = w.get((taps / TAP_GROUP - 1) * TAP_GROUP * out..).unwrap_or_default();
         let padding_is_zero =
             last_group.chunks_exact(TAP_GROUP).all(|word| word[per_out % TAP_GROUP..].iter().all(|&b| b == 0));
         if !padding_is_zero {
@@ -449,12 +449,12 @@ fn check_accumulator(e: &OpErr, bias: &[i32], k: usize, requant: &Requantizer<'_
         }
         let ok = match *requant {
             Requantizer::Uniform { multiplier, shift } => uniform_scaled_below(bound, multiplier, shift),
-            Requantizer::PerChannel(m) => {
-                let bits = m[c];
+            // One multiplier per bias (`requantizer` took `bias.len()` of them).
+            Requantizer::PerChannel(m) => m.get(c).is_some_and(|&bits| {
                 let mant = ((bits & 0x7F_FFFF) | 0x80_0000) as u64;
                 let exp = ((bits >> 23) & 0xFF) as i32 - 150;
                 scaled_below(bound, mant, exp)
-            }
+            }),
         };
         if !ok {
             let field = if matches!(requant, Requantizer::Uniform { .. }) { "multiplier" } else { "quant_offset" };

@@ -101,6 +101,9 @@ impl<'a> Model<'a> {
     ///
     /// # Errors
     /// A [`LoadError`] saying what is wrong and where (section, op index, field).
+    // Never inlined: its frame (the ops being validated) is gone before the first inference
+    // instead of staying in the caller's frame under every inference (firmware stack).
+    #[inline(never)]
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, LoadError> {
         let header = header::read_header(bytes)?;
         let total = header.total_len as usize;

@@ -19,15 +19,28 @@ fn weight_index(g: &ConvGeometry, oc: usize, ky: usize, kx: usize, ic: usize) ->
     ((oc * g.kernel_h + ky) * g.kernel_w + kx) * g.input.c + ic
 }
 
+/// The `input.c` values of input pixel `(iy, ix)` (empty if `input` is too short, which a
+/// validated op's never is).
+#[inline(always)]
+fn pixel<'i, T>(g: &ConvGeometry, input: &'i [T], (iy, ix): (usize, usize)) -> &'i [T] {
+    let at = g.input.index(iy, ix, 0);
+    input.get(at..at + g.input.c).unwrap_or_default()
+}
+
 /// Convolution output `(oy, ox, oc)` after the activation.
+///
+/// Slices are read with `get`: a validated op's lengths fit its geometry, so the fallbacks (0 for
+/// a missing weight or bias, an empty pixel) are never taken and no panic path is compiled.
 fn conv_at_f<W: FloatWeight>(op: &ConvF<'_, W>, input: &[f32], oy: usize, ox: usize, oc: usize) -> f32 {
     let g = &op.geometry;
-    let mut acc = op.bias[oc];
+    let mut acc = op.bias.get(oc).copied().unwrap_or(0.0);
     for ky in 0..g.kernel_h {
         for kx in 0..g.kernel_w {
-            if let Some((iy, ix)) = tap(g, oy, ox, ky, kx) {
-                for ic in 0..g.input.c {
-                    acc += input[g.input.index(iy, ix, ic)] * op.weights[weight_index(g, oc, ky, kx, ic)].to_f32();
+            if let Some(at) = tap(g, oy, ox, ky, kx) {
+                let row = weight_index(g, oc, ky, kx, 0);
+                let weights = op.weights.get(row..row + g.input.c).unwrap_or_default();
+                for (&x, w) in pixel(g, input, at).iter().zip(weights) {
+                    acc += x * w.to_f32();
                 }
             }
         }
@@ -41,12 +54,14 @@ fn conv_at_f<W: FloatWeight>(op: &ConvF<'_, W>, input: &[f32], oy: usize, ox: us
 /// output when a pool is fused). Scratch: none.
 pub fn conv2d_f<W: FloatWeight>(op: &ConvF<'_, W>, input: &[f32], output: &mut [f32]) {
     let g = &op.geometry;
+    // Outputs in NHWC order, one after the other: `g.output.index(oy, ox, oc)` is the count so far.
+    let mut out = output.iter_mut();
     match op.pool {
         None => {
             for oy in 0..g.output.h {
                 for ox in 0..g.output.w {
-                    for oc in 0..g.output.c {
-                        output[g.output.index(oy, ox, oc)] = conv_at_f(op, input, oy, ox, oc);
+                    for (oc, o) in out.by_ref().take(g.output.c).enumerate() {
+                        *o = conv_at_f(op, input, oy, ox, oc);
                     }
                 }
             }
@@ -54,9 +69,9 @@ pub fn conv2d_f<W: FloatWeight>(op: &ConvF<'_, W>, input: &[f32], output: &mut [
         Some((kind, p)) => {
             for py in 0..p.output.h {
                 for px in 0..p.output.w {
-                    for oc in 0..p.output.c {
+                    for (oc, o) in out.by_ref().take(p.output.c).enumerate() {
                         let window = window(&p, py, px).map(|(y, x)| conv_at_f(op, input, y, x, oc));
-                        output[p.output.index(py, px, oc)] = pool_f32(kind, &p, window);
+                        *o = pool_f32(kind, &p, window);
                     }
                 }
             }
@@ -80,21 +95,25 @@ pub(crate) fn pool_f32(kind: PoolKind, p: &PoolGeometry, values: impl Iterator<I
 }
 
 /// int8 convolution output `(oy, ox, oc)`: requantized, zero point added, clamped.
-fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) -> i8 {
+///
+/// Slices are read with `get` and `?`: a validated op's lengths fit its geometry, so this never
+/// returns `None`, and a failed check costs the same compare and branch as a bounds check but
+/// leaves no panic path.
+fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) -> Option<i8> {
     let g = &op.geometry;
-    let mut acc = op.bias[oc];
+    let mut acc = *op.bias.get(oc)?;
     for ky in 0..g.kernel_h {
         for kx in 0..g.kernel_w {
             if let Some((iy, ix)) = tap(g, oy, ox, ky, kx) {
                 for ic in 0..g.input.c {
-                    let x = input[g.input.index(iy, ix, ic)] as i32 - op.input_zero_point;
+                    let x = *input.get(g.input.index(iy, ix, ic))? as i32 - op.input_zero_point;
                     let k = weight_index(g, 0, ky, kx, ic);
-                    acc += x * op.weights[packed_index(k, oc, g.output.c)] as i32;
+                    acc += x * *op.weights.get(packed_index(k, oc, g.output.c))? as i32;
                 }
             }
         }
     }
-    quant::finish(op.requant.apply(acc, oc), op.conv_zero_point, op.act_min, op.act_max)
+    Some(quant::finish(op.requant.apply(acc, oc), op.conv_zero_point, op.act_min, op.act_max))
 }
 
 /// int8 convolution with fused activation range and optional fused max/average pool.
@@ -103,13 +122,18 @@ fn conv_at_s8(op: &ConvS8<'_>, input: &[i8], oy: usize, ox: usize, oc: usize) ->
 /// average pool sums `v − conv_zero_point` over the window of requantized conv outputs and
 /// requantizes that sum with its own multiplier. Scratch: none.
 pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) {
+    // `None` only for slices too short for the geometry, which a validated op never has.
+    let _ = conv2d_s8_checked(op, input, output);
+}
+
+fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option<()> {
     let g = &op.geometry;
     match op.pool {
         None => {
             for oy in 0..g.output.h {
                 for ox in 0..g.output.w {
                     for oc in 0..g.output.c {
-                        output[g.output.index(oy, ox, oc)] = conv_at_s8(op, input, oy, ox, oc);
+                        *output.get_mut(g.output.index(oy, ox, oc))? = conv_at_s8(op, input, oy, ox, oc)?;
                     }
                 }
             }
@@ -118,18 +142,35 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) {
             for py in 0..p.output.h {
                 for px in 0..p.output.w {
                     for oc in 0..p.output.c {
-                        let mut values = window(&p, py, px).map(|(y, x)| conv_at_s8(op, input, y, x, oc));
-                        output[p.output.index(py, px, oc)] = match kind {
-                            PoolKind::Max => values.fold(i8::MIN, i8::max),
+                        // The window's conv outputs, in `window` order (`?`: see `conv_at_s8`).
+                        let (y0, x0) = (py * p.stride_h, px * p.stride_w);
+                        let value = match kind {
+                            PoolKind::Max => {
+                                let mut max = i8::MIN;
+                                for dy in 0..p.size_h {
+                                    for dx in 0..p.size_w {
+                                        max = max.max(conv_at_s8(op, input, y0 + dy, x0 + dx, oc)?);
+                                    }
+                                }
+                                max
+                            }
                             PoolKind::Avg => {
-                                let sum = values.by_ref().map(|v| v as i32 - avg.input_zero_point).sum::<i32>();
+                                let mut sum = 0i32;
+                                for dy in 0..p.size_h {
+                                    for dx in 0..p.size_w {
+                                        let v = conv_at_s8(op, input, y0 + dy, x0 + dx, oc)?;
+                                        sum += v as i32 - avg.input_zero_point;
+                                    }
+                                }
                                 let scaled = quant::requantize_uniform(sum, avg.multiplier, avg.shift);
                                 quant::finish(scaled, avg.output_zero_point, i8::MIN as i32, i8::MAX as i32)
                             }
                         };
+                        *output.get_mut(p.output.index(py, px, oc))? = value;
                     }
                 }
             }
         }
     }
+    Some(())
 }

@@ -85,14 +85,20 @@ impl Micro for ArmDsp {
         debug_assert!(patches.iter().all(|p| p.len() >= groups * TAP_GROUP));
         debug_assert!(weights.len() == groups * TAP_GROUP * out && oc0 + n <= out);
         let stride = out * TAP_GROUP;
+        // `n <= BLOCK` and `bias` has `oc0 + n` values: neither changes anything, but with them
+        // the compiler sees every index below in bounds (no panic path).
+        let n = n.min(MAX_BLOCK);
+        let Some(bias) = bias.get(oc0..oc0 + n) else { return };
         // Pixel pairs × channel pairs; an odd last pixel or channel repeats its neighbour.
         for p0 in (0..P).step_by(2) {
             let p1 = (p0 + 1).min(P - 1);
             for j0 in (0..n).step_by(2) {
-                let j1 = (j0 + 1).min(n - 1);
+                let j1 = (j0 + 1).min(n - 1).min(MAX_BLOCK - 1);
                 let (c0, c1) = (oc0 + j0, oc0 + j1);
-                let mut a = [[bias[c0], bias[c1]]; 2];
-                let (mut x0p, mut x1p) = (patches[p0].as_ptr(), patches[p1].as_ptr());
+                let (Some(&b0), Some(&b1)) = (bias.get(j0), bias.get(j1)) else { return };
+                let mut a = [[b0, b1]; 2];
+                let (Some(x0), Some(x1)) = (patches.get(p0), patches.get(p1)) else { return };
+                let (mut x0p, mut x1p) = (x0.as_ptr(), x1.as_ptr());
                 let mut w0p = weights.as_ptr().wrapping_add(c0 * TAP_GROUP).cast::<u8>();
                 let mut w1p = weights.as_ptr().wrapping_add(c1 * TAP_GROUP).cast::<u8>();
                 for _ in 0..groups {
@@ -121,7 +127,7 @@ impl Micro for ArmDsp {
     /// requantization is one f32 multiply and tract's rounding trick instead of the 64-bit
     /// integer emulation; the result is the same ([`quant::requantize_per_channel_f32`]).
     #[cfg(target_abi = "eabihf")]
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn requantize(
         acc: &[i32],
         n: usize,
@@ -135,7 +141,11 @@ impl Micro for ArmDsp {
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
-        for ((o, &a), &bits) in out[..n].iter_mut().zip(&acc[..n]).zip(&m[oc0..oc0 + n]) {
+        // `get`, not indexing: never `None` under the contract, and no panic path.
+        let (Some(out), Some(acc), Some(m)) = (out.get_mut(..n), acc.get(..n), m.get(oc0..oc0 + n)) else {
+            return;
+        };
+        for ((o, &a), &bits) in out.iter_mut().zip(acc).zip(m) {
             *o = quant::finish(quant::requantize_per_channel_f32(a, bits), zp, min, max);
         }
     }
