@@ -350,7 +350,10 @@ fn rows(fx: &Fixtures, scratch: &Path) -> Vec<Row> {
             None,
         ),
         Row {
-            args: with(&["search", "{}", "-o", &out_search, "--trials", "1", "--data", &data, "--epochs", "1"], &limit),
+            args: with(
+                &["search", "{}", "-o", &out_search, "--trials", "1", "--data", &data, "--epochs", "1"],
+                &["--train-limit", "100", "--quiet"],
+            ),
             ..mk(
                 "search SPACE.toml",
                 Kind::Toml,
@@ -441,10 +444,14 @@ fn every_command_refuses_every_bad_file_cleanly() {
     let out = scratch.path().join("out");
     let rows = rows(&fx, scratch.path());
     // The good run of every row must succeed, or the table proves nothing.
+    std::fs::create_dir_all(&out).unwrap();
     for row in &rows {
         let good = std::fs::read(&row.good).unwrap();
         let (code, _, err) = run_case(row, Some(&good), false);
         assert_eq!(code, 0, "{}: the good file fails: {err}", row.name);
+        if let Some(output) = &row.output {
+            assert!(output.exists(), "{}: the good run wrote no {}", row.name, output.display());
+        }
     }
     // Previous outputs, which failed runs must leave as they are.
     let _ = std::fs::remove_dir_all(&out);
@@ -503,6 +510,10 @@ fn every_command_refuses_every_bad_file_cleanly() {
                 ));
             }
         }
+        // Put the good file back: the data-directory rows share one copy of the data.
+        let _ = std::fs::remove_file(&row.target);
+        let _ = std::fs::remove_dir_all(&row.target);
+        std::fs::write(&row.target, &good).unwrap();
     }
     eprintln!("{cells} bad inputs tried across {} command arguments", rows.len());
     assert!(failures.is_empty(), "{} of {cells} cells failed:\n{}", failures.len(), failures.join("\n"));

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use super::{CliError, Io, blob_arg};
+use crate::verify::bench::BenchError;
+use crate::verify::tract::TractError;
 
 /// Arguments of `mnistc bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -37,7 +39,15 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         None => None,
     };
     let report =
-        crate::verify::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(CliError::failed)?;
+        crate::verify::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(|e| {
+            match (e, &onnx_path) {
+                // An ONNX file tract cannot read is bad input, named by its path.
+                (BenchError::Tract(e @ TractError::Load(_)), Some(p)) => {
+                    CliError::bad_input(format!("{}: {e}", p.display()))
+                }
+                (e, _) => CliError::failed(e),
+            }
+        })?;
     if args.json {
         writeln!(io.out, "{}", serde_json::to_string(&report).map_err(CliError::failed)?).map_err(CliError::failed)
     } else {

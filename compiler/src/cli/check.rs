@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::common::DataArgs;
 use super::{CliError, Io, blob_arg};
 use crate::data::{self, DataDir, Split};
+use crate::verify::check::CheckError;
 
 /// Arguments of `mnistc check`.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,8 +77,14 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     if let Some(limit) = args.limit {
         test = test.head(limit as usize);
     }
-    let report = crate::verify::check::check(bytes.as_bytes(), &onnx, &test.pixels, args.per_layer)
-        .map_err(CliError::bad_input)?;
+    let report =
+        crate::verify::check::check(bytes.as_bytes(), &onnx, &test.pixels, args.per_layer).map_err(|e| match e {
+            // The ONNX file is unreadable or describes another model: name it.
+            CheckError::Tract(_) | CheckError::Mismatch(_) => {
+                CliError::bad_input(format!("{}: {e}", onnx_path.display()))
+            }
+            e => CliError::bad_input(e),
+        })?;
     if args.json {
         writeln!(io.out, "{}", serde_json::to_string(&report).map_err(CliError::failed)?).map_err(CliError::failed)?;
     } else {
