@@ -143,7 +143,18 @@ fn bad_files(kind: Kind, good: &[u8], fixtures: &Fixtures) -> Vec<(&'static str,
             cases.push(("PNG decompression bomb (20000x20000)", Some(fixtures.png_bomb.clone())));
             cases.push(("PNG header claiming 10^6 x 10^6 pixels", Some(png(1_000_000, 1_000_000, &[]))));
         }
-        Kind::Blob | Kind::Onnx => {}
+        Kind::Blob => {
+            // One weight byte changed: only the CRC-32 can tell.
+            let mut corrupt = good.to_vec();
+            let last = corrupt.len() - 1;
+            corrupt[last] ^= 0x55;
+            cases.push(("a blob with one byte changed (CRC-32)", Some(corrupt)));
+            // A format version from the future (bytes 4..6 of the header).
+            let mut future = good.to_vec();
+            future[4..6].copy_from_slice(&u16::MAX.to_le_bytes());
+            cases.push(("a blob of an unknown format version", Some(future)));
+        }
+        Kind::Onnx => {}
     }
     cases
 }

@@ -38,16 +38,15 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         Some(p) => Some(std::fs::read(p).map_err(|e| CliError::bad_input(format!("{}: {e}", p.display())))?),
         None => None,
     };
-    let report =
-        crate::verify::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(|e| {
-            match (e, &onnx_path) {
-                // An ONNX file tract cannot read is bad input, named by its path.
-                (BenchError::Tract(e @ TractError::Load(_)), Some(p)) => {
-                    CliError::bad_input(format!("{}: {e}", p.display()))
-                }
-                (e, _) => CliError::failed(e),
+    let report = crate::verify::bench::bench(bytes.as_bytes(), onnx.as_deref(), args.runs as usize).map_err(|e| {
+        match (e, &onnx_path) {
+            // An ONNX file tract cannot read is bad input, named by its path.
+            (BenchError::Tract(e @ TractError::Load(_)), Some(p)) => {
+                CliError::bad_input(format!("{}: {e}", p.display()))
             }
-        })?;
+            (e, _) => CliError::failed(e),
+        }
+    })?;
     if args.json {
         writeln!(io.out, "{}", serde_json::to_string(&report).map_err(CliError::failed)?).map_err(CliError::failed)
     } else {
