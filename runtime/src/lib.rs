@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
+// Every `unsafe` block of the library states why it is sound (tests are exempt).
+#![cfg_attr(not(test), deny(clippy::undocumented_unsafe_blocks))]
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo, clippy::unimplemented)

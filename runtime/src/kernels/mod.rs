@@ -224,15 +224,21 @@ pub const fn patch_len(k: usize) -> usize {
 macro_rules! dispatch {
     ($name:ident($($fast:expr),*) else $reference:block) => {
         match isa() {
-            // SAFETY (each arm): `isa()` returns an ISA only when `is_available()` holds, and the
-            // ISA functions check every other precondition themselves.
             #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
+            // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
+            // checks every other precondition itself.
             Isa::Avx512Vnni => unsafe { arch::x86_64::avx512::$name($($fast),*) },
             #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
+            // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
+            // checks every other precondition itself.
             Isa::Avx2 => unsafe { arch::x86_64::avx2::$name($($fast),*) },
             #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar"), not(miri)))]
+            // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
+            // checks every other precondition itself.
             Isa::NeonDot => unsafe { arch::aarch64::neon::$name($($fast),*) },
             #[cfg(all(mnistc_arm_dsp, not(feature = "force-scalar"), not(miri)))]
+            // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
+            // checks every other precondition itself.
             Isa::ArmDsp => unsafe { arch::arm::dsp::$name($($fast),*) },
             _ => $reference,
         }
