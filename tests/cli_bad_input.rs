@@ -142,6 +142,7 @@ fn bad_files(kind: Kind, good: &[u8], fixtures: &Fixtures) -> Vec<(&'static str,
         Kind::Png => {
             cases.push(("PNG decompression bomb (20000x20000)", Some(fixtures.png_bomb.clone())));
             cases.push(("PNG header claiming 10^6 x 10^6 pixels", Some(png(1_000_000, 1_000_000, &[]))));
+            cases.push(("PNG palette of 7 bytes (a panic in png 0.18.1)", Some(PNG_PALETTE_7_BYTES.to_vec())));
         }
         Kind::Blob => {
             // One weight byte changed: only the CRC-32 can tell.
@@ -186,6 +187,13 @@ fn gzip(bytes: impl FnOnce(&mut dyn Write)) -> Vec<u8> {
     bytes(&mut enc);
     enc.finish().unwrap()
 }
+
+/// A 7 × 227 palette PNG whose `PLTE` chunk is 7 bytes, not a multiple of 3, and whose `IDAT`
+/// is cut short: `png` 0.18.1 panics expanding its palette (image-rs/image-png#694). Found by
+/// the `png` fuzz target (`crash-1e43f798…`, less its two size bytes, with the CRCs the fuzzing
+/// build does not check made right, so the release decoder gets as far as the palette).
+const PNG_PALETTE_7_BYTES: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x07\0\0\0\xe3\x01\x03\0\0\x01\x04N\xac\x92\
+    \0\0\0\x07PLTE\0\0\0\xff\xff\xff\xa5\x8cy\xcf\x1c\0\0\0\x0eIDATx\x9cc``DBT\x02\0\0_\xff\x09";
 
 /// A grey 8-bit PNG of `width × height` whose IDAT is the zlib stream `idat` (left empty: one
 /// that decodes to nothing).

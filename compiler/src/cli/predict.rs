@@ -68,6 +68,7 @@ pub fn load_png(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, CliErro
 /// # Errors
 /// What the decoder reports, or that the image has no pixels.
 pub fn decode_png(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
+    check_png_palette(bytes)?;
     let mut reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     reader.limits(png_limits());
@@ -84,6 +85,28 @@ pub fn decode_png(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, Stri
     let light = border.iter().map(|&p| p as u64).sum::<u64>() * 2 > 255 * border.len() as u64;
     let resized = image::imageops::resize(&grey, width, height, image::imageops::FilterType::Triangle);
     Ok(resized.pixels().map(|p| if light { 255 - p[0] } else { p[0] }).collect())
+}
+
+/// Refuses a PNG whose palette (`PLTE` chunk) is not a whole number of RGB triples.
+///
+/// The PNG specification requires it (§11.2.3), but `png` 0.18.1 accepts such a chunk and then
+/// panics expanding the palette (image-rs/image-png#694; found here by the `png` fuzz target).
+/// Walks the chunk headers only; anything else malformed is left to the decoder to report.
+fn check_png_palette(bytes: &[u8]) -> Result<(), String> {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let Some(mut rest) = bytes.strip_prefix(SIGNATURE) else { return Ok(()) };
+    while let [l0, l1, l2, l3, t0, t1, t2, t3, after @ ..] = rest {
+        let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+        if [*t0, *t1, *t2, *t3] == *b"PLTE" && len % 3 != 0 {
+            return Err(format!(
+                "malformed PNG: its palette (PLTE chunk) is {len} bytes, not a whole number of RGB triples"
+            ));
+        }
+        // The chunk's data and its 4-byte CRC.
+        let Some(next) = after.get(len.saturating_add(4)..) else { break };
+        rest = next;
+    }
+    Ok(())
 }
 
 /// Runs `mnistc predict`.
