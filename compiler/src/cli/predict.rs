@@ -97,7 +97,7 @@ fn check_png_palette(bytes: &[u8]) -> Result<(), String> {
     let Some(mut rest) = bytes.strip_prefix(SIGNATURE) else { return Ok(()) };
     while let [l0, l1, l2, l3, t0, t1, t2, t3, after @ ..] = rest {
         let len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
-        if [*t0, *t1, *t2, *t3] == *b"PLTE" && len % 3 != 0 {
+        if [*t0, *t1, *t2, *t3] == *b"PLTE" && !len.is_multiple_of(3) {
             return Err(format!(
                 "malformed PNG: its palette (PLTE chunk) is {len} bytes, not a whole number of RGB triples"
             ));
