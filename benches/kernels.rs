@@ -60,7 +60,7 @@ fn bench(c: &mut Criterion) {
         .expect("runs");
     let names = ["conv1+pool", "conv2+pool", "dense"];
     let mut g = c.benchmark_group("ops");
-    for (i, op) in model.ops().iter().enumerate() {
+    for (i, op) in model.ops().enumerate() {
         let mut output = vec![0i8; op.output.len];
         let mut scratch = vec![0u8; op.scratch.len];
         for &isa in &isas {

@@ -50,7 +50,8 @@ fn written_blobs_load_and_run_in_every_precision() {
         let bytes = blob.bytes();
         let model = blob.model();
         assert_eq!(model.precision(), precision);
-        assert_eq!(model.ops().len(), plan.ops.len());
+        assert_eq!(model.op_count(), plan.ops.len());
+        assert_eq!(model.ops().count(), plan.ops.len());
         assert_eq!(model.output_len(), 10);
         assert_eq!(model.input_shape(), plan.input);
         assert_eq!(model.class_name(3), "3");

@@ -320,7 +320,7 @@ fn a_corrupted_int8_weight_is_caught_and_located() {
     let offset = {
         let aligned = AlignedBytes::from(blob.as_slice());
         let model = Model::from_bytes(aligned.as_bytes()).unwrap();
-        (model.header().weights_offset + model.ops()[4].record.weights_offset) as usize
+        (model.header().weights_offset + model.ops().nth(4).unwrap().record.weights_offset) as usize
     };
     let w = blob[offset] as i8;
     blob[offset] = (if w >= 0 { w - 100 } else { w + 100 }) as u8;
@@ -348,7 +348,7 @@ fn a_corrupted_f32_weight_is_caught_and_located() {
     let offset = {
         let aligned = AlignedBytes::from(blob.as_slice());
         let model = Model::from_bytes(aligned.as_bytes()).unwrap();
-        (model.header().weights_offset + model.ops()[1].record.weights_offset) as usize
+        (model.header().weights_offset + model.ops().nth(1).unwrap().record.weights_offset) as usize
     };
     let w = f32::from_le_bytes(blob[offset..offset + 4].try_into().unwrap());
     blob[offset..offset + 4].copy_from_slice(&(w + 0.5).to_le_bytes());

@@ -89,8 +89,7 @@ fn main() -> ! {
     syst.enable_counter();
 
     let arena = &mut ARENA.0;
-    // Borrowed from the `Result`, not moved out of it: a `Model` is ~3 KB, and `main`'s frame
-    // stays live under every inference.
+    // A `Model` is about 100 bytes: it borrows the blob and decodes each op when it runs it.
     let loaded = Model::from_bytes(&BLOB.0);
     let model = match &loaded {
         Ok(model) => model,

@@ -167,6 +167,9 @@ pub enum RunError {
     ArenaMisaligned,
     /// A kernel rejected its arguments (never for a model that loaded: the loader checks more).
     Kernel(ParamError),
+    /// An op no longer decodes from its plan record (never: a model borrows its blob immutably,
+    /// and every op decoded at load).
+    Op(LoadError),
 }
 
 impl fmt::Display for RunError {
@@ -184,6 +187,7 @@ impl fmt::Display for RunError {
             }
             RunError::ArenaMisaligned => f.write_str("arena must start at a multiple of 4 bytes"),
             RunError::Kernel(e) => write!(f, "kernel arguments rejected: {e}"),
+            RunError::Op(e) => write!(f, "the blob changed after loading: {e}"),
         }
     }
 }

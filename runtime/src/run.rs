@@ -1,7 +1,7 @@
 //! Running a validated [`Model`]: input conversion, the op loop over the arena, and the logits.
 
 use crate::error::RunError;
-use crate::format::Precision;
+use crate::format::{OpRecord, Precision};
 use crate::kernels;
 use crate::model::{Kernel, Model, Op, Region};
 
@@ -146,6 +146,7 @@ impl Model<'_> {
     ///
     /// # Errors
     /// As [`Model::run`].
+    #[inline(never)]
     pub fn run_observed<'b>(
         &self,
         input: Input<'_>,
@@ -167,25 +168,38 @@ impl Model<'_> {
             return Err(RunError::ArenaMisaligned);
         }
         // Every region lies inside the arena (checked at load): the `ok_or`s below never fail.
-        let ops = self.ops();
-        let Some((first, last)) = ops.first().zip(ops.last()) else {
-            return Err(too_small);
-        };
-        write_input(input, float, region_mut(arena, first.input).ok_or(too_small)?)?;
-        for (i, op) in ops.iter().enumerate() {
+        let mut ops = self.ops();
+        let mut last: Option<(Region, &OpRecord)> = None;
+        let mut index = 0;
+        loop {
+            // Borrowed where it was decoded, not moved out: one op on the stack (firmware).
+            let decoded = ops.try_next();
+            let op = match &decoded {
+                None => break,
+                Some(Ok(op)) => op,
+                Some(Err(e)) => return Err(RunError::Op(*e)),
+            };
+            if index == 0 {
+                write_input(input, float, region_mut(arena, op.input).ok_or(too_small)?)?;
+            }
             run_op(op, arena).ok_or(too_small)??;
-            observe(i, self.view(op, region(arena, op.output).ok_or(too_small)?)?);
+            observe(index, self.view(op.record, region(arena, op.output).ok_or(too_small)?)?);
+            last = Some((op.output, op.record));
+            index += 1;
         }
+        let Some((output, record)) = last else {
+            return Err(too_small); // never: a model has at least one op
+        };
         let arena: &'b [u8] = arena;
-        self.view(last, region(arena, last.output).ok_or(too_small)?)
+        self.view(record, region(arena, output).ok_or(too_small)?)
     }
 
-    fn view<'b>(&self, op: &Op<'_>, bytes: &'b [u8]) -> Result<Activations<'b>, RunError> {
+    fn view<'b>(&self, record: &OpRecord, bytes: &'b [u8]) -> Result<Activations<'b>, RunError> {
         Ok(if self.precision() == Precision::Int8 {
             Activations::I8 {
                 values: bytemuck::cast_slice(bytes),
-                scale: op.record.output_scale,
-                zero_point: op.record.output_zero_point,
+                scale: record.output_scale,
+                zero_point: record.output_zero_point,
             }
         } else {
             Activations::F32(f32s(bytes)?)
@@ -201,13 +215,14 @@ fn f32s_mut(bytes: &mut [u8]) -> Result<&mut [f32], RunError> {
     bytemuck::try_cast_slice_mut(bytes).map_err(|_| RunError::ArenaMisaligned)
 }
 
-/// Converts the input into the first op's input buffer.
+/// Converts the input into the first op's input buffer (of the input's length: checked by the
+/// caller; copied by `zip`, which has no length-mismatch panic path).
 fn write_input(input: Input<'_>, float: bool, dst: &mut [u8]) -> Result<(), RunError> {
     if float {
         let dst = f32s_mut(dst)?;
         match input {
             Input::Pixels(p) => dst.iter_mut().zip(p).for_each(|(d, &p)| *d = p as f32 / 255.0),
-            Input::F32(x) => dst.copy_from_slice(x),
+            Input::F32(x) => dst.iter_mut().zip(x).for_each(|(d, &x)| *d = x),
             Input::I8(_) => return Err(RunError::InputKind),
         }
     } else {
@@ -215,7 +230,7 @@ fn write_input(input: Input<'_>, float: bool, dst: &mut [u8]) -> Result<(), RunE
         match input {
             Input::Pixels(p) => dst.iter_mut().zip(p).for_each(|(d, &p)| *d = (p as i16 - 128) as i8),
             Input::F32(x) => dst.iter_mut().zip(x).for_each(|(d, &x)| *d = quantize_input(x)),
-            Input::I8(q) => dst.copy_from_slice(q),
+            Input::I8(q) => dst.iter_mut().zip(q).for_each(|(d, &q)| *d = q),
         }
     }
     Ok(())
@@ -288,6 +303,7 @@ fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Option<Result<(), RunError>> {
     Some(run_kernel(op, input, output, scratch))
 }
 
+#[inline(never)]
 fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> Result<(), RunError> {
     let done = match &op.kernel {
         Kernel::ConvF32(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),

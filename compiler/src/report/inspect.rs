@@ -84,7 +84,7 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
     let precision = model.precision();
     let mut ops = Vec::new();
     let mut weights_and_biases = 0;
-    for (index, op) in model.ops().iter().enumerate() {
+    for (index, op) in model.ops().enumerate() {
         let r = op.record;
         let kind = OpKind::from_u8(r.kind);
         let mut name = kind.map_or("?", |k| k.name()).to_string();

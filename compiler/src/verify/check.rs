@@ -143,7 +143,7 @@ pub fn check(blob: &[u8], onnx: &[u8], images: &[u8], per_layer: bool) -> Result
         return Err(CheckError::ImageBytes { len: images.len(), per_image, h: shape.h, w: shape.w, c: shape.c });
     }
     let int8 = model.precision() == Precision::Int8;
-    let ops = model.ops();
+    let ops: Vec<_> = model.ops().collect();
     let last = ops.len().saturating_sub(1);
 
     // Outputs asked from tract: the logits, the last op's int8 output (int8), every op (per_layer).

@@ -32,8 +32,11 @@ use crate::quant;
 
 /// Output pixels per micro-kernel call (convolutions).
 pub(crate) const PIXELS: usize = super::GROUP_PIXELS;
-/// Most output channels of one micro-kernel call.
-pub(crate) const MAX_BLOCK: usize = 64;
+/// Most output channels of one micro-kernel call. The convolution keeps `PIXELS` blocks of i32
+/// accumulators on the stack: 16 channels on 32-bit Arm (1 KB less stack on a microcontroller;
+/// the DSP micro-kernel works on 2 channels at a time, so the block only sets the bookkeeping),
+/// 64 elsewhere (an AVX-512 block is 4 × 16 channels).
+pub(crate) const MAX_BLOCK: usize = if cfg!(target_arch = "arm") { 16 } else { 64 };
 
 /// An ISA's int8 micro-kernel.
 ///

@@ -137,7 +137,7 @@ pub fn set_isa(isa: Option<Isa>) -> bool {
 /// # Errors
 /// [`ParamError`] unless [`ConvF::check`] accepts the op with these input and output lengths;
 /// nothing is written then.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn conv2d_f<W: FloatWeight>(
     op: &ConvF<'_, W>,
     input: &[f32],
@@ -153,7 +153,7 @@ pub fn conv2d_f<W: FloatWeight>(
 ///
 /// # Errors
 /// [`ParamError`] unless [`DenseF::check`] accepts the op with these input and output lengths.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn dense_f<W: FloatWeight>(op: &DenseF<'_, W>, input: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
     op.check(input.len(), output.len())?;
     reference::dense_f(op, input, output);
@@ -164,7 +164,7 @@ pub fn dense_f<W: FloatWeight>(op: &DenseF<'_, W>, input: &[f32], output: &mut [
 ///
 /// # Errors
 /// [`ParamError`] unless [`PoolGeometry::check_io`] accepts the lengths.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn maxpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
     p.check_io(input.len(), output.len())?;
     reference::maxpool2d_f32(p, input, output);
@@ -175,7 +175,7 @@ pub fn maxpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) -> Res
 ///
 /// # Errors
 /// [`ParamError`] unless [`PoolGeometry::check_io`] accepts the lengths.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
     p.check_io(input.len(), output.len())?;
     reference::avgpool2d_f32(p, input, output);
@@ -282,7 +282,7 @@ pub(crate) fn check_avgpool2d_s8(
 /// # Errors
 /// [`ParamError`] unless [`ConvS8::check`] accepts the op with these input and output lengths
 /// and the scratch is large enough; nothing is written then.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 #[cfg_attr(feature = "force-scalar", allow(unused_variables))]
 pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) -> Result<(), ParamError> {
     dispatch!(conv2d_s8(op, input, output, scratch) else {
@@ -297,7 +297,7 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut
 /// # Errors
 /// [`ParamError`] unless [`DenseS8::check`] accepts the op with these input and output lengths
 /// and the scratch is large enough; nothing is written then.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 #[cfg_attr(feature = "force-scalar", allow(unused_variables))]
 pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut [u8]) -> Result<(), ParamError> {
     dispatch!(dense_s8(op, input, output, scratch) else {
@@ -311,7 +311,7 @@ pub fn dense_s8(op: &DenseS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut
 ///
 /// # Errors
 /// [`ParamError`] unless [`PoolGeometry::check_io`] accepts the lengths.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     dispatch!(maxpool2d_s8(p, input, output) else {
         p.check_io(input.len(), output.len())?;
@@ -324,7 +324,7 @@ pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) -> Result
 ///
 /// # Errors
 /// [`ParamError`] unless [`PoolGeometry::check_io`] and [`AvgRequant::check`] accept them.
-#[inline]
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     dispatch!(avgpool2d_s8(p, q, input, output) else {
         check_avgpool2d_s8(p, q, input, output)?;

@@ -4,7 +4,10 @@
 //! section bounds, checksum, every enum code, every shape and its arithmetic, that each op's input
 //! is the previous op's output, weight/bias/multiplier regions and their exact lengths and
 //! alignment, arena regions, zero points, multipliers, and that no int8 accumulator can overflow.
-//! The result holds typed, zero-copy views of the blob in a fixed-capacity `heapless::Vec`.
+//! The result borrows the blob and holds no copy of its plan: [`Model::ops`] decodes each op from
+//! its plan record when it is needed, with the same function that validated it (a few hundred
+//! instructions an op), so a `Model` is about 100 bytes and loading needs one op on the stack at a
+//! time, not the whole plan (the firmware's stack is what this saves).
 //!
 //! The checks live in three private modules:
 //! - `header`: the header, section bounds, checksum and metadata;
@@ -19,7 +22,7 @@ mod validate;
 use half::f16;
 
 use crate::error::{LoadError, Problem};
-use crate::format::{BLOB_ALIGN, Header, MAX_OPS, Meta, OpRecord, Precision, str_from_fixed};
+use crate::format::{BLOB_ALIGN, Header, Meta, OpRecord, Precision, str_from_fixed};
 use crate::kernels::params::{AvgRequant, ConvF, ConvS8, DenseF, DenseS8, PoolGeometry, Shape};
 use validate::{Chain, Ctx};
 
@@ -90,8 +93,48 @@ pub struct Model<'a> {
     header: Header,
     meta: &'a Meta,
     precision: Precision,
-    ops: heapless::Vec<Op<'a>, MAX_OPS>,
+    /// The plan section (validated).
+    records: &'a [OpRecord],
+    /// The weights section.
+    weights: &'a [u8],
 }
+
+/// The ops of a [`Model`] in execution order, each decoded from its plan record by the function
+/// that validated it at load.
+///
+/// Every op of a loaded model decodes again (the blob is borrowed immutably), so the iterator
+/// yields exactly [`Model::op_count`] ops; should one ever fail, it ends there instead.
+#[derive(Debug, Clone)]
+pub struct Ops<'a> {
+    ctx: Ctx<'a>,
+    records: &'a [OpRecord],
+    next: usize,
+    chain: Chain,
+}
+
+impl<'a> Ops<'a> {
+    /// The next op, or the error that stops it (`None` after the last op or an error).
+    pub(crate) fn try_next(&mut self) -> Option<Result<Op<'a>, LoadError>> {
+        let record = self.records.get(self.next)?;
+        let op = validate::validate_op(&self.ctx, self.next as u16, record, &mut self.chain);
+        self.next = if op.is_ok() { self.next + 1 } else { self.records.len() };
+        Some(op)
+    }
+}
+
+impl<'a> Iterator for Ops<'a> {
+    type Item = Op<'a>;
+
+    fn next(&mut self) -> Option<Op<'a>> {
+        self.try_next()?.ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (0, Some(self.records.len().saturating_sub(self.next)))
+    }
+}
+
+impl core::iter::FusedIterator for Ops<'_> {}
 
 /// The f32 bits of the input scale every blob uses (1/255).
 pub const INPUT_SCALE_BITS: u32 = (1.0f32 / 255.0).to_bits();
@@ -116,17 +159,13 @@ impl<'a> Model<'a> {
         let precision = header::validate_meta(meta)?;
         let weights = &bytes[weights_range.0..weights_range.1];
 
-        let mut chain = Chain {
-            shape: Shape::new(meta.input_h as usize, meta.input_w as usize, meta.input_c as usize),
-            offset: None,
-            zero_point: meta.input_zero_point,
-        };
-        let ctx = Ctx { precision, weights, arena: header.arena_size as usize };
-        let mut ops = heapless::Vec::new();
-        for (i, record) in records.iter().enumerate() {
-            let op = validate::validate_op(&ctx, i as u16, record, &mut chain)?;
-            ops.push(op).map_err(|_| LoadError::Header { field: "op_count", problem: Problem::OutOfRange })?;
+        let model = Model { bytes, header, meta, precision, records, weights };
+        // Every op in turn, each checked against the previous one's output; one op at a time.
+        let mut ops = model.ops();
+        while let Some(op) = ops.try_next() {
+            op?;
         }
+        let chain = ops.chain;
         let last = (records.len() - 1) as u16;
         if chain.shape.len() != meta.class_count as usize {
             return Err(LoadError::Op { index: last, field: "out_c", problem: Problem::Mismatch });
@@ -134,7 +173,27 @@ impl<'a> Model<'a> {
         if precision == Precision::Int8 && chain.zero_point != meta.output_zero_point {
             return Err(LoadError::Meta { field: "output_zero_point", problem: Problem::Mismatch });
         }
-        Ok(Model { bytes, header, meta, precision, ops })
+        Ok(model)
+    }
+
+    /// The validated ops, in execution order (see [`Ops`]).
+    pub fn ops(&self) -> Ops<'a> {
+        let meta = self.meta;
+        Ops {
+            ctx: Ctx { precision: self.precision, weights: self.weights, arena: self.header.arena_size as usize },
+            records: self.records,
+            next: 0,
+            chain: Chain {
+                shape: Shape::new(meta.input_h as usize, meta.input_w as usize, meta.input_c as usize),
+                offset: None,
+                zero_point: meta.input_zero_point,
+            },
+        }
+    }
+
+    /// Number of ops (at least 1, at most [`MAX_OPS`](crate::format::MAX_OPS)).
+    pub fn op_count(&self) -> usize {
+        self.records.len()
     }
 
     /// Arena bytes [`Model::run`] needs.
@@ -180,12 +239,22 @@ impl<'a> Model<'a> {
     pub fn meta(&self) -> &'a Meta {
         self.meta
     }
-    /// The validated ops, in execution order.
-    pub fn ops(&self) -> &[Op<'a>] {
-        &self.ops
-    }
     /// The blob.
     pub fn bytes(&self) -> &'a [u8] {
         self.bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `Model` holds a copy of the header and a few references, no copy of the plan (with one
+    /// it was ~3 KB, and loading it set the firmware's stack high-water mark).
+    #[test]
+    fn a_model_holds_no_copy_of_its_plan() {
+        let size = core::mem::size_of::<Model<'static>>();
+        assert!(size <= core::mem::size_of::<Header>() + 8 * core::mem::size_of::<usize>(), "Model is {size} B");
+        assert!(size < core::mem::size_of::<Op<'static>>() * 2);
     }
 }

@@ -16,6 +16,7 @@ use crate::kernels;
 use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape};
 
 /// What the previous op left for the next: its output shape, arena offset and zero point.
+#[derive(Debug, Clone)]
 pub(super) struct Chain {
     /// Output shape.
     pub(super) shape: Shape,
@@ -26,6 +27,7 @@ pub(super) struct Chain {
 }
 
 /// What every op is checked against: the blob's precision, its weights section, the arena size.
+#[derive(Debug, Clone)]
 pub(super) struct Ctx<'a> {
     /// Precision of the blob.
     pub(super) precision: Precision,
@@ -87,6 +89,7 @@ fn scratch_needed(kernel: &Kernel<'_>) -> usize {
 /// A convolution with an optional fused pool: `kernel_*`, `stride_*` and `pad_*` give the conv
 /// output, the fused pool (`pool_*`, or all zero without one) the op's output; `out_c` filters of
 /// `kernel_h · kernel_w · in_c` weights and one bias each.
+#[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
 fn conv2d<'a>(
     ctx: &Ctx<'a>,
     e: &OpErr,
@@ -181,6 +184,7 @@ fn conv2d_s8<'a>(
 
 /// A fully connected layer over the flattened input: no fused pool, padding, kernel or stride;
 /// output `1 × 1 × out_c`; `out_c` rows of `in_h · in_w · in_c` weights and one bias each.
+#[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
 fn dense<'a>(
     ctx: &Ctx<'a>,
     e: &OpErr,
@@ -236,6 +240,7 @@ fn dense<'a>(
 
 /// A standalone pool: window `kernel_*`, stride `stride_*`, no padding; no activation, fused
 /// pool, requantization, weights or per-channel data.
+#[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
 fn pool<'a>(
     ctx: &Ctx<'a>,
     e: &OpErr,
