@@ -58,7 +58,7 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const SECTION_ALIGN: usize = 16;
 /// Alignment the blob's first byte must have in memory.
 pub const BLOB_ALIGN: usize = 4;
-/// Most ops a plan may hold (the parsed plan lives in a fixed-capacity `heapless::Vec`).
+/// Most ops a plan may hold.
 pub const MAX_OPS: usize = 16;
 /// Most classes a model may have (the metadata has room for this many names).
 pub const MAX_CLASSES: usize = 16;
