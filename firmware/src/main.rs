@@ -15,6 +15,7 @@ use core::fmt::{self, Write};
 use cortex_m::peripheral::{SYST, syst::SystClkSource};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug::Exception, hio};
+use mnistc_runtime::format::{FusedPool, MAX_OPS, OpKind, OpRecord};
 use mnistc_runtime::{Aligned, Input, Logits, Model, arena_size_of, kernels};
 #[cfg(not(feature = "panic-never"))]
 use panic_semihosting as _; // a panic prints its message and exits with status 1
@@ -151,7 +152,60 @@ fn main() -> ! {
         u64::from(max) * INSTRUCTIONS_PER_TICK,
         stack_used()
     );
+    per_layer(model, &mut syst, arena, input_len);
     exit(if images > 0 && matches == images && images as usize == LABELS.len() { 0 } else { EXIT_MISMATCH })
+}
+
+/// The same images again through `Model::run_observed`, SysTick read after each op: the mean
+/// instructions of each op (its decoding, its kernel and, for the first, writing the input),
+/// one line per op. The observer's own few instructions fall between two readings and count
+/// for no op; the total is the inference above within a few hundred instructions. After the
+/// summary line, whose stack figure is that of plain inference: the observer costs some more.
+#[inline(never)]
+fn per_layer(model: &Model<'_>, syst: &mut SYST, arena: &mut [u8], input_len: usize) {
+    let mut ticks = [0u64; MAX_OPS];
+    let mut images = 0u64;
+    for pixels in IMAGES.chunks_exact(input_len) {
+        syst.clear_current();
+        let mut last = SYST::get_current();
+        let run = model.run_observed(Input::Pixels(pixels), arena, |i, _| {
+            let now = SYST::get_current();
+            if let Some(t) = ticks.get_mut(i) {
+                *t += u64::from(last.wrapping_sub(now) & SYST_RELOAD);
+            }
+            last = SYST::get_current();
+        });
+        if run.is_err() || syst.has_wrapped() {
+            say!("per-layer run failed or SysTick wrapped");
+            exit(EXIT_RUN_FAILED)
+        }
+        images += 1;
+    }
+    for ((i, op), t) in model.ops().enumerate().zip(ticks) {
+        let r = op.record;
+        say!(
+            "op {} {}{}: {}x{}x{} -> {}x{}x{}, instructions {}",
+            i,
+            OpKind::from_u8(r.kind).map_or("?", OpKind::name),
+            fused_pool_name(r),
+            r.in_h,
+            r.in_w,
+            r.in_c,
+            r.out_h,
+            r.out_w,
+            r.out_c,
+            t * INSTRUCTIONS_PER_TICK / images.max(1)
+        );
+    }
+}
+
+/// `+maxpool2d` / `+avgpool2d` for a conv with a fused pool, else nothing.
+fn fused_pool_name(r: &OpRecord) -> &'static str {
+    match FusedPool::from_u8(r.pool) {
+        Some(FusedPool::Max) => "+maxpool2d",
+        Some(FusedPool::Avg) => "+avgpool2d",
+        _ => "",
+    }
 }
 
 /// Runs `f` and returns its result and the SysTick ticks it took (repeatable under `-icount`),
