@@ -342,6 +342,32 @@ macro_rules! isa_suite {
                     assert_eq!(got, want);
                 }
             }
+
+            #[test]
+            fn extreme_dense_equals_reference() {
+                if !available() {
+                    return;
+                }
+                // A `k` of 1,601 (401 groups of 4 taps: weight sums over many groups, with a
+                // tail), every input and weight at the int8 extremes, zero points at the ends,
+                // a multiplier that keeps the largest accumulator (255 · 128 · 1,601) inside the
+                // int8 range, so that an error in any term shows instead of saturating.
+                let (k, n) = (1601, 3);
+                for (x, w, zp) in [(-128i8, -128i8, 127), (127, -128, -128), (-128, 127, 127), (127, 127, -128)] {
+                    let t = DenseCase {
+                        input: vec![x; k],
+                        weights: packed(&vec![w; k * n], k, n),
+                        bias: vec![0; n],
+                        zero_points: [zp, -128],
+                        multipliers: vec![2e-6; n],
+                        per_channel: true,
+                    };
+                    let want = run_dense(&t, |op, x, out, _| reference::dense_s8(op, x, out));
+                    // SAFETY: the ISA is available (checked above).
+                    let got = run_dense(&t, |op, x, out, scratch| unsafe { isa::dense_s8(op, x, out, scratch) }.expect("a valid case"));
+                    assert_eq!(got, want);
+                }
+            }
         }
     };
 }

@@ -37,6 +37,41 @@ fn sxtb16_ror8(x: u32) -> u32 {
     r
 }
 
+/// `SXTAB16 acc, x`: `acc`'s halfwords plus bytes 0 and 2 of `x`, sign-extended (each halfword
+/// wraps on its own).
+#[inline(always)]
+fn sxtab16(acc: u32, x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!(
+            "sxtab16 {r}, {acc}, {x}",
+            r = lateout(reg) r,
+            acc = in(reg) acc,
+            x = in(reg) x,
+            options(pure, nomem, nostack)
+        )
+    };
+    r
+}
+
+/// `SXTAB16 acc, x, ROR #8`: `acc`'s halfwords plus bytes 1 and 3 of `x`, sign-extended.
+#[inline(always)]
+fn sxtab16_ror8(acc: u32, x: u32) -> u32 {
+    let r: u32;
+    // SAFETY: as above.
+    unsafe {
+        core::arch::asm!(
+            "sxtab16 {r}, {acc}, {x}, ror #8",
+            r = lateout(reg) r,
+            acc = in(reg) acc,
+            x = in(reg) x,
+            options(pure, nomem, nostack)
+        )
+    };
+    r
+}
+
 /// `SMLAD`: `acc + a.lo·b.lo + a.hi·b.hi` (signed halfwords, wrapping).
 #[inline(always)]
 fn smlad(a: u32, b: u32, acc: i32) -> i32 {
@@ -120,6 +155,37 @@ impl Micro for ArmDsp {
                 acc[p1][j0] = a[1][0];
                 acc[p1][j1] = a[1][1];
             }
+        }
+    }
+
+    /// Each channel's words one group apart, added bytewise into the two halfwords of a register
+    /// by `SXTAB16` (2 instructions a word instead of the portable loop's 7 or so), folded into
+    /// an i32 by one `SMLAD` with (1, 1) every 64 groups: a halfword gains at most 2 · 128 a
+    /// group, so 64 groups stay within ±16,384. 119 K instructions to 10 K for the digits CNN's
+    /// dense layer.
+    #[inline(never)]
+    unsafe fn weight_sums(weights: &[i8], out: usize, sums: &mut [i32]) {
+        const ONES: u32 = 0x0001_0001;
+        const FOLD: usize = 64;
+        let stride = out * TAP_GROUP;
+        let groups = weights.len().checked_div(stride).unwrap_or(0);
+        for (c, sum) in sums.iter_mut().enumerate().take(out) {
+            let mut p = weights.as_ptr().wrapping_add(c * TAP_GROUP).cast::<u8>();
+            let (mut total, mut left) = (0i32, groups);
+            while left > 0 {
+                let n = left.min(FOLD);
+                let mut halves = 0u32;
+                for _ in 0..n {
+                    // SAFETY: the contract (`weights.len() == groups·4·out`, c < out): word
+                    // `c` of each of the `groups` groups of `out` words is in bounds.
+                    let w = unsafe { word(p) };
+                    halves = sxtab16_ror8(sxtab16(halves, w), w);
+                    p = p.wrapping_add(stride);
+                }
+                total = smlad(halves, ONES, total);
+                left -= n;
+            }
+            *sum = total;
         }
     }
 
