@@ -333,6 +333,10 @@ fn rows(fx: &Fixtures, scratch: &Path) -> Vec<Row> {
         },
         mk("eval OUT.bin", Kind::Blob, &["eval", "{}", "--data", &data, "--limit", "20"], t("b.bin"), &blob, None),
         mk("inspect OUT.bin", Kind::Blob, &["inspect", "{}"], t("b.bin"), &blob, None),
+        Row {
+            args: with(&["export-c", "{}", "-o", &s(&out.join("model"))], &["--test-images", "2", "--data", &data]),
+            ..mk("export-c OUT.bin", Kind::Blob, &[], t("b.bin"), &blob, Some(out.join("model.c")))
+        },
         mk("predict OUT.bin", Kind::Blob, &["predict", "{}", &s(&png)], t("b.bin"), &blob, None),
         mk("predict IMAGE.png", Kind::Png, &["predict", &s(&blob), "{}"], t("i.png"), &png, None),
         mk(

@@ -34,6 +34,8 @@ fn built() -> &'static tempfile::TempDir {
             "--no-cache",
             "--quiet",
             "--json",
+            "--emit",
+            "c",
         ]);
         assert_eq!(code, 0, "build failed: {err}");
         let report = json(&out);
@@ -47,7 +49,7 @@ fn built() -> &'static tempfile::TempDir {
 #[test]
 fn build_writes_the_blob_onnx_and_reports() {
     let dir = built().path();
-    for f in ["p.bin", "p.onnx", "p.report.json", "p.report.md"] {
+    for f in ["p.bin", "p.onnx", "p.report.json", "p.report.md", "p.h", "p.c"] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let report = json(&std::fs::read_to_string(dir.join("p.report.json")).unwrap());
@@ -58,6 +60,96 @@ fn build_writes_the_blob_onnx_and_reports() {
     }
     // No temporary files left behind by the atomic writes.
     assert!(std::fs::read_dir(dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+}
+
+/// The `const uint8_t` / `int8_t` values of the C array `name` in `source`.
+fn c_array(source: &str, name: &str) -> Vec<i64> {
+    let start = source.find(&format!("{name}[")).unwrap_or_else(|| panic!("no array `{name}`"));
+    let body = &source[start..];
+    let body = &body[body.find('{').unwrap() + 1..body.find("};").unwrap()];
+    body.split(|c: char| c == ',' || c == '{' || c == '}' || c.is_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.strip_prefix("0x").map_or_else(|| t.parse().unwrap(), |h| i64::from_str_radix(h, 16).unwrap()))
+        .collect()
+}
+
+#[test]
+fn export_c_writes_the_blob_its_sizes_and_test_vectors() {
+    let dir = built().path();
+    let blob = std::fs::read(dir.join("p.bin")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let base = out.path().join("digits-test");
+    let (code, stdout, err) = mnistc(&[
+        "export-c",
+        &path(&dir.join("p.bin")),
+        "-o",
+        &path(&base),
+        "--test-images",
+        "3",
+        "--data",
+        &path(&data_dir()),
+    ]);
+    assert_eq!(code, 0, "export-c failed: {err}");
+    assert!(stdout.contains("digits-test.h") && stdout.contains("digits-test.c"), "{stdout}");
+    let h = std::fs::read_to_string(out.path().join("digits-test.h")).unwrap();
+    let c = std::fs::read_to_string(out.path().join("digits-test.c")).unwrap();
+
+    // The blob round-trips, aligned, with the sizes a C project needs.
+    let bytes: Vec<u8> = c_array(&c, "digits_test_blob").into_iter().map(|b| b as u8).collect();
+    assert_eq!(bytes, blob);
+    assert!(c.contains("_Alignas(16) const uint8_t digits_test_blob[DIGITS_TEST_BLOB_SIZE]"));
+    assert!(c.contains("#include \"digits-test.h\""));
+    let aligned = mnistc::lower::emit::AlignedBytes::from(blob.as_slice());
+    let model = mnistc_runtime::Model::from_bytes(aligned.as_bytes()).unwrap();
+    for define in [
+        format!("#define DIGITS_TEST_BLOB_SIZE {}u", blob.len()),
+        format!("#define DIGITS_TEST_ARENA_SIZE {}u", model.arena_size()),
+        "#define DIGITS_TEST_INPUT_H 28u".to_string(),
+        "#define DIGITS_TEST_INPUT_C 1u".to_string(),
+        format!("#define DIGITS_TEST_CLASSES {}u", model.output_len()),
+        "#define DIGITS_TEST_TEST_COUNT 3u".to_string(),
+    ] {
+        assert!(h.contains(&define), "digits-test.h lacks `{define}`");
+    }
+
+    // The test vectors: the first test images, their labels, the runtime's logits for them.
+    let test = mnistc::data::load(
+        &mnistc::data::DataDir::new(data_dir()),
+        mnistc::data::Dataset::Mnist,
+        mnistc::data::Split::Test,
+    )
+    .unwrap()
+    .head(3);
+    let pixels: Vec<u8> = c_array(&c, "digits_test_test_pixels").into_iter().map(|b| b as u8).collect();
+    assert_eq!(pixels, test.pixels);
+    let labels: Vec<u8> = c_array(&c, "digits_test_test_labels").into_iter().map(|b| b as u8).collect();
+    assert_eq!(labels, test.labels);
+    let mut arena = vec![0u8; model.arena_size()];
+    let mut want = Vec::new();
+    for i in 0..3 {
+        match model.run_logits(mnistc_runtime::Input::Pixels(test.image(i)), &mut arena).unwrap() {
+            mnistc_runtime::Activations::I8 { values, .. } => want.extend(values.iter().map(|&v| i64::from(v))),
+            mnistc_runtime::Activations::F32(_) => panic!("an int8 blob"),
+        }
+    }
+    assert_eq!(c_array(&c, "digits_test_test_logits"), want);
+
+    // A C compiler takes both files without a warning (when the machine has one).
+    if std::process::Command::new("cc").arg("--version").output().is_ok() {
+        let status = std::process::Command::new("cc")
+            .args(["-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-std=c11", "-pedantic"])
+            .arg(out.path().join("digits-test.c"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "cc rejected the generated C");
+    }
+
+    // A name that is not a C identifier is refused, and nothing is written.
+    let bad = out.path().join("other");
+    let (code, _, err) = mnistc(&["export-c", &path(&dir.join("p.bin")), "-o", &path(&bad), "--name", "9lives"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a C identifier"), "{err}");
+    assert!(!out.path().join("other.h").exists() && !out.path().join("other.c").exists());
 }
 
 #[test]

@@ -32,6 +32,16 @@ pub struct Args {
     /// No progress bar or log lines on stderr
     #[arg(short, long)]
     pub quiet: bool,
+    /// Also write the blob in another form: `c` gives OUT.h / OUT.c (as `mnistc export-c`)
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub emit: Vec<Emit>,
+}
+
+/// Extra outputs of `mnistc build`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    /// OUT.h and OUT.c: the blob as C source for the C API (runtime-c/).
+    C,
 }
 
 /// `OUT` with its extension replaced by `ext` (`digits.bin` → `digits.onnx`).
@@ -67,6 +77,13 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     write(&files.1, &built.onnx)?;
     write(&files.2, serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
     write(&files.3, md.as_bytes())?;
+    let mut extra = Vec::new();
+    if args.emit.contains(&Emit::C) {
+        let model = mnistc_runtime::Model::from_bytes(built.blob.bytes())
+            .map_err(|e| CliError::failed(format!("the blob just built does not load: {e}")))?;
+        let (h, c) = super::export_c::write(&args.output.with_extension(""), None, built.blob.bytes(), &model, None)?;
+        extra.extend([h, c]);
+    }
 
     if args.json {
         writeln!(io.out, "{json}").map_err(CliError::failed)?;
@@ -87,6 +104,9 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             files.3.display(),
         );
         io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;
+        for path in &extra {
+            writeln!(io.out, "wrote {}", path.display()).map_err(CliError::failed)?;
+        }
     }
     Ok(())
 }

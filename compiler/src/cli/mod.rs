@@ -14,6 +14,7 @@ pub mod build;
 pub mod check;
 pub mod common;
 pub mod eval;
+pub mod export_c;
 pub mod inspect;
 pub mod predict;
 pub mod search;
@@ -49,6 +50,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Show a blob's layer plan, quantization, flash and arena bytes, MACs.
     Inspect(inspect::Args),
+    /// Write a blob as C source (NAME.h / NAME.c) for the C API, optionally with test vectors.
+    ExportC(export_c::Args),
     /// Classify PNG images or the images of an IDX file with a blob.
     Predict(predict::Args),
     /// Compare a blob run by the runtime with its ONNX twin run by tract-onnx, bit for bit.
@@ -125,6 +128,7 @@ fn dispatch(cli: Cli, io: &mut Io<'_>) -> Result<(), CliError> {
         Command::Build(args) => build::run(args, io),
         Command::Eval(args) => eval::run(args, io),
         Command::Inspect(args) => inspect::run(args, io),
+        Command::ExportC(args) => export_c::run(args, io),
         Command::Predict(args) => predict::run(args, io),
         Command::Check(args) => check::run(args, io),
         Command::Bench(args) => bench::run(args, io),

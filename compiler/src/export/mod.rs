@@ -1,3 +1,5 @@
-//! Export: the lowered model in formats other tools read. Today ONNX ([`onnx`]).
+//! Export: the lowered model in formats other tools read: ONNX ([`onnx`]) and C source
+//! ([`c`], for the C API in `runtime-c/`).
 
+pub mod c;
 pub mod onnx;
