@@ -150,14 +150,19 @@ impl<'a> Model<'a> {
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, LoadError> {
         let header = header::read_header(bytes)?;
         let total = header.total_len as usize;
-        let bytes = &bytes[..total];
+        // `read_header` and `sections` checked every range below against the blob's length;
+        // `get` instead of indexing keeps that knowledge from being a panic path (the compiler
+        // cannot see it when the blob's length is not a constant, as behind the C API).
+        let truncated = LoadError::Truncated { needed: total, got: bytes.len() };
+        let bytes = bytes.get(..total).ok_or(truncated)?;
         let (meta_range, plan_range, weights_range) = header::sections(&header)?;
-        let meta: &Meta = bytemuck::try_from_bytes(&bytes[meta_range.0..meta_range.1])
+        let section = |(start, end): (usize, usize)| bytes.get(start..end).ok_or(truncated);
+        let meta: &Meta = bytemuck::try_from_bytes(section(meta_range)?)
             .map_err(|_| LoadError::Misaligned { required: BLOB_ALIGN })?;
-        let records: &[OpRecord] = bytemuck::try_cast_slice(&bytes[plan_range.0..plan_range.1])
+        let records: &[OpRecord] = bytemuck::try_cast_slice(section(plan_range)?)
             .map_err(|_| LoadError::Misaligned { required: BLOB_ALIGN })?;
         let precision = header::validate_meta(meta)?;
-        let weights = &bytes[weights_range.0..weights_range.1];
+        let weights = section(weights_range)?;
 
         let model = Model { bytes, header, meta, precision, records, weights };
         // Every op in turn, each checked against the previous one's output; one op at a time.
