@@ -34,9 +34,12 @@ const BLOCK: usize = 16;
 #[inline(always)]
 unsafe fn sdot_lane<const LANE: u32>(acc: int32x4_t, w: int8x16_t, x: int8x16_t) -> int32x4_t {
     let mut acc = acc;
-    // SAFETY: a pure register operation; the caller has `dotprod`.
+    // SAFETY: a pure register operation; the caller has `dotprod`. The directive lets the
+    // assembler take `sdot` even where this function is compiled on its own (an incremental
+    // dev build emits a standalone copy, outside the callers' `dotprod` functions).
     unsafe {
         core::arch::asm!(
+            ".arch_extension dotprod",
             "sdot {acc:v}.4s, {w:v}.16b, {x:v}.4b[{lane}]",
             acc = inout(vreg) acc,
             w = in(vreg) w,
