@@ -6,6 +6,7 @@ use crate::kernels::params::ParamError;
 
 /// What is wrong with a value that [`LoadError`] points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Problem {
     /// Not one of the values this version knows (an enum code, a reserved bit or field).
@@ -46,6 +47,7 @@ impl fmt::Display for Problem {
 
 /// Why [`crate::Model::from_bytes`] rejected a blob: what was wrong and where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum LoadError {
     /// The blob is shorter than its header or its declared length.
@@ -138,6 +140,7 @@ impl core::error::Error for LoadError {}
 
 /// Why [`crate::Model::run`] could not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum RunError {
     /// The input has the wrong number of elements.

@@ -69,6 +69,7 @@ pub const CHECKSUM_START: usize = 16;
 
 /// Numeric precision of a whole blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum Precision {
     /// f32 weights and activations (the float reference).

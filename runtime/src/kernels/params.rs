@@ -16,6 +16,7 @@ use crate::format::{TAP_GROUP, packed_len};
 
 /// Why a kernel rejected its arguments (see the `check` methods of each parameter type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum ParamError {
     /// A dimension, window, kernel size, stride or length is zero.
@@ -121,6 +122,7 @@ fn requant_len(requant: &Requantizer<'_>, out: usize) -> Result<(), ParamError> 
 
 /// An activation tensor's shape, NHWC without the batch (`h × w × c`, channels fastest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Shape {
     /// Height.
     pub h: usize,

@@ -250,6 +250,28 @@ impl<'a> Model<'a> {
     }
 }
 
+/// A one-line summary for defmt logs: `digits (mnist, int8): 28x28x1 -> 10 classes, 3 ops,
+/// arena 8420 B`.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Model<'_> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        let shape = self.input_shape();
+        defmt::write!(
+            f,
+            "{=str} ({=str}, {=str}): {=usize}x{=usize}x{=usize} -> {=usize} classes, {=usize} ops, arena {=usize} B",
+            self.name(),
+            self.dataset(),
+            self.precision.name(),
+            shape.h,
+            shape.w,
+            shape.c,
+            self.output_len(),
+            self.op_count(),
+            self.arena_size()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
