@@ -30,16 +30,23 @@
 //! | — | [`pipeline`] | the stages above chained: what `mnistc build` and a search trial run |
 //! | — | [`search`] | hardware-aware hyper-parameter search over many pipelines |
 //! | — | [`cli`] | one file per command: parse arguments, call the library, print |
+//!
+//! Feature `train` (default) brings burn and tract-onnx: training, [`pipeline`], [`verify`],
+//! ONNX export, search trials and [`cli`]. Without it the crate is the rest: what the parsers'
+//! fuzz targets build.
 
 pub mod atomic;
+#[cfg(feature = "train")]
 pub mod cli;
 pub mod data;
 pub mod export;
 pub mod lower;
+#[cfg(feature = "train")]
 pub mod pipeline;
 pub mod quantize;
 pub mod report;
 pub mod search;
 pub mod spec;
 pub mod train;
+#[cfg(feature = "train")]
 pub mod verify;

@@ -1,4 +1,4 @@
-//! `mnistc::cli::predict::decode_png` on arbitrary bytes: the first two bytes give the size the
+//! `mnistc::data::png::decode_png` (what `mnistc predict` runs) on arbitrary bytes: the first two bytes give the size the
 //! image is scaled to (`width − 1`, `height − 1`: 1 to 256 pixels each), the rest is the image.
 //!
 //! Properties: never panics; a decoded image holds exactly `width · height` grey pixels; an
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mnistc::cli::predict::decode_png;
+use mnistc::data::png::decode_png;
 
 fuzz_target!(|data: &[u8]| {
     let [w, h, image @ ..] = data else { return };

@@ -9,6 +9,7 @@
 
 mod error;
 pub mod idx;
+pub mod png;
 mod rng;
 mod split;
 

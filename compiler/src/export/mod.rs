@@ -2,4 +2,5 @@
 //! ([`c`], for the C API in `runtime-c/`).
 
 pub mod c;
+#[cfg(feature = "train")]
 pub mod onnx;

@@ -16,29 +16,44 @@
 //! keeps its RNG in a process-wide global, so trainings in one process are serialized by a
 //! lock (two concurrent trainings would otherwise interleave their random draws).
 
+#[cfg(feature = "train")]
 mod augment;
+#[cfg(feature = "train")]
 mod batch;
+#[cfg(feature = "train")]
 pub mod cache;
+#[cfg(feature = "train")]
 mod checkpoint;
+#[cfg(feature = "train")]
 mod device;
 mod error;
+#[cfg(feature = "train")]
 mod model;
+#[cfg(feature = "train")]
 mod optim;
+#[cfg(feature = "train")]
 mod progress;
+#[cfg(feature = "train")]
 mod run;
+#[cfg(feature = "train")]
 mod schedule;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "train")]
 use crate::data::Images;
+#[cfg(feature = "train")]
 use crate::report::metrics::Evaluation;
 use crate::spec::ModelSpec;
 
+#[cfg(feature = "train")]
 pub use checkpoint::{Checkpoint, CheckpointError, SavedFiles};
+#[cfg(feature = "train")]
 pub use device::{CUDA_ROOTS, Device, cuda_failure, libdevice};
 pub use error::TrainError;
 
 /// How to run a training.
+#[cfg(feature = "train")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TrainOptions {
     /// Where to train.
@@ -49,6 +64,7 @@ pub struct TrainOptions {
     pub verbose: bool,
 }
 
+#[cfg(feature = "train")]
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions { device: Device::Cpu, progress: false, verbose: false }
@@ -248,6 +264,7 @@ impl TrainedModel {
     }
 }
 
+#[cfg(feature = "train")]
 /// Float logits, row-major `[n, classes]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Logits {
@@ -257,6 +274,7 @@ pub struct Logits {
     pub values: Vec<f32>,
 }
 
+#[cfg(feature = "train")]
 impl Logits {
     /// Number of rows.
     pub fn len(&self) -> usize {
@@ -282,6 +300,7 @@ impl Logits {
     }
 }
 
+#[cfg(feature = "train")]
 /// Trains `spec` on `train_set` (the full training split of the dataset; `[data]` decides the
 /// limit and validation hold-out).
 ///
@@ -292,6 +311,7 @@ pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Resul
     opts.device.guard(|| run::run(spec, train_set, opts))
 }
 
+#[cfg(feature = "train")]
 /// Float logits of `images` (inference mode, batches of 1000) on `device`.
 ///
 /// # Errors
@@ -305,6 +325,7 @@ pub fn predict_logits(model: &TrainedModel, images: &Images, device: Device) -> 
     })
 }
 
+#[cfg(feature = "train")]
 /// Evaluates the float model on labelled images.
 ///
 /// # Errors
@@ -314,6 +335,7 @@ pub fn evaluate(model: &TrainedModel, images: &Images, device: Device) -> Result
     Ok(Evaluation::from_predictions(&images.labels, &logits.predictions(), &model.spec.data.dataset.class_names())?)
 }
 
+#[cfg(feature = "train")]
 /// Runs the float model on `images` in batches and calls `observe(layer_index, values,
 /// batch_len)` after every layer with that layer's output for the batch, `batch_len` samples
 /// of `values.len() / batch_len` values each (feature maps in C,H,W order, after the
