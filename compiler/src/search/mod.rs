@@ -7,7 +7,7 @@
 //! - [`candidate`]: a candidate's `model.toml` text;
 //! - [`journal`]: the per-trial journal and resuming;
 //! - [`pareto`]: ranking, Pareto front, tables;
-//! - this module: the driver, [`search`].
+//! - `run.rs` (feature `train`): the driver, [`search`], re-exported here.
 //!
 //! The output directory holds `journal.jsonl`, `results.md`, `results.csv` and `best.toml` (the
 //! best trial under budget, which `mnistc build` accepts as is).
