@@ -15,7 +15,7 @@ use core::fmt::{self, Write};
 use cortex_m::peripheral::{SYST, syst::SystClkSource};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug::Exception, hio};
-use mnistc_runtime::format::{FusedPool, MAX_OPS, OpKind, OpRecord};
+use mnistc_runtime::format::{FusedPool, MAX_OPS, OpKind};
 use mnistc_runtime::{Aligned, Input, Logits, Model, arena_size_of, kernels};
 #[cfg(not(feature = "panic-never"))]
 use panic_semihosting as _; // a panic prints its message and exits with status 1
@@ -187,7 +187,7 @@ fn per_layer(model: &Model<'_>, syst: &mut SYST, arena: &mut [u8], input_len: us
             "op {} {}{}: {}x{}x{} -> {}x{}x{}, instructions {}",
             i,
             OpKind::from_u8(r.kind).map_or("?", OpKind::name),
-            fused_pool_name(r),
+            FusedPool::from_u8(r.pool).map_or("", FusedPool::suffix),
             r.in_h,
             r.in_w,
             r.in_c,
@@ -196,15 +196,6 @@ fn per_layer(model: &Model<'_>, syst: &mut SYST, arena: &mut [u8], input_len: us
             r.out_c,
             t * INSTRUCTIONS_PER_TICK / images.max(1)
         );
-    }
-}
-
-/// `+maxpool2d` / `+avgpool2d` for a conv with a fused pool, else nothing.
-fn fused_pool_name(r: &OpRecord) -> &'static str {
-    match FusedPool::from_u8(r.pool) {
-        Some(FusedPool::Max) => "+maxpool2d",
-        Some(FusedPool::Avg) => "+avgpool2d",
-        _ => "",
     }
 }
 

@@ -209,6 +209,14 @@ impl FusedPool {
             _ => None,
         }
     }
+    /// What an op's name gets for this pool: `+maxpool2d`, `+avgpool2d`, or nothing.
+    pub const fn suffix(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Max => "+maxpool2d",
+            Self::Avg => "+avgpool2d",
+        }
+    }
 }
 
 /// How an int8 conv/dense turns its i32 accumulator into int8 (tract-onnx's two paths).

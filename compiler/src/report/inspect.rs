@@ -88,11 +88,7 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
         let r = op.record;
         let kind = OpKind::from_u8(r.kind);
         let mut name = kind.map_or("?", |k| k.name()).to_string();
-        match FusedPool::from_u8(r.pool) {
-            Some(FusedPool::Max) => name.push_str("+maxpool2d"),
-            Some(FusedPool::Avg) => name.push_str("+avgpool2d"),
-            _ => {}
-        }
+        name.push_str(FusedPool::from_u8(r.pool).map_or("", FusedPool::suffix));
         // (weights, biases, MACs); int8 weights are stored padded to groups of 4 taps, so count
         // them from the geometry.
         let (weights, biases, macs) = match &op.kernel {

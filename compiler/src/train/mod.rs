@@ -264,8 +264,8 @@ impl TrainedModel {
     }
 }
 
-#[cfg(feature = "train")]
 /// Float logits, row-major `[n, classes]`.
+#[cfg(feature = "train")]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Logits {
     /// Number of classes (row length).
@@ -300,22 +300,22 @@ impl Logits {
     }
 }
 
-#[cfg(feature = "train")]
 /// Trains `spec` on `train_set` (the full training split of the dataset; `[data]` decides the
 /// limit and validation hold-out).
 ///
 /// # Errors
 /// [`TrainError`] if the images do not fit the model, the device is unavailable, or training
 /// diverges.
+#[cfg(feature = "train")]
 pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Result<TrainedModel, TrainError> {
     opts.device.guard(|| run::run(spec, train_set, opts))
 }
 
-#[cfg(feature = "train")]
 /// Float logits of `images` (inference mode, batches of 1000) on `device`.
 ///
 /// # Errors
 /// [`TrainError`] if the images do not fit the model or the device is unavailable.
+#[cfg(feature = "train")]
 pub fn predict_logits(model: &TrainedModel, images: &Images, device: Device) -> Result<Logits, TrainError> {
     run::check_images(&model.spec, images)?;
     let dev = device.burn_device()?;
@@ -325,17 +325,16 @@ pub fn predict_logits(model: &TrainedModel, images: &Images, device: Device) -> 
     })
 }
 
-#[cfg(feature = "train")]
 /// Evaluates the float model on labelled images.
 ///
 /// # Errors
 /// As [`predict_logits`].
+#[cfg(feature = "train")]
 pub fn evaluate(model: &TrainedModel, images: &Images, device: Device) -> Result<Evaluation, TrainError> {
     let logits = predict_logits(model, images, device)?;
     Ok(Evaluation::from_predictions(&images.labels, &logits.predictions(), &model.spec.data.dataset.class_names())?)
 }
 
-#[cfg(feature = "train")]
 /// Runs the float model on `images` in batches and calls `observe(layer_index, values,
 /// batch_len)` after every layer with that layer's output for the batch, `batch_len` samples
 /// of `values.len() / batch_len` values each (feature maps in C,H,W order, after the
@@ -343,6 +342,7 @@ pub fn evaluate(model: &TrainedModel, images: &Images, device: Device) -> Result
 ///
 /// # Errors
 /// As [`predict_logits`].
+#[cfg(feature = "train")]
 pub fn for_each_layer_output(
     model: &TrainedModel,
     images: &Images,
