@@ -84,7 +84,7 @@ fn missing_files_say_which_where_and_how() {
     assert!(msg.contains("chosen by the --data option"), "{msg}");
     assert!(msg.contains("train-images-idx3-ubyte, train-labels-idx1-ubyte"), "{msg}");
     assert!(msg.contains("MNISTC_DATA"), "{msg}");
-    assert!(msg.contains("never downloads"), "{msg}");
+    assert!(msg.contains("mnistc data fetch mnist --data"), "{msg}");
 
     let err = data::load(&DataDir::new(tmp.path()), Dataset::FashionMnist, Split::Train).unwrap_err();
     assert!(err.to_string().contains("zalandoresearch/fashion-mnist"), "{err}");

@@ -20,7 +20,7 @@
 //! | stage | module | what |
 //! |---|---|---|
 //! | 1 | [`spec`] | `model.toml`: parsing (one line-aware TOML reader, `spec/reader.rs`), validation, shape inference |
-//! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`] |
+//! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`]; where data sets come from ([`data::sources`]) and their download |
 //! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`] |
 //! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`], the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
 //! | 5 | [`quantize`] | calibration and int8 quantization of a float plan |
@@ -36,6 +36,7 @@
 //! fuzz targets build.
 
 pub mod atomic;
+pub mod cache_dir;
 #[cfg(feature = "train")]
 pub mod cli;
 pub mod data;

@@ -286,6 +286,7 @@ pub struct TrainedRun {
 /// [`BuildError::Data`] or [`BuildError::Train`].
 pub fn train_and_evaluate(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<TrainedRun, BuildError> {
     let dataset = spec.data.dataset;
+    data::download::ensure(&opts.data, dataset, opts.progress, opts.log)?;
     let train_set = data::load(&opts.data, dataset, Split::Train)?;
     let test_set = data::load(&opts.data, dataset, Split::Test)?;
     let digests = data::file_digests(&opts.data, dataset)?;
@@ -324,6 +325,7 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         return Err(BuildError::Budget(over));
     }
     let dataset = spec.data.dataset;
+    data::download::ensure(&opts.data, dataset, opts.progress, opts.log)?;
     let train_set = data::load(&opts.data, dataset, Split::Train)?;
     let test_set = data::load(&opts.data, dataset, Split::Test)?;
     let digests = data::file_digests(&opts.data, dataset)?;

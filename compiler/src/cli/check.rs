@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::common::DataArgs;
 use super::{CliError, Io, blob_arg};
-use crate::data::{self, DataDir, Split};
+use crate::data::{self, Split};
 use crate::verify::check::CheckError;
 
 /// Arguments of `mnistc check`.
@@ -72,7 +72,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let dataset = blob_arg::dataset(&model)?;
     let onnx_path = args.onnx.clone().unwrap_or_else(|| args.blob.with_extension("onnx"));
     let onnx = std::fs::read(&onnx_path).map_err(|e| CliError::bad_input(format!("{}: {e}", onnx_path.display())))?;
-    let dir = DataDir::resolve(args.data.data.as_deref());
+    let dir = args.data.with_dataset(dataset, io.err)?;
     let mut test = data::load(&dir, dataset, Split::Test).map_err(CliError::bad_input)?;
     if let Some(limit) = args.limit {
         test = test.head(limit as usize);

@@ -8,9 +8,25 @@ use crate::train::Device;
 /// `--data DIR`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
-    /// Data directory holding mnist/ and fashion-mnist/ [default: $MNISTC_DATA, else ./data]
+    /// Data directory holding mnist/ and fashion-mnist/ [default: $MNISTC_DATA, else ./data, then the
+    /// cache's data folder, where a missing data set is downloaded]
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The data directory (`--data`, else `$MNISTC_DATA`, else `./data` and the cache), with
+    /// `dataset` in it: downloaded into the cache first when no directory was named and it is
+    /// missing (progress and log lines on `err`).
+    pub fn with_dataset(
+        &self,
+        dataset: crate::data::Dataset,
+        err: &mut dyn std::io::Write,
+    ) -> Result<crate::data::DataDir, super::CliError> {
+        let dir = crate::data::DataDir::resolve(self.data.as_deref());
+        crate::data::download::ensure(&dir, dataset, true, err).map_err(super::CliError::bad_input)?;
+        Ok(dir)
+    }
 }
 
 /// `--epochs`, `--train-limit`, `--seed`: override the model file.

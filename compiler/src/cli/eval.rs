@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::common::DataArgs;
 use super::{CliError, Io, blob_arg};
-use crate::data::{self, DataDir, Split};
+use crate::data::{self, Split};
 
 /// Arguments of `mnistc eval`.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,7 +30,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let bytes = blob_arg::read(&args.blob)?;
     let model = blob_arg::load(&args.blob, &bytes)?;
     let dataset = blob_arg::dataset(&model)?;
-    let dir = DataDir::resolve(args.data.data.as_deref());
+    let dir = args.data.with_dataset(dataset, io.err)?;
     let mut test = data::load(&dir, dataset, Split::Test).map_err(CliError::bad_input)?;
     if let Some(limit) = args.limit {
         test = test.head(limit as usize);

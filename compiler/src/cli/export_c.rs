@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::common::{DataArgs, check_output_path};
 use super::{CliError, Io, blob_arg};
-use crate::data::{self, DataDir, Split};
+use crate::data::{self, Split};
 use crate::export::c::{self, TestImages};
 
 /// Arguments of `mnistc export-c`.
@@ -41,7 +41,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let test = match args.test_images {
         Some(n) => {
             let dataset = blob_arg::dataset(&model)?;
-            let dir = DataDir::resolve(args.data.data.as_deref());
+            let dir = args.data.with_dataset(dataset, io.err)?;
             Some(data::load(&dir, dataset, Split::Test).map_err(CliError::bad_input)?.head(n as usize))
         }
         None => None,

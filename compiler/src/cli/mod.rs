@@ -13,6 +13,7 @@ pub mod blob_arg;
 pub mod build;
 pub mod check;
 pub mod common;
+pub mod data;
 pub mod eval;
 pub mod export_c;
 pub mod inspect;
@@ -60,6 +61,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Hardware-aware hyper-parameter search: random search over a space file, budgets checked before training.
     Search(search::Args),
+    /// List the data sets (where they are, verified or not) or download them.
+    Data(data::Args),
 }
 
 /// Where a command writes.
@@ -133,6 +136,7 @@ fn dispatch(cli: Cli, io: &mut Io<'_>) -> Result<(), CliError> {
         Command::Check(args) => check::run(args, io),
         Command::Bench(args) => bench::run(args, io),
         Command::Search(args) => search::run(args, io),
+        Command::Data(args) => data::run(args, io),
     }
 }
 

@@ -12,8 +12,9 @@ pub enum DataError {
     #[error(
         "missing {} files in {}: {}\n  the data directory {} was chosen by {}\n  \
          needed: the four standard IDX files {} (raw or .gz) in {}/\n  \
-         how to get them: {}; or point --data DIR (or the MNISTC_DATA environment variable) \
-         at a directory holding mnist/ and fashion-mnist/. mnistc never downloads anything.",
+         how to get them: `mnistc data fetch {} --data {}` downloads and verifies them there; \
+         or {}; or point --data DIR (or the MNISTC_DATA environment variable) at a directory \
+         holding mnist/ and fashion-mnist/ (with neither set, mnistc downloads into its cache).",
         dataset.name(),
         dir.display(),
         missing.join(", "),
@@ -21,6 +22,8 @@ pub enum DataError {
         chosen_by.describe(),
         super::standard_file_list(),
         dataset.dir_name(),
+        dataset.name(),
+        root.display(),
         dataset.how_to_get()
     )]
     Missing {
@@ -34,6 +37,31 @@ pub enum DataError {
         chosen_by: DataDirSource,
         /// Missing file names (`train-images-idx3-ubyte(.gz)`).
         missing: Vec<String>,
+    },
+    /// A data set could not be downloaded: every mirror failed for some file.
+    #[error(
+        "cannot download {}: {}\n  tried:\n    {}\n  to work offline, put the files {} (raw or .gz) in {}/ \
+         (or point --data DIR or MNISTC_DATA at a directory holding {}/); MNISTC_MIRROR=URL (or \
+         --mirror URL with `mnistc data fetch`) names a mirror holding URL/{}/FILE(.gz)",
+        dataset,
+        problem,
+        attempts.join("\n    "),
+        files.join(", "),
+        dir.display(),
+        dataset,
+        dataset
+    )]
+    Download {
+        /// The data set's name (`mnist`, `cifar-10`).
+        dataset: String,
+        /// The folder the files were to go to.
+        dir: PathBuf,
+        /// The data set's files.
+        files: Vec<String>,
+        /// What went wrong overall (`no mirror served a verified copy of train-images-idx3-ubyte`).
+        problem: String,
+        /// Each URL tried and what went wrong with it.
+        attempts: Vec<String>,
     },
     /// A file exists but cannot be read.
     #[error("cannot read {}: {source}", path.display())]

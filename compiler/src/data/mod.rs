@@ -4,13 +4,20 @@
 //! Layout: `DIR/mnist/` and `DIR/fashion-mnist/`, each with the four standard files
 //! `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
 //! `t10k-labels-idx1-ubyte`, each either raw or gzipped (`.gz` suffix; the content decides,
-//! not the name). `DIR` is `--data DIR`, else `$MNISTC_DATA`, else `./data`.
-//! Nothing is ever downloaded.
+//! not the name). `DIR` is `--data DIR`, else `$MNISTC_DATA`, else `./data` and then the download
+//! folder of the cache (`$MNISTC_CACHE/data`, see [`crate::cache_dir`]).
+//!
+//! When no directory was named and a data set is in neither place, the commands that need it
+//! download it into the cache from its public mirrors, verified by SHA-256 ([`sources`] says
+//! from where and which digests; `download.rs` does it, with the `train` feature).
 
+#[cfg(feature = "train")]
+pub mod download;
 mod error;
 pub mod idx;
 pub mod png;
 mod rng;
+pub mod sources;
 mod split;
 
 use std::fmt;
@@ -152,7 +159,9 @@ impl DataDirSource {
         match self {
             DataDirSource::Flag => "the --data option",
             DataDirSource::Env => "the MNISTC_DATA environment variable",
-            DataDirSource::Default => "default (./data, because neither --data nor MNISTC_DATA was given)",
+            DataDirSource::Default => {
+                "default (./data, then the cache's data folder, because neither --data nor MNISTC_DATA was given)"
+            }
         }
     }
 }
@@ -164,61 +173,88 @@ pub struct DataDir {
     pub root: PathBuf,
     /// How it was chosen (reported when files are missing).
     pub source: DataDirSource,
+    /// Where a data set missing from `root` is looked for next, and downloaded to: the cache's
+    /// data folder, only when no directory was named (`source` is `Default`).
+    pub download_root: Option<PathBuf>,
 }
 
 impl DataDir {
-    /// `--data DIR` if given, else `$MNISTC_DATA` if set and non-empty, else `./data`.
-    /// Does not check that the directory exists (loading does, with a helpful error).
+    /// `--data DIR` if given, else `$MNISTC_DATA` if set and non-empty, else `./data` (and then
+    /// the cache's data folder). Does not check that the directory exists (loading does, with a
+    /// helpful error).
     pub fn resolve(cli_arg: Option<&Path>) -> DataDir {
         if let Some(p) = cli_arg {
-            return DataDir { root: p.to_path_buf(), source: DataDirSource::Flag };
+            return DataDir::new(p);
         }
         match std::env::var_os(DATA_ENV) {
-            Some(v) if !v.is_empty() => DataDir { root: PathBuf::from(v), source: DataDirSource::Env },
-            _ => DataDir { root: PathBuf::from("data"), source: DataDirSource::Default },
+            Some(v) if !v.is_empty() => {
+                DataDir { root: PathBuf::from(v), source: DataDirSource::Env, download_root: None }
+            }
+            _ => DataDir {
+                root: PathBuf::from("data"),
+                source: DataDirSource::Default,
+                download_root: Some(crate::cache_dir::data()),
+            },
         }
     }
 
     /// A data directory given explicitly (as if by `--data`).
     pub fn new(root: impl Into<PathBuf>) -> DataDir {
-        DataDir { root: root.into(), source: DataDirSource::Flag }
+        DataDir { root: root.into(), source: DataDirSource::Flag, download_root: None }
     }
 
-    /// The folder of one dataset.
+    /// The folder of one dataset under the data directory.
     pub fn dataset_dir(&self, dataset: Dataset) -> PathBuf {
         self.root.join(dataset.dir_name())
     }
 
-    /// Finds `name` or `name.gz` in the dataset folder.
-    fn find(&self, dataset: Dataset, name: &str) -> Option<PathBuf> {
-        let dir = self.dataset_dir(dataset);
-        [dir.join(name), dir.join(format!("{name}.gz"))].into_iter().find(|p| p.is_file())
+    /// The root a missing data set is downloaded into: the cache's data folder when no
+    /// directory was named, else the named directory.
+    pub fn download_target(&self) -> &Path {
+        self.download_root.as_deref().unwrap_or(&self.root)
+    }
+
+    /// Finds the files `names` (each raw or `.gz`) of the data set in the data directory, else
+    /// all of them in the download folder: `Ok(paths)`, or `Err(the names missing from the data
+    /// directory)`.
+    pub fn find_all(&self, dataset: Dataset, names: &[&str]) -> Result<Vec<PathBuf>, Vec<String>> {
+        let in_dir = |root: &Path| -> Vec<Option<PathBuf>> {
+            let dir = root.join(dataset.dir_name());
+            names.iter().map(|n| sources::find_file(&dir, n)).collect()
+        };
+        let here = in_dir(&self.root);
+        if here.iter().all(Option::is_some) {
+            return Ok(here.into_iter().flatten().collect());
+        }
+        if let Some(cached) = self.download_root.as_deref().map(in_dir)
+            && cached.iter().all(Option::is_some)
+        {
+            return Ok(cached.into_iter().flatten().collect());
+        }
+        Err(names.iter().zip(here).filter(|(_, p)| p.is_none()).map(|(n, _)| format!("{n}(.gz)")).collect())
     }
 
     /// Locates the files of the given splits, or reports every missing one.
-    fn locate(&self, dataset: Dataset, splits: &[Split]) -> Result<Vec<PathBuf>, DataError> {
-        let mut found = Vec::new();
-        let mut missing = Vec::new();
-        for split in splits {
-            let (images, labels) = split.file_names();
-            for name in [images, labels] {
-                match self.find(dataset, name) {
-                    Some(p) => found.push(p),
-                    None => missing.push(format!("{name}(.gz)")),
-                }
-            }
-        }
-        if missing.is_empty() {
-            Ok(found)
-        } else {
-            let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-            Err(DataError::Missing {
-                dataset,
-                dir: abs(&self.dataset_dir(dataset)),
-                root: abs(&self.root),
-                chosen_by: self.source,
-                missing,
+    pub(crate) fn locate(&self, dataset: Dataset, splits: &[Split]) -> Result<Vec<PathBuf>, DataError> {
+        let names: Vec<&str> = splits
+            .iter()
+            .flat_map(|s| {
+                let (images, labels) = s.file_names();
+                [images, labels]
             })
+            .collect();
+        match self.find_all(dataset, &names) {
+            Ok(found) => Ok(found),
+            Err(missing) => {
+                let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+                Err(DataError::Missing {
+                    dataset,
+                    dir: abs(&self.dataset_dir(dataset)),
+                    root: abs(&self.root),
+                    chosen_by: self.source,
+                    missing,
+                })
+            }
         }
     }
 }

@@ -155,6 +155,7 @@ pub fn inputs(space: &SearchSpace, digests: &[data::FileDigest]) -> serde_json::
 pub fn search(space: &SearchSpace, opts: &mut SearchOptions<'_>) -> Result<Outcome, SearchError> {
     let dir = opts.dir.clone();
     let dataset = space.base.data.dataset;
+    data::download::ensure(&opts.data, dataset, opts.progress, opts.log)?;
     let train_set = data::load(&opts.data, dataset, Split::Train)?;
     let digests = data::file_digests(&opts.data, dataset)?;
     let ctx = TrialContext::new(space, &train_set, &digests, opts.device)?;

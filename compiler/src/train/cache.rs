@@ -29,12 +29,7 @@ impl Cache {
 
     /// The cache folder from the environment (see the module docs).
     pub fn from_env() -> Self {
-        let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        let dir = var("MNISTC_CACHE")
-            .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("mnistc")))
-            .or_else(|| var("HOME").map(|d| d.join(".cache").join("mnistc")))
-            .unwrap_or_else(|| PathBuf::from(".mnistc-cache"));
-        Self { dir }
+        Self { dir: crate::cache_dir::root() }
     }
 
     /// The folder.
