@@ -22,14 +22,19 @@ pub fn workspace_root() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The data directory tests use: `MNISTC_DATA` if set, else `../shared/data` beside the checkout.
+/// The data directory tests use: `MNISTC_DATA` if set, else `../shared/data` beside the checkout
+/// if it is there, else the cache's data folder (where `mnistc data fetch` puts them). Tests never
+/// download.
 pub fn data_dir() -> std::path::PathBuf {
     match std::env::var_os("MNISTC_DATA") {
-        Some(d) => {
+        Some(d) if !d.is_empty() => {
             let p = std::path::PathBuf::from(d);
             if p.is_absolute() { p } else { workspace_root().join(p) }
         }
-        None => workspace_root().join("../shared/data"),
+        _ => {
+            let shared = workspace_root().join("../shared/data");
+            if shared.is_dir() { shared } else { mnistc::cache_dir::data() }
+        }
     }
 }
 
