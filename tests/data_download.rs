@@ -177,7 +177,7 @@ fn truncated_missing_oversized_and_unreachable_are_each_named() {
     let (result, log) = fetch(source, root.path(), None);
     let err = result.unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, DataError::Download { ref attempts, .. } if attempts.len() == 4), "{msg}");
+    assert!(matches!(err, DataError::Download(ref f) if f.attempts.len() == 4), "{msg}");
     for needle in [
         "/cut/one.gz: transfer broken",
         "/gone/one.gz: HTTP 404",

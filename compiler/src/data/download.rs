@@ -13,7 +13,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::sources::{self, KnownFile, RECORDED_DIGESTS, Source};
-use super::{DataDir, DataError, Dataset};
+use super::{DataDir, DataError, Dataset, DownloadFailure};
 
 /// The environment variable naming mirrors that replace the standard ones: one base URL (or
 /// several, comma-separated) serving the layout of a data directory, `URL/mnist/FILE.gz`.
@@ -81,12 +81,14 @@ pub fn ensure_from(
         // A directory was named: report the missing files there, with the full explanation.
         return dir.locate(dataset, &[super::Split::Train, super::Split::Test]).map(|_| ());
     };
-    let source = sources::source(dataset.name()).ok_or_else(|| DataError::Download {
-        dataset: dataset.name().into(),
-        dir: root.join(dataset.dir_name()),
-        files: names.iter().map(|n| n.to_string()).collect(),
-        problem: "no mirror is known for it".into(),
-        attempts: Vec::new(),
+    let source = sources::source(dataset.name()).ok_or_else(|| {
+        DataError::Download(Box::new(DownloadFailure {
+            dataset: dataset.name().into(),
+            dir: root.join(dataset.dir_name()),
+            files: names.iter().map(|n| n.to_string()).collect(),
+            problem: "no mirror is known for it".into(),
+            attempts: Vec::new(),
+        }))
     })?;
     let _ = writeln!(
         log,
@@ -136,12 +138,14 @@ pub fn fetch(source: &Source, root: &Path, opts: &mut FetchOptions<'_>) -> Resul
     }
     let agent = agent();
     let mut attempts = Vec::new();
-    let failure = |problem: String, attempts: Vec<String>| DataError::Download {
-        dataset: source.name.into(),
-        dir: dir.clone(),
-        files: source.files.iter().map(|f| f.name.to_string()).collect(),
-        problem,
-        attempts,
+    let failure = |problem: String, attempts: Vec<String>| {
+        DataError::Download(Box::new(DownloadFailure {
+            dataset: source.name.into(),
+            dir: dir.clone(),
+            files: source.files.iter().map(|f| f.name.to_string()).collect(),
+            problem,
+            attempts,
+        }))
     };
     let user_mirrors = opts.mirrors.clone();
     match (&source.archive, &user_mirrors) {
@@ -223,6 +227,12 @@ fn remove_stale_temporaries(dir: &Path, source: &Source) {
     }
 }
 
+/// Records a failed attempt: in the log now, in the error if every mirror fails.
+fn failed(url: &str, reason: &str, log: &mut dyn Write, attempts: &mut Vec<String>) {
+    let _ = writeln!(log, "  failed: {reason}");
+    attempts.push(format!("{url}: {reason}"));
+}
+
 fn temp_path(dir: &Path, name: &str, what: &str) -> PathBuf {
     dir.join(format!(".{name}.{what}-{}", std::process::id()))
 }
@@ -258,8 +268,7 @@ fn fetch_file(
             }
             Err(reason) => {
                 let _ = std::fs::remove_file(&tmp);
-                let _ = writeln!(opts.log, "  failed: {reason}");
-                attempts.push(format!("{url}: {reason}"));
+                failed(url, &reason, opts.log, attempts);
             }
         }
     }
@@ -325,16 +334,12 @@ fn fetch_archive(
                         fetched.bytes += bytes;
                         return Ok(true);
                     }
-                    Err(reason) => {
-                        let _ = writeln!(opts.log, "  failed: {reason}");
-                        attempts.push(format!("{url}: {reason}"));
-                    }
+                    Err(reason) => failed(url, &reason, opts.log, attempts),
                 }
             }
             Err(reason) => {
                 let _ = std::fs::remove_file(&tmp);
-                let _ = writeln!(opts.log, "  failed: {reason}");
-                attempts.push(format!("{url}: {reason}"));
+                failed(url, &reason, opts.log, attempts);
             }
         }
     }

@@ -39,30 +39,8 @@ pub enum DataError {
         missing: Vec<String>,
     },
     /// A data set could not be downloaded: every mirror failed for some file.
-    #[error(
-        "cannot download {}: {}\n  tried:\n    {}\n  to work offline, put the files {} (raw or .gz) in {}/ \
-         (or point --data DIR or MNISTC_DATA at a directory holding {}/); MNISTC_MIRROR=URL (or \
-         --mirror URL with `mnistc data fetch`) names a mirror holding URL/{}/FILE(.gz)",
-        dataset,
-        problem,
-        attempts.join("\n    "),
-        files.join(", "),
-        dir.display(),
-        dataset,
-        dataset
-    )]
-    Download {
-        /// The data set's name (`mnist`, `cifar-10`).
-        dataset: String,
-        /// The folder the files were to go to.
-        dir: PathBuf,
-        /// The data set's files.
-        files: Vec<String>,
-        /// What went wrong overall (`no mirror served a verified copy of train-images-idx3-ubyte`).
-        problem: String,
-        /// Each URL tried and what went wrong with it.
-        attempts: Vec<String>,
-    },
+    #[error("{0}")]
+    Download(Box<DownloadFailure>),
     /// A file exists but cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -152,4 +130,37 @@ pub enum DataError {
         /// Number of classes.
         classes: usize,
     },
+}
+
+/// Why a data set could not be downloaded ([`DataError::Download`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadFailure {
+    /// The data set's name (`mnist`, `cifar-10`).
+    pub dataset: String,
+    /// The folder the files were to go to.
+    pub dir: PathBuf,
+    /// The data set's files.
+    pub files: Vec<String>,
+    /// What went wrong overall (`no mirror served a verified copy of train-images-idx3-ubyte`).
+    pub problem: String,
+    /// Each URL tried and what went wrong with it.
+    pub attempts: Vec<String>,
+}
+
+impl std::fmt::Display for DownloadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.dataset;
+        write!(f, "cannot download {d}: {}", self.problem)?;
+        if !self.attempts.is_empty() {
+            write!(f, "\n  tried:\n    {}", self.attempts.join("\n    "))?;
+        }
+        write!(
+            f,
+            "\n  to work offline, put the files {} (raw or .gz) in {}/ (or point --data DIR or MNISTC_DATA at a \
+             directory holding {d}/); MNISTC_MIRROR=URL (or --mirror URL with `mnistc data fetch`) names a \
+             mirror holding URL/{d}/FILE(.gz)",
+            self.files.join(", "),
+            self.dir.display()
+        )
+    }
 }

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use error::DataError;
+pub use error::{DataError, DownloadFailure};
 pub use rng::Rng;
 pub use split::{TrainingSplit, prepare_training, stratified_sample, stratified_split};
 
