@@ -306,12 +306,32 @@ fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Option<Result<(), RunError>> {
 #[inline(never)]
 fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) -> Result<(), RunError> {
     let done = match &op.kernel {
+        #[cfg(feature = "float")]
         Kernel::ConvF32(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
+        #[cfg(feature = "float")]
         Kernel::ConvF16(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
+        #[cfg(feature = "float")]
         Kernel::DenseF32(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
+        #[cfg(feature = "float")]
         Kernel::DenseF16(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
+        #[cfg(feature = "float")]
         Kernel::MaxPoolF32(p) => kernels::maxpool2d_f32(p, f32s(input)?, f32s_mut(output)?),
+        #[cfg(feature = "float")]
         Kernel::AvgPoolF32(p) => kernels::avgpool2d_f32(p, f32s(input)?, f32s_mut(output)?),
+        // Without `float`, `Model::from_bytes` refuses float blobs, so no float op reaches here;
+        // leaving the float kernels out of this match is what keeps them out of the binary.
+        #[cfg(not(feature = "float"))]
+        Kernel::ConvF32(_)
+        | Kernel::ConvF16(_)
+        | Kernel::DenseF32(_)
+        | Kernel::DenseF16(_)
+        | Kernel::MaxPoolF32(_)
+        | Kernel::AvgPoolF32(_) => {
+            return Err(RunError::Op(crate::error::LoadError::Meta {
+                field: "precision",
+                problem: crate::error::Problem::NotCompiledIn,
+            }));
+        }
         Kernel::ConvS8(k) => {
             kernels::conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)
         }

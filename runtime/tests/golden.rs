@@ -48,11 +48,13 @@ fn int8_golden_blob_gives_its_logits_bit_for_bit() {
     assert_eq!(got, include_bytes!("golden/tiny-int8.out"));
 }
 
+#[cfg(feature = "float")]
 fn floats(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 /// Float kernels may contract multiply-adds differently on another ISA: within 1e-5 relative.
+#[cfg(feature = "float")]
 fn assert_close(got: &[u8], want: &[u8]) {
     let (got, want) = (floats(got), floats(want));
     assert_eq!(got.len(), want.len());
@@ -61,11 +63,13 @@ fn assert_close(got: &[u8], want: &[u8]) {
     }
 }
 
+#[cfg(feature = "float")]
 #[test]
 fn f16_golden_blob_gives_its_logits() {
     assert_close(&run(include_bytes!("golden/tiny-f16.bin"), Precision::F16), include_bytes!("golden/tiny-f16.out"));
 }
 
+#[cfg(feature = "float")]
 #[test]
 fn f32_golden_blob_gives_its_logits() {
     assert_close(&run(include_bytes!("golden/tiny-f32.bin"), Precision::F32), include_bytes!("golden/tiny-f32.out"));
@@ -79,4 +83,19 @@ fn a_future_format_version_is_refused() {
     let words = aligned(&blob);
     let err = Model::from_bytes(as_bytes(&words, blob.len())).unwrap_err();
     assert_eq!(err, LoadError::UnsupportedVersion { found: FORMAT_VERSION + 1, supported: FORMAT_VERSION });
+}
+
+/// An int8-only runtime (without its `float` feature, as the firmware builds it) refuses float
+/// blobs when loading them, with an error that names the feature, and still runs int8 ones.
+#[cfg(not(feature = "float"))]
+#[test]
+fn without_the_float_feature_float_blobs_are_refused_at_load_time() {
+    use mnistc_runtime::error::Problem;
+    for blob in [&include_bytes!("golden/tiny-f32.bin")[..], &include_bytes!("golden/tiny-f16.bin")[..]] {
+        let words = aligned(blob);
+        let err = Model::from_bytes(as_bytes(&words, blob.len())).unwrap_err();
+        assert_eq!(err, LoadError::Meta { field: "precision", problem: Problem::NotCompiledIn });
+        assert!(err.to_string().contains("`float`"), "{err}");
+    }
+    assert_eq!(run(include_bytes!("golden/tiny-int8.bin"), Precision::Int8), include_bytes!("golden/tiny-int8.out"));
 }

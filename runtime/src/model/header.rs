@@ -97,6 +97,9 @@ pub(super) fn sections(h: &Header) -> Result<(Range, Range, Range), LoadError> {
 pub(super) fn validate_meta(m: &Meta) -> Result<Precision, LoadError> {
     let err = |field, problem| LoadError::Meta { field, problem };
     let precision = Precision::from_u8(m.precision).ok_or(err("precision", Problem::Unknown))?;
+    if precision != Precision::Int8 && !cfg!(feature = "float") {
+        return Err(err("precision", Problem::NotCompiledIn));
+    }
     if m.class_count == 0 || m.class_count as usize > MAX_CLASSES {
         return Err(err("class_count", Problem::OutOfRange));
     }
