@@ -136,8 +136,7 @@ pub fn fetch(source: &Source, root: &Path, opts: &mut FetchOptions<'_>) -> Resul
     if wanted.is_empty() {
         return Ok(fetched);
     }
-    let agent = agent();
-    let mut attempts = Vec::new();
+    let mut session = Session { agent: agent(), dir: &dir, opts, attempts: Vec::new(), fetched };
     let failure = |problem: String, attempts: Vec<String>| {
         DataError::Download(Box::new(DownloadFailure {
             dataset: source.name.into(),
@@ -147,13 +146,13 @@ pub fn fetch(source: &Source, root: &Path, opts: &mut FetchOptions<'_>) -> Resul
             attempts,
         }))
     };
-    let user_mirrors = opts.mirrors.clone();
+    let user_mirrors = session.opts.mirrors.clone();
     match (&source.archive, &user_mirrors) {
         // The standard mirrors of CIFAR-10 serve one tarball.
         (Some(archive), None) => {
             let urls: Vec<String> = source.mirrors.iter().map(|m| format!("{m}/{}", archive.name)).collect();
-            if !fetch_archive(&agent, source, &dir, &urls, opts, &mut attempts, &mut fetched)? {
-                return Err(failure(format!("no mirror served a verified copy of {}", archive.name), attempts));
+            if !session.archive(source, &urls)? {
+                return Err(failure(format!("no mirror served a verified copy of {}", archive.name), session.attempts));
             }
         }
         (archive, mirrors) => {
@@ -173,7 +172,7 @@ pub fn fetch(source: &Source, root: &Path, opts: &mut FetchOptions<'_>) -> Resul
                         .collect(),
                     None => source.mirrors.iter().map(|m| format!("{m}/{}.gz", file.name)).collect(),
                 };
-                if !fetch_file(&agent, file, &dir, &urls, opts, &mut attempts, &mut fetched)? {
+                if !session.file(file, &urls)? {
                     missing.push(file.name);
                 }
             }
@@ -183,20 +182,30 @@ pub fn fetch(source: &Source, root: &Path, opts: &mut FetchOptions<'_>) -> Resul
                 let got_it = match tarball {
                     Some((archive, list)) => {
                         let urls: Vec<String> = list.iter().map(|m| format!("{m}/{}", archive.name)).collect();
-                        fetch_archive(&agent, source, &dir, &urls, opts, &mut attempts, &mut fetched)?
+                        session.archive(source, &urls)?
                     }
                     None => false,
                 };
                 if !got_it {
                     return Err(failure(
                         format!("no mirror served a verified copy of {}", missing.join(", ")),
-                        attempts,
+                        session.attempts,
                     ));
                 }
             }
         }
     }
-    Ok(fetched)
+    Ok(session.fetched)
+}
+
+/// One fetch of one data set: the HTTP agent, the target folder, and what happened so far.
+struct Session<'a, 'o, 'l> {
+    agent: ureq::Agent,
+    dir: &'a Path,
+    opts: &'o mut FetchOptions<'l>,
+    /// Each URL tried in vain, with why.
+    attempts: Vec<String>,
+    fetched: Fetched,
 }
 
 fn agent() -> ureq::Agent {
@@ -237,42 +246,38 @@ fn temp_path(dir: &Path, name: &str, what: &str) -> PathBuf {
     dir.join(format!(".{name}.{what}-{}", std::process::id()))
 }
 
-/// Tries `urls` in order for one file; `Ok(true)` once one verifies and is in place.
-fn fetch_file(
-    agent: &ureq::Agent,
-    file: &KnownFile,
-    dir: &Path,
-    urls: &[String],
-    opts: &mut FetchOptions<'_>,
-    attempts: &mut Vec<String>,
-    fetched: &mut Fetched,
-) -> Result<bool, DataError> {
-    let tmp = temp_path(dir, file.name, "download");
-    for url in urls {
-        let _ = writeln!(opts.log, "downloading {url}");
-        let result = download(agent, url, &tmp, file.max_bytes, opts.progress)
-            .and_then(|(bytes, sha)| verify_file(file, &tmp, &sha).map(|gz| (bytes, gz)));
-        match result {
-            Ok((bytes, gz)) => {
-                let dest = dir.join(if gz { format!("{}.gz", file.name) } else { file.name.to_string() });
-                let other = dir.join(if gz { file.name.to_string() } else { format!("{}.gz", file.name) });
-                std::fs::rename(&tmp, &dest).map_err(|e| {
+impl Session<'_, '_, '_> {
+    /// Tries `urls` in order for one file; `Ok(true)` once one verifies and is in place.
+    fn file(&mut self, file: &KnownFile, urls: &[String]) -> Result<bool, DataError> {
+        let (agent, dir, opts, attempts, fetched) =
+            (&self.agent, self.dir, &mut *self.opts, &mut self.attempts, &mut self.fetched);
+        let tmp = temp_path(dir, file.name, "download");
+        for url in urls {
+            let _ = writeln!(opts.log, "downloading {url}");
+            let result = download(agent, url, &tmp, file.max_bytes, opts.progress)
+                .and_then(|(bytes, sha)| verify_file(file, &tmp, &sha).map(|gz| (bytes, gz)));
+            match result {
+                Ok((bytes, gz)) => {
+                    let dest = dir.join(if gz { format!("{}.gz", file.name) } else { file.name.to_string() });
+                    let other = dir.join(if gz { file.name.to_string() } else { format!("{}.gz", file.name) });
+                    std::fs::rename(&tmp, &dest).map_err(|e| {
+                        let _ = std::fs::remove_file(&tmp);
+                        DataError::Io { path: dest.clone(), source: e }
+                    })?;
+                    // A raw file would be found before the verified `.gz` (and vice versa).
+                    let _ = std::fs::remove_file(&other);
+                    fetched.downloaded.push(file.name.to_string());
+                    fetched.bytes += bytes;
+                    return Ok(true);
+                }
+                Err(reason) => {
                     let _ = std::fs::remove_file(&tmp);
-                    DataError::Io { path: dest.clone(), source: e }
-                })?;
-                // A raw file would be found before the verified `.gz` (and vice versa).
-                let _ = std::fs::remove_file(&other);
-                fetched.downloaded.push(file.name.to_string());
-                fetched.bytes += bytes;
-                return Ok(true);
-            }
-            Err(reason) => {
-                let _ = std::fs::remove_file(&tmp);
-                failed(url, &reason, opts.log, attempts);
+                    failed(url, &reason, opts.log, attempts);
+                }
             }
         }
+        Ok(false)
     }
-    Ok(false)
 }
 
 /// Checks a downloaded file: the digest of the bytes as served against the published archive
@@ -302,48 +307,44 @@ fn is_gzip(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == [0x1f, 0x8b]
 }
 
-/// Tries `urls` for the data set's tarball; `Ok(true)` once one verifies and its files are
-/// extracted into `dir`.
-fn fetch_archive(
-    agent: &ureq::Agent,
-    source: &Source,
-    dir: &Path,
-    urls: &[String],
-    opts: &mut FetchOptions<'_>,
-    attempts: &mut Vec<String>,
-    fetched: &mut Fetched,
-) -> Result<bool, DataError> {
-    let Some(archive) = &source.archive else { return Ok(false) };
-    let tmp = temp_path(dir, archive.name, "download");
-    for url in urls {
-        let _ = writeln!(opts.log, "downloading {url} ({} MB)", archive.bytes / 1_000_000);
-        let result = download(agent, url, &tmp, archive.bytes + 1, opts.progress).and_then(|(bytes, sha)| {
-            if sha == archive.sha256 {
-                Ok(bytes)
-            } else {
-                Err(format!("SHA-256 mismatch: {sha}, expected {}", archive.sha256))
-            }
-        });
-        match result {
-            Ok(bytes) => {
-                let extracted = extract(source, &tmp, dir);
-                let _ = std::fs::remove_file(&tmp);
-                match extracted {
-                    Ok(names) => {
-                        fetched.downloaded.extend(names);
-                        fetched.bytes += bytes;
-                        return Ok(true);
+impl Session<'_, '_, '_> {
+    /// Tries `urls` for the data set's tarball; `Ok(true)` once one verifies and its files are
+    /// extracted into the folder.
+    fn archive(&mut self, source: &Source, urls: &[String]) -> Result<bool, DataError> {
+        let (agent, dir, opts, attempts, fetched) =
+            (&self.agent, self.dir, &mut *self.opts, &mut self.attempts, &mut self.fetched);
+        let Some(archive) = &source.archive else { return Ok(false) };
+        let tmp = temp_path(dir, archive.name, "download");
+        for url in urls {
+            let _ = writeln!(opts.log, "downloading {url} ({} MB)", archive.bytes / 1_000_000);
+            let result = download(agent, url, &tmp, archive.bytes + 1, opts.progress).and_then(|(bytes, sha)| {
+                if sha == archive.sha256 {
+                    Ok(bytes)
+                } else {
+                    Err(format!("SHA-256 mismatch: {sha}, expected {}", archive.sha256))
+                }
+            });
+            match result {
+                Ok(bytes) => {
+                    let extracted = extract(source, &tmp, dir);
+                    let _ = std::fs::remove_file(&tmp);
+                    match extracted {
+                        Ok(names) => {
+                            fetched.downloaded.extend(names);
+                            fetched.bytes += bytes;
+                            return Ok(true);
+                        }
+                        Err(reason) => failed(url, &reason, opts.log, attempts),
                     }
-                    Err(reason) => failed(url, &reason, opts.log, attempts),
+                }
+                Err(reason) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    failed(url, &reason, opts.log, attempts);
                 }
             }
-            Err(reason) => {
-                let _ = std::fs::remove_file(&tmp);
-                failed(url, &reason, opts.log, attempts);
-            }
         }
+        Ok(false)
     }
-    Ok(false)
 }
 
 /// Extracts the data set's files from a verified tarball into `dir` (raw, each atomically) and
