@@ -5,6 +5,8 @@ blob:   the golden blobs (runtime/tests/golden/*.bin), truncations at each secti
         and variants whose last byte picks each input kind (the target fixes their CRC).
 idx:    small IDX files cut from the MNIST test set (header + a few images/labels, count fixed),
         and variants (wrong count, zero sizes, huge sizes, truncated header, wrong magic).
+cifar:  one and two records cut from the CIFAR-10 test batch, a bad label, a partial record, and
+        class-name files (the real one and a short one).
 png:    small PNGs of several colour types and bit depths, behind the target's 2-byte
         (width - 1, height - 1) prefix.
 model_toml, search_space: the shipped models/*.toml.
@@ -75,6 +77,18 @@ def idx_seeds():
     out("idx", "gzip-magic", b"\x1f\x8b" + images[2:40])
 
 
+def cifar_seeds():
+    cifar = os.path.join(os.environ.get("MNISTC_DATA", os.path.join(ROOT, "..", "shared", "data")), "cifar-10")
+    batch = gzip.open(os.path.join(cifar, "test_batch.bin.gz")).read()
+    record = 3073
+    out("cifar", "one-record", batch[:record])
+    out("cifar", "two-records", batch[:2 * record])
+    out("cifar", "bad-label", bytes([10]) + batch[1:record])
+    out("cifar", "partial-record", batch[:1000])
+    out("cifar", "meta", open(os.path.join(cifar, "batches.meta.txt"), "rb").read())
+    out("cifar", "meta-short", b"airplane\nautomobile\n")
+
+
 def png(width, height, color_type, bit_depth, rows, interlace=0, extra=b""):
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -126,5 +140,6 @@ if __name__ == "__main__":
     shutil.rmtree(SEEDS, ignore_errors=True)
     blob_seeds()
     idx_seeds()
+    cifar_seeds()
     png_seeds()
     toml_seeds()

@@ -41,6 +41,27 @@ pub enum DataError {
     /// A data set could not be downloaded: every mirror failed for some file.
     #[error("{0}")]
     Download(Box<DownloadFailure>),
+    /// A CIFAR-10 batch file is not a whole number of records, or holds too many.
+    #[error(
+        "{}: {bytes} bytes is not a CIFAR-10 batch: it must be 1 to {} whole 3,073-byte records \
+         (a label byte, then the 1,024 red, green and blue bytes of a 32x32 image)",
+        path.display(),
+        super::cifar::MAX_RECORDS
+    )]
+    Records {
+        /// The file.
+        path: PathBuf,
+        /// Its (uncompressed) length, or 10,000 records and one byte when it is longer.
+        bytes: u64,
+    },
+    /// A class-names file (`batches.meta.txt`) is malformed.
+    #[error("{}: {problem}", path.display())]
+    ClassNames {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A file exists but cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {

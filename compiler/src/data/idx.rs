@@ -14,7 +14,7 @@ use super::error::DataError;
 
 /// Opens `path` for reading its content, through a gunzip stream when it starts with the gzip
 /// magic (`1f 8b`), whatever its name. Returns the reader and whether it is gzip.
-fn open(path: &Path) -> Result<(Box<dyn Read>, bool), DataError> {
+pub(super) fn open(path: &Path) -> Result<(Box<dyn Read>, bool), DataError> {
     let io = |source| DataError::Io { path: path.to_path_buf(), source };
     let mut file = BufReader::new(File::open(path).map_err(io)?);
     let head = file.fill_buf().map_err(io)?;
@@ -23,7 +23,7 @@ fn open(path: &Path) -> Result<(Box<dyn Read>, bool), DataError> {
 }
 
 /// The error of a failed read of `path`'s content.
-fn read_error(path: &Path, gz: bool, source: std::io::Error) -> DataError {
+pub(super) fn read_error(path: &Path, gz: bool, source: std::io::Error) -> DataError {
     if gz {
         DataError::Gzip { path: path.to_path_buf(), source }
     } else {

@@ -11,6 +11,7 @@
 //! download it into the cache from its public mirrors, verified by SHA-256 ([`sources`] says
 //! from where and which digests; `download.rs` does it, with the `train` feature).
 
+pub mod cifar;
 #[cfg(feature = "train")]
 pub mod download;
 mod error;
