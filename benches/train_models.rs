@@ -35,6 +35,8 @@ struct Run {
 }
 
 fn main() {
+    // As the `mnistc` binary does: keep burn's freed buffers in the process (train/malloc.rs).
+    mnistc::train::malloc::keep_freed_memory();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut names = Vec::new();
     let mut seeds: Option<Vec<u64>> = None;

@@ -28,6 +28,8 @@ mod checkpoint;
 mod device;
 mod error;
 #[cfg(feature = "train")]
+pub mod malloc;
+#[cfg(feature = "train")]
 mod model;
 #[cfg(feature = "train")]
 mod optim;
