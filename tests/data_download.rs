@@ -211,9 +211,7 @@ fn an_interrupted_download_leaves_only_a_temporary_that_the_next_fetch_removes()
 fn mnist_mirror() -> Server {
     let shared = data_dir().join("mnist");
     let mut routes = HashMap::new();
-    let (a, b) = Split::Train.file_names();
-    let (c, d) = Split::Test.file_names();
-    for name in [a, b, c, d] {
+    for name in mnistc::data::STANDARD_FILES {
         let path = sources::find_file(&shared, name).expect("the MNIST files (MNISTC_DATA)");
         let bytes = std::fs::read(&path).unwrap();
         let bytes = if path.extension().is_some_and(|e| e == "gz") { bytes } else { gzip(&bytes) };

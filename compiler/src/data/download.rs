@@ -73,7 +73,7 @@ pub fn ensure_from(
     progress: bool,
     log: &mut dyn Write,
 ) -> Result<(), DataError> {
-    let names = all_file_names();
+    let names = super::STANDARD_FILES;
     if dir.find_all(dataset, &names).is_ok() {
         return Ok(());
     }
@@ -81,10 +81,11 @@ pub fn ensure_from(
         // A directory was named: report the missing files there, with the full explanation.
         return dir.locate(dataset, &[super::Split::Train, super::Split::Test]).map(|_| ());
     };
+    let target = root.join(dataset.dir_name());
     let source = sources::source(dataset.name()).ok_or_else(|| {
         DataError::Download(Box::new(DownloadFailure {
             dataset: dataset.name().into(),
-            dir: root.join(dataset.dir_name()),
+            dir: target.clone(),
             files: names.iter().map(|n| n.to_string()).collect(),
             problem: "no mirror is known for it".into(),
             attempts: Vec::new(),
@@ -92,20 +93,12 @@ pub fn ensure_from(
     })?;
     let _ = writeln!(
         log,
-        "{} is not in {} nor in {}: downloading it into {}",
-        dataset,
-        dir.root.join(dataset.dir_name()).display(),
-        root.join(dataset.dir_name()).display(),
-        root.join(dataset.dir_name()).display()
+        "{dataset} is neither in {} nor in {}: downloading it into the latter",
+        dir.dataset_dir(dataset).display(),
+        target.display()
     );
     let mut opts = FetchOptions { mirrors, force: false, progress, log };
     fetch(source, root, &mut opts).map(|_| ())
-}
-
-fn all_file_names() -> Vec<&'static str> {
-    let (a, b) = super::Split::Train.file_names();
-    let (c, d) = super::Split::Test.file_names();
-    vec![a, b, c, d]
 }
 
 /// Downloads the files of `source` that are missing or unverified in `root/NAME/` (all of them

@@ -132,16 +132,19 @@ impl Split {
     /// Standard `(images, labels)` file names (without `.gz`).
     pub fn file_names(&self) -> (&'static str, &'static str) {
         match self {
-            Split::Train => ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-            Split::Test => ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+            Split::Train => (STANDARD_FILES[0], STANDARD_FILES[1]),
+            Split::Test => (STANDARD_FILES[2], STANDARD_FILES[3]),
         }
     }
 }
 
+/// The four files of an IDX data set (train images, train labels, test images, test labels),
+/// without `.gz`.
+pub const STANDARD_FILES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
 fn standard_file_list() -> String {
-    let (a, b) = Split::Train.file_names();
-    let (c, d) = Split::Test.file_names();
-    format!("{a}, {b}, {c}, {d}")
+    STANDARD_FILES.join(", ")
 }
 
 /// How the data directory was chosen.
@@ -418,11 +421,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// As [`load`], for missing or unreadable files (the content is not validated here).
 pub fn file_digests(dir: &DataDir, dataset: Dataset) -> Result<Vec<FileDigest>, DataError> {
     let paths = dir.locate(dataset, &[Split::Train, Split::Test])?;
-    let (a, b) = Split::Train.file_names();
-    let (c, d) = Split::Test.file_names();
     paths
         .iter()
-        .zip([a, b, c, d])
+        .zip(STANDARD_FILES)
         .map(|(path, name)| {
             let mut hasher = Sha256::new();
             idx::stream_maybe_gz(path, |chunk| hasher.update(chunk))?;

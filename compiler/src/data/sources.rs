@@ -384,9 +384,7 @@ mod tests {
     fn the_data_sets_of_model_toml_are_all_fetchable() {
         for d in super::super::Dataset::ALL {
             let s = source(d.name()).unwrap();
-            let (a, b) = super::super::Split::Train.file_names();
-            let (c, e) = super::super::Split::Test.file_names();
-            for name in [a, b, c, e] {
+            for name in super::super::STANDARD_FILES {
                 assert!(s.file(name).is_some(), "{d}: {name}");
             }
         }
