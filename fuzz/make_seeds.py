@@ -7,8 +7,8 @@ idx:    small IDX files cut from the MNIST test set (header + a few images/label
         and variants (wrong count, zero sizes, huge sizes, truncated header, wrong magic).
 cifar:  one and two records cut from the CIFAR-10 test batch, a bad label, a partial record, and
         class-name files (the real one and a short one).
-png:    small PNGs of several colour types and bit depths, behind the target's 2-byte
-        (width - 1, height - 1) prefix.
+png:    small PNGs of several colour types and bit depths, behind the target's 3-byte
+        (width - 1, height - 1, channels: 1 grey / 0 colour) prefix.
 model_toml, search_space: the shipped models/*.toml.
 """
 import gzip
@@ -99,16 +99,18 @@ def png(width, height, color_type, bit_depth, rows, interlace=0, extra=b""):
 
 
 def png_seeds():
-    def prefixed(w, h, data):
-        return bytes([w - 1, h - 1]) + data
+    def prefixed(w, h, data, colour=False):
+        return bytes([w - 1, h - 1, 0 if colour else 1]) + data
 
     grey = [bytes((x * 9 + y * 3) % 256 for x in range(28)) for y in range(28)]
     out("png", "grey8-28", prefixed(28, 28, png(28, 28, 0, 8, grey)))
     out("png", "grey8-28-as-14", prefixed(14, 14, png(28, 28, 0, 8, grey)))
     rgb = [bytes(v for x in range(8) for v in (x * 30, y * 30, 128)) for y in range(8)]
     out("png", "rgb8-8", prefixed(8, 8, png(8, 8, 2, 8, rgb)))
+    out("png", "rgb8-8-colour-as-32", prefixed(32, 32, png(8, 8, 2, 8, rgb), colour=True))
     rgba = [bytes(v for x in range(4) for v in (x * 60, y * 60, 7, 200)) for y in range(4)]
     out("png", "rgba8-4", prefixed(4, 4, png(4, 4, 6, 8, rgba)))
+    out("png", "rgba8-4-colour", prefixed(4, 4, png(4, 4, 6, 8, rgba), colour=True))
     grey16 = [b"".join(struct.pack(">H", (x * y * 997) % 65536) for x in range(5)) for y in range(5)]
     out("png", "grey16-5", prefixed(5, 5, png(5, 5, 0, 16, grey16)))
     grey1 = [bytes([0b10110010]) for _ in range(8)]

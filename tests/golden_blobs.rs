@@ -35,7 +35,7 @@ fn images(n: usize, seed: u64) -> Images {
             *p = if square { 180 + rng.below(76) as u8 } else { rng.below(40) as u8 };
         }
     }
-    Images { n, height: 28, width: 28, pixels, labels: vec![0; n] }
+    Images::grey(n, 28, 28, pixels, vec![0; n])
 }
 
 fn golden_dir() -> PathBuf {

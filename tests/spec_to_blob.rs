@@ -89,7 +89,7 @@ fn images(n: usize, seed: u64) -> Images {
             *p = if square { 200 + rng.below(56) as u8 } else { rng.below(64) as u8 };
         }
     }
-    Images { n, height: 28, width: 28, pixels, labels: (0..n).map(|i| (i % 10) as u8).collect() }
+    Images::grey(n, 28, 28, pixels, (0..n).map(|i| (i % 10) as u8).collect())
 }
 
 /// Builds `spec` with seeded weights exactly as `mnistc build` lowers a trained model, and

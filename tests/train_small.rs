@@ -409,10 +409,14 @@ fn exported_weights_follow_the_documented_layouts() {
 #[test]
 fn mismatched_images_and_missing_cuda_are_errors() {
     let s = spec(MLP, "epochs = 1", "validation = 0.0\ntrain_limit = 100");
-    let small = Images { n: 1, height: 27, width: 28, pixels: vec![0; 27 * 28], labels: vec![3] };
+    let small = Images::grey(1, 27, 28, vec![0; 27 * 28], vec![3]);
     let err = train::train(&s, &small, &TrainOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("the model expects 28x28 images, but the data has 27x28"), "{err}");
-    let bad_label = Images { n: 1, height: 28, width: 28, pixels: vec![0; 784], labels: vec![12] };
+    assert!(
+        err.to_string()
+            .contains("the model expects 28x28x1 images (height x width x channels), but the data has 27x28x1"),
+        "{err}"
+    );
+    let bad_label = Images::grey(1, 28, 28, vec![0; 784], vec![12]);
     let err = train::train(&s, &bad_label, &TrainOptions::default()).unwrap_err();
     assert!(matches!(err, TrainError::LabelOutOfRange { label: 12, .. }), "{err}");
     if !Device::Cuda.is_compiled_in() {

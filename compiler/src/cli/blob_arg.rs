@@ -28,7 +28,7 @@ pub fn load<'a>(path: &Path, bytes: &'a AlignedBytes) -> Result<mnistc_runtime::
 /// # Errors
 /// Exit 2 if the blob names a data set mnistc does not know.
 pub fn dataset(model: &mnistc_runtime::Model<'_>) -> Result<Dataset, CliError> {
-    Dataset::ALL.into_iter().find(|d| d.name() == model.dataset()).ok_or_else(|| {
+    Dataset::from_name(model.dataset()).ok_or_else(|| {
         CliError::bad_input(format!("the blob's data set `{}` is not one mnistc knows", model.dataset()))
     })
 }

@@ -1,4 +1,4 @@
-//! `mnistc predict OUT.bin (IMAGE.png... | --idx FILE [--limit N]) [--json]`.
+//! `mnistc predict OUT.bin (IMAGE.png... | --idx FILE | --cifar FILE [--limit N]) [--json]`.
 
 use std::path::{Path, PathBuf};
 
@@ -8,32 +8,37 @@ use crate::verify::on_device;
 
 /// Arguments of `mnistc predict`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "A PNG of any size or colour is converted to grey, resized to the model's input \
-(bilinear), and inverted when its background is light (the data sets are light-on-dark: a mean \
-border brightness above 50 % counts as a light background).")]
+#[command(after_help = "A PNG of any size is resized to the model's input (bilinear). For a grey model \
+(MNIST, Fashion-MNIST) it is converted to grey and inverted when its background is light (the data \
+sets are light-on-dark: a mean border brightness above 50 % counts as a light background); a colour \
+model (CIFAR-10) gets its red, green and blue as they are.")]
 pub struct Args {
     /// The blob
     #[arg(value_name = "OUT.bin")]
     pub blob: PathBuf,
     /// Images to classify
-    #[arg(value_name = "IMAGE.png", required_unless_present = "idx", conflicts_with = "idx")]
+    #[arg(value_name = "IMAGE.png", required_unless_present_any = ["idx", "cifar"], conflicts_with_all = ["idx", "cifar"])]
     pub images: Vec<PathBuf>,
-    /// Classify the images of an IDX file (raw or .gz) instead
-    #[arg(long, value_name = "FILE")]
+    /// Classify the images of an IDX file (raw or .gz; grey models) instead
+    #[arg(long, value_name = "FILE", conflicts_with = "cifar")]
     pub idx: Option<PathBuf>,
-    /// With --idx: only the first N images
-    #[arg(long, value_name = "N", requires = "idx", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Classify the images of a CIFAR-10 batch file (raw or .gz; colour models) instead
+    #[arg(long, value_name = "FILE")]
+    pub cifar: Option<PathBuf>,
+    /// With --idx or --cifar: only the first N images
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub limit: Option<u64>,
     /// One JSON object per line: index, class, name, scores (dequantized logits)
     #[arg(long)]
     pub json: bool,
 }
 
-/// A PNG file as `w × h` grey pixels, light-on-dark, of the model's input size.
+/// A PNG file as the model's input: `width × height` pixels of `channels` bytes (grey
+/// light-on-dark, or colour), see [`decode_png`].
 ///
 /// # Errors
 /// Exit 2 if the file cannot be read or decoded.
-pub fn load_png(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, CliError> {
+pub fn load_png(path: &Path, width: u32, height: u32, channels: usize) -> Result<Vec<u8>, CliError> {
     use std::io::Read;
     let bad = |e: &dyn std::fmt::Display| CliError::bad_input(format!("{}: {e}", path.display()));
     let mut bytes = Vec::new();
@@ -43,7 +48,7 @@ pub fn load_png(path: &Path, width: u32, height: u32) -> Result<Vec<u8>, CliErro
     if bytes.len() as u64 > MAX_IMAGE_FILE_BYTES {
         return Err(bad(&format!("the file is larger than {} MiB; is it an image?", MAX_IMAGE_FILE_BYTES >> 20)));
     }
-    decode_png(&bytes, width, height).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))
+    decode_png(&bytes, width, height, channels).map_err(|e| CliError::bad_input(format!("{}: {e}", path.display())))
 }
 
 /// Runs `mnistc predict`.
@@ -54,27 +59,42 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let bytes = blob_arg::read(&args.blob)?;
     let model = blob_arg::load(&args.blob, &bytes)?;
     let shape = model.input_shape();
-    if shape.c != 1 {
-        return Err(CliError::bad_input("predict supports single-channel (grey) models"));
+    if shape.c != 1 && shape.c != 3 {
+        return Err(CliError::bad_input(format!(
+            "the model takes {} channels: predict supports grey (1) and colour (3) models",
+            shape.c
+        )));
     }
-    let images: Vec<(String, Vec<u8>)> = match &args.idx {
-        Some(path) => {
-            let (n, rows, cols, pixels) = crate::data::read_images_file(path).map_err(CliError::bad_input)?;
-            if (rows, cols) != (shape.h, shape.w) {
-                return Err(CliError::bad_input(format!(
-                    "{}: images are {rows}x{cols}, the model takes {}x{}",
-                    path.display(),
-                    shape.h,
-                    shape.w
-                )));
-            }
-            let n = args.limit.map_or(n, |l| n.min(l as usize));
-            pixels.chunks_exact(rows * cols).take(n).enumerate().map(|(i, p)| (format!("{i}"), p.to_vec())).collect()
+    if args.limit.is_some() && args.idx.is_none() && args.cifar.is_none() {
+        return Err(CliError::bad_input("--limit applies to --idx or --cifar"));
+    }
+    let file_images = |path: &Path, (n, h, w, c): (usize, usize, usize, usize), pixels: Vec<u8>| {
+        if (h, w, c) != (shape.h, shape.w, shape.c) {
+            return Err(CliError::bad_input(format!(
+                "{}: images are {h}x{w}x{c} (height x width x channels), the model takes {}x{}x{}",
+                path.display(),
+                shape.h,
+                shape.w,
+                shape.c
+            )));
         }
-        None => args
+        let n = args.limit.map_or(n, |l| n.min(l as usize));
+        Ok(pixels.chunks_exact(h * w * c).take(n).enumerate().map(|(i, p)| (format!("{i}"), p.to_vec())).collect())
+    };
+    let images: Vec<(String, Vec<u8>)> = match (&args.idx, &args.cifar) {
+        (Some(path), _) => {
+            let (n, rows, cols, pixels) = crate::data::read_images_file(path).map_err(CliError::bad_input)?;
+            file_images(path, (n, rows, cols, 1), pixels)?
+        }
+        (None, Some(path)) => {
+            let batch = crate::data::cifar::read_batch(path).map_err(CliError::bad_input)?;
+            let (side, c) = (crate::data::cifar::SIDE, crate::data::cifar::CHANNELS);
+            file_images(path, (batch.n, side, side, c), batch.pixels)?
+        }
+        (None, None) => args
             .images
             .iter()
-            .map(|p| Ok((p.display().to_string(), load_png(p, shape.w as u32, shape.h as u32)?)))
+            .map(|p| Ok((p.display().to_string(), load_png(p, shape.w as u32, shape.h as u32, shape.c)?)))
             .collect::<Result<_, CliError>>()?,
     };
     for (index, (source, pixels)) in images.iter().enumerate() {

@@ -27,6 +27,18 @@ pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const MAX_RECORDS: usize = 10_000;
 /// Classes (labels `0..=9`).
 pub const CLASSES: usize = 10;
+/// The batch files, the five training batches first, then the test batch (without `.gz`).
+pub const BATCH_FILES: [&str; 6] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+    "test_batch.bin",
+];
+/// The class names in label order, as `batches.meta.txt` lists them.
+pub const CLASS_NAMES: [&str; CLASSES] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// The images and labels of one batch file.
 #[derive(Clone, Debug, PartialEq, Eq)]

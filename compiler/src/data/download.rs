@@ -73,8 +73,8 @@ pub fn ensure_from(
     progress: bool,
     log: &mut dyn Write,
 ) -> Result<(), DataError> {
-    let names = super::STANDARD_FILES;
-    if dir.find_all(dataset, &names).is_ok() {
+    let names = dataset.files();
+    if dir.find_all(dataset, names).is_ok() {
         return Ok(());
     }
     let Some(root) = dir.download_root.as_deref() else {

@@ -11,16 +11,18 @@ pub enum DataError {
     /// Some of the dataset's files are not there.
     #[error(
         "missing {} files in {}: {}\n  the data directory {} was chosen by {}\n  \
-         needed: the four standard IDX files {} (raw or .gz) in {}/\n  \
+         needed: {} {} (raw or .gz) in {}/\n  \
          how to get them: `mnistc data fetch {} --data {}` downloads and verifies them there; \
          or {}; or point --data DIR (or the MNISTC_DATA environment variable) at a directory \
-         holding mnist/ and fashion-mnist/ (with neither set, mnistc downloads into its cache).",
+         holding mnist/, fashion-mnist/ and cifar-10/ (with neither set, mnistc downloads into \
+         its cache).",
         dataset.name(),
         dir.display(),
         missing.join(", "),
         root.display(),
         chosen_by.describe(),
-        super::standard_file_list(),
+        dataset.file_kind(),
+        dataset.files().join(", "),
         dataset.dir_name(),
         dataset.name(),
         root.display(),

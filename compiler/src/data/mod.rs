@@ -1,10 +1,12 @@
-//! Datasets on disk: locating the data directory, reading IDX files (raw or `.gz`), file
-//! digests for cache keys, and deterministic stratified subsets / validation splits.
+//! Datasets on disk: locating the data directory, reading IDX files and CIFAR-10 batches (raw
+//! or `.gz`), file digests for cache keys, and deterministic stratified subsets / validation
+//! splits.
 //!
 //! Layout: `DIR/mnist/` and `DIR/fashion-mnist/`, each with the four standard files
 //! `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`, `t10k-images-idx3-ubyte`,
-//! `t10k-labels-idx1-ubyte`, each either raw or gzipped (`.gz` suffix; the content decides,
-//! not the name). `DIR` is `--data DIR`, else `$MNISTC_DATA`, else `./data` and then the download
+//! `t10k-labels-idx1-ubyte`; `DIR/cifar-10/` with `data_batch_1.bin` … `data_batch_5.bin` and
+//! `test_batch.bin` (the authors' binary layout). Each file is raw or gzipped (`.gz` suffix;
+//! the content decides, not the name). `DIR` is `--data DIR`, else `$MNISTC_DATA`, else `./data` and then the download
 //! folder of the cache (`$MNISTC_CACHE/data`, see [`crate::cache_dir`]).
 //!
 //! When no directory was named and a data set is in neither place, the commands that need it
@@ -42,18 +44,27 @@ pub enum Dataset {
     Mnist,
     /// Zalando's Fashion-MNIST.
     FashionMnist,
+    /// CIFAR-10: 32×32 colour photographs in ten classes.
+    #[serde(rename = "cifar-10")]
+    Cifar10,
 }
 
 impl Dataset {
     /// All datasets.
-    pub const ALL: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+    pub const ALL: [Dataset; 3] = [Dataset::Mnist, Dataset::FashionMnist, Dataset::Cifar10];
 
-    /// The name used in `model.toml` (`mnist`, `fashion-mnist`).
+    /// The name used in `model.toml` (`mnist`, `fashion-mnist`, `cifar-10`).
     pub fn name(&self) -> &'static str {
         match self {
             Dataset::Mnist => "mnist",
             Dataset::FashionMnist => "fashion-mnist",
+            Dataset::Cifar10 => "cifar-10",
         }
+    }
+
+    /// The data set named `name` in `model.toml` or a blob.
+    pub fn from_name(name: &str) -> Option<Dataset> {
+        Dataset::ALL.into_iter().find(|d| d.name() == name)
     }
 
     /// The sub-folder of the data directory.
@@ -63,12 +74,18 @@ impl Dataset {
 
     /// `(height, width, channels, classes)`.
     pub fn image_shape_and_classes(&self) -> (usize, usize, usize, usize) {
-        (28, 28, 1, 10)
+        match self {
+            Dataset::Mnist | Dataset::FashionMnist => (28, 28, 1, 10),
+            Dataset::Cifar10 => (cifar::SIDE, cifar::SIDE, cifar::CHANNELS, cifar::CLASSES),
+        }
     }
 
     /// Images in the standard training set.
     pub fn train_size(&self) -> usize {
-        60_000
+        match self {
+            Dataset::Mnist | Dataset::FashionMnist => 60_000,
+            Dataset::Cifar10 => 50_000,
+        }
     }
 
     /// Images in the standard test set.
@@ -92,6 +109,7 @@ impl Dataset {
                 "Bag",
                 "Ankle boot",
             ],
+            Dataset::Cifar10 => &cifar::CLASS_NAMES,
         };
         names.iter().map(|s| s.to_string()).collect()
     }
@@ -108,6 +126,41 @@ impl Dataset {
                  (data/fashion) or install Debian's dataset-fashion-mnist package \
                  (/usr/share/datasets/fashion-mnist) and copy them there unchanged"
             }
+            Dataset::Cifar10 => {
+                "download cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html \
+                 and put the files of its cifar-10-batches-bin/ folder there unchanged"
+            }
+        }
+    }
+
+    /// The files of the data set that training and testing read (without `.gz`), training
+    /// files first.
+    pub fn files(&self) -> &'static [&'static str] {
+        match self {
+            Dataset::Mnist | Dataset::FashionMnist => &STANDARD_FILES,
+            Dataset::Cifar10 => &cifar::BATCH_FILES,
+        }
+    }
+
+    /// The files of one split (without `.gz`): for IDX data sets `[images, labels]`, for
+    /// CIFAR-10 its batch files.
+    pub fn split_files(&self, split: Split) -> &'static [&'static str] {
+        let files = self.files();
+        let train = match self {
+            Dataset::Mnist | Dataset::FashionMnist => 2,
+            Dataset::Cifar10 => cifar::BATCH_FILES.len() - 1,
+        };
+        match split {
+            Split::Train => &files[..train],
+            Split::Test => &files[train..],
+        }
+    }
+
+    /// How the files are described in the missing-files message.
+    fn file_kind(&self) -> &'static str {
+        match self {
+            Dataset::Mnist | Dataset::FashionMnist => "the four standard IDX files",
+            Dataset::Cifar10 => "the six batch files of the binary version",
         }
     }
 }
@@ -122,30 +175,17 @@ impl fmt::Display for Dataset {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
-    /// The 60,000 training images (`train-*`).
+    /// The training images (60,000 for the MNIST sets: `train-*`; 50,000 for CIFAR-10:
+    /// `data_batch_*`).
     Train,
-    /// The 10,000 test images (`t10k-*`).
+    /// The 10,000 test images (`t10k-*`, `test_batch`).
     Test,
-}
-
-impl Split {
-    /// Standard `(images, labels)` file names (without `.gz`).
-    pub fn file_names(&self) -> (&'static str, &'static str) {
-        match self {
-            Split::Train => (STANDARD_FILES[0], STANDARD_FILES[1]),
-            Split::Test => (STANDARD_FILES[2], STANDARD_FILES[3]),
-        }
-    }
 }
 
 /// The four files of an IDX data set (train images, train labels, test images, test labels),
 /// without `.gz`.
 pub const STANDARD_FILES: [&str; 4] =
     ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
-
-fn standard_file_list() -> String {
-    STANDARD_FILES.join(", ")
-}
 
 /// How the data directory was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,13 +280,7 @@ impl DataDir {
 
     /// Locates the files of the given splits, or reports every missing one.
     pub(crate) fn locate(&self, dataset: Dataset, splits: &[Split]) -> Result<Vec<PathBuf>, DataError> {
-        let names: Vec<&str> = splits
-            .iter()
-            .flat_map(|s| {
-                let (images, labels) = s.file_names();
-                [images, labels]
-            })
-            .collect();
+        let names: Vec<&str> = splits.iter().flat_map(|&s| dataset.split_files(s)).copied().collect();
         match self.find_all(dataset, &names) {
             Ok(found) => Ok(found),
             Err(missing) => {
@@ -263,7 +297,7 @@ impl DataDir {
     }
 }
 
-/// Grey-scale images with their labels.
+/// Images (grey or colour) with their labels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Images {
     /// Number of images.
@@ -272,16 +306,29 @@ pub struct Images {
     pub height: usize,
     /// Columns per image.
     pub width: usize,
-    /// `n * height * width` pixels, image-major then row-major, 0 = black (background).
+    /// Channels per pixel: 1 (grey) or 3 (red, green, blue).
+    pub channels: usize,
+    /// `n * height * width * channels` bytes, image-major, then row-major, the channels of a
+    /// pixel interleaved (`HWC`, the runtime's input order); 0 = black.
     pub pixels: Vec<u8>,
     /// `n` labels.
     pub labels: Vec<u8>,
 }
 
 impl Images {
-    /// Pixels per image.
+    /// Grey images (one channel).
+    pub fn grey(n: usize, height: usize, width: usize, pixels: Vec<u8>, labels: Vec<u8>) -> Images {
+        Images { n, height, width, channels: 1, pixels, labels }
+    }
+
+    /// `(height, width, channels)`.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.height, self.width, self.channels)
+    }
+
+    /// Bytes per image (`height * width * channels`).
     pub fn image_len(&self) -> usize {
-        self.height * self.width
+        self.height * self.width * self.channels
     }
 
     /// The pixels of image `i`.
@@ -306,6 +353,7 @@ impl Images {
             n: indices.len(),
             height: self.height,
             width: self.width,
+            channels: self.channels,
             pixels,
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
         }
@@ -318,6 +366,7 @@ impl Images {
             n,
             height: self.height,
             width: self.width,
+            channels: self.channels,
             pixels: self.pixels[..n * self.image_len()].to_vec(),
             labels: self.labels[..n].to_vec(),
         }
@@ -342,6 +391,9 @@ impl Images {
 /// or an error naming the malformed file and what was expected.
 pub fn load(dir: &DataDir, dataset: Dataset, split: Split) -> Result<Images, DataError> {
     let paths = dir.locate(dataset, &[split])?;
+    if dataset == Dataset::Cifar10 {
+        return load_cifar(&paths);
+    }
     let (images_path, labels_path) = (&paths[0], &paths[1]);
     let (n, height, width, pixels) = idx::read_images(images_path)?;
     let (eh, ew, _, classes) = dataset.image_shape_and_classes();
@@ -367,7 +419,29 @@ pub fn load(dir: &DataDir, dataset: Dataset, split: Split) -> Result<Images, Dat
     if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= classes) {
         return Err(DataError::BadLabel { path: labels_path.clone(), index, label, classes });
     }
-    Ok(Images { n, height, width, pixels, labels })
+    Ok(Images::grey(n, height, width, pixels, labels))
+}
+
+/// Reads CIFAR-10 batch files one after another into one set.
+fn load_cifar(paths: &[PathBuf]) -> Result<Images, DataError> {
+    let mut all = Images {
+        n: 0,
+        height: cifar::SIDE,
+        width: cifar::SIDE,
+        channels: cifar::CHANNELS,
+        pixels: Vec::new(),
+        labels: Vec::new(),
+    };
+    for path in paths {
+        let batch = cifar::read_batch(path)?;
+        if all.pixels.is_empty() {
+            all.pixels.reserve_exact(paths.len() * batch.pixels.len());
+        }
+        all.n += batch.n;
+        all.pixels.extend_from_slice(&batch.pixels);
+        all.labels.extend_from_slice(&batch.labels);
+    }
+    Ok(all)
 }
 
 /// Reads an IDX images file (raw or gzip) anywhere on disk: `(count, rows, cols, pixels)`.
@@ -414,8 +488,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// SHA-256 digests of the uncompressed content of the dataset's four files (train images,
-/// train labels, test images, test labels), for cache keys.
+/// SHA-256 digests of the uncompressed content of the dataset's files ([`Dataset::files`]: for
+/// the IDX sets train images, train labels, test images, test labels), for cache keys.
 ///
 /// # Errors
 /// As [`load`], for missing or unreadable files (the content is not validated here).
@@ -423,7 +497,7 @@ pub fn file_digests(dir: &DataDir, dataset: Dataset) -> Result<Vec<FileDigest>, 
     let paths = dir.locate(dataset, &[Split::Train, Split::Test])?;
     paths
         .iter()
-        .zip(STANDARD_FILES)
+        .zip(dataset.files())
         .map(|(path, name)| {
             let mut hasher = Sha256::new();
             idx::stream_maybe_gz(path, |chunk| hasher.update(chunk))?;

@@ -1,5 +1,6 @@
-//! PNG images as model inputs (`mnistc predict`): decoded with limits, converted to grey,
-//! resized, and turned light-on-dark like the data sets.
+//! PNG images as model inputs (`mnistc predict`): decoded with limits, resized, and for grey
+//! models converted to grey and turned light-on-dark like the digit data sets; colour models
+//! get the image's red, green and blue as they are.
 
 /// The largest image `predict` decodes: 8192 pixels a side and 256 MiB of decoded pixels, so a
 /// decompression bomb (a small file claiming a huge image) is refused before it is inflated.
@@ -17,18 +18,31 @@ pub const MAX_IMAGE_SIDE: u32 = 8192;
 /// The largest image file `predict` reads.
 pub const MAX_IMAGE_FILE_BYTES: u64 = 64 << 20;
 
-/// Decodes an image held in memory (PNG, or any format the `image` build knows) to `w × h` grey
-/// pixels, light-on-dark, refusing images over [`MAX_IMAGE_SIDE`] a side or 256 MiB decoded
-/// before inflating them.
+/// Decodes an image held in memory (PNG, or any format the `image` build knows) to `width ×
+/// height` pixels of `channels` bytes, refusing images over [`MAX_IMAGE_SIDE`] a side or 256 MiB
+/// decoded before inflating them. One channel: grey, light-on-dark (inverted when the border is
+/// light, as the digit data sets are). Three: red, green, blue interleaved (`HWC`), colours kept
+/// (transparency is dropped).
 ///
 /// # Errors
-/// What the decoder reports, or that the image has no pixels.
-pub fn decode_png(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, String> {
+/// What the decoder reports, that the image has no pixels, or a channel count other than 1 or 3.
+pub fn decode_png(bytes: &[u8], width: u32, height: u32, channels: usize) -> Result<Vec<u8>, String> {
+    if channels != 1 && channels != 3 {
+        return Err(format!("a model input of {channels} channels is not an image (1 = grey, 3 = colour)"));
+    }
     check_png_palette(bytes)?;
     let mut reader =
         image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     reader.limits(png_limits());
     let img = reader.decode().map_err(|e| e.to_string())?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err("the image has no pixels".into());
+    }
+    if channels == 3 {
+        let rgb = img.to_rgb8();
+        let resized = image::imageops::resize(&rgb, width, height, image::imageops::FilterType::Triangle);
+        return Ok(resized.into_raw());
+    }
     let grey = image::imageops::grayscale(&img);
     let (w, h) = grey.dimensions();
     if w == 0 || h == 0 {

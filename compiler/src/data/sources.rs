@@ -384,7 +384,7 @@ mod tests {
     fn the_data_sets_of_model_toml_are_all_fetchable() {
         for d in super::super::Dataset::ALL {
             let s = source(d.name()).unwrap();
-            for name in super::super::STANDARD_FILES {
+            for name in d.files() {
                 assert!(s.file(name).is_some(), "{d}: {name}");
             }
         }

@@ -83,6 +83,7 @@ enum ScheduleTable {
 struct AugmentToml {
     shift: usize,
     rotate: f64,
+    flip: bool,
 }
 
 #[derive(Serialize)]
@@ -169,7 +170,7 @@ pub fn render(space: &SearchSpace, name: &str, params: &Params) -> String {
             early_stopping: t.early_stopping,
             label_smoothing: t.label_smoothing,
             lr_schedule,
-            augment: AugmentToml { shift: t.augment.shift, rotate: t.augment.rotate },
+            augment: AugmentToml { shift: t.augment.shift, rotate: t.augment.rotate, flip: t.augment.flip },
         },
         quantize: QuantizeToml {
             precision: match q.precision {

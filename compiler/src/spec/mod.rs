@@ -254,12 +254,15 @@ pub struct Augment {
     pub shift: usize,
     /// Maximum random rotation in degrees (uniform in `-rotate..=rotate`), bilinear resampling.
     pub rotate: f64,
+    /// Mirror left-right with probability ½ (for photographs, not for digits).
+    #[serde(default)]
+    pub flip: bool,
 }
 
 impl Augment {
     /// Whether augmentation does anything.
     pub fn is_enabled(&self) -> bool {
-        self.shift > 0 || self.rotate > 0.0
+        self.shift > 0 || self.rotate > 0.0 || self.flip
     }
 }
 

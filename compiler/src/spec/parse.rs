@@ -29,7 +29,7 @@ const TRAIN_KEYS: &[&str] = &[
     "augment",
     "label_smoothing",
 ];
-const AUGMENT_KEYS: &[&str] = &["shift", "rotate"];
+const AUGMENT_KEYS: &[&str] = &["shift", "rotate", "flip"];
 const QUANTIZE_KEYS: &[&str] = &["precision", "calibration", "method"];
 const TARGET_KEYS: &[&str] = &["flash", "ram", "macs"];
 
@@ -120,12 +120,14 @@ fn read_data(root: &Table<'_, '_>) -> Result<DataSpec, SpecError> {
             1,
             "data.dataset",
             InvalidKind::Missing,
-            "missing; add a [data] table with dataset = \"mnist\" or \"fashion-mnist\"",
+            "missing; add a [data] table with dataset = \"mnist\", \"fashion-mnist\" or \"cifar-10\"",
         ));
     };
-    let dataset = t
-        .require("dataset", "set it to \"mnist\" or \"fashion-mnist\"")?
-        .choice(&[("mnist", Dataset::Mnist), ("fashion-mnist", Dataset::FashionMnist)])?;
+    let dataset = t.require("dataset", "set it to \"mnist\", \"fashion-mnist\" or \"cifar-10\"")?.choice(&[
+        ("mnist", Dataset::Mnist),
+        ("fashion-mnist", Dataset::FashionMnist),
+        ("cifar-10", Dataset::Cifar10),
+    ])?;
     let validation = match t.get("validation") {
         Some(v) => v.float_in(0.0, false, 0.5, false)?,
         None => 0.1,
@@ -350,14 +352,15 @@ fn read_train(
         Some(v) => read_schedule(&v, learning_rate)?,
     };
     let augment = match t.and_then(|t| t.get("augment")) {
-        None => Augment { shift: 0, rotate: 0.0 },
+        None => Augment { shift: 0, rotate: 0.0, flip: false },
         Some(v) => {
             let a = v.table()?;
             a.check_keys(AUGMENT_KEYS, "in train.augment")?;
             let max_shift = input.height.min(input.width) / 2;
             let shift = get_or(Some(&a), "shift", 0, |v| v.usize(0, max_shift))?;
             let rotate = get_or(Some(&a), "rotate", 0.0, |v| v.float_in(0.0, false, 180.0, false))?;
-            Augment { shift, rotate }
+            let flip = get_or(Some(&a), "flip", false, |v| v.bool())?;
+            Augment { shift, rotate, flip }
         }
     };
 

@@ -9,10 +9,25 @@ use crate::data::Images;
 /// Images per inference batch.
 pub(crate) const INFER_BATCH: usize = 1000;
 
-/// `[n, 1, h, w]` tensor of `pixel / 255`.
-pub(crate) fn image_tensor(pixels: &[u8], n: usize, h: usize, w: usize, device: &Device) -> Tensor<4> {
-    let values: Vec<f32> = pixels.iter().map(|&p| f32::from(p) / 255.0).collect();
-    Tensor::from_data(TensorData::new(values, [n, 1, h, w]), device)
+/// `[n, c, h, w]` tensor of `pixel / 255` from `n` images of `(h, w, c)` interleaved (`HWC`)
+/// bytes: the channels become planes, as the network (and ONNX) expect.
+pub(crate) fn image_tensor(pixels: &[u8], n: usize, (h, w, c): (usize, usize, usize), device: &Device) -> Tensor<4> {
+    let scale = |p: u8| f32::from(p) / 255.0;
+    let values: Vec<f32> = if c == 1 {
+        pixels.iter().map(|&p| scale(p)).collect()
+    } else {
+        let mut planar = vec![0.0f32; pixels.len()];
+        let plane = h * w;
+        for (image, out) in pixels.chunks_exact(plane * c).zip(planar.chunks_exact_mut(plane * c)) {
+            for (i, pixel) in image.chunks_exact(c).enumerate() {
+                for (ch, &p) in pixel.iter().enumerate() {
+                    out[ch * plane + i] = scale(p);
+                }
+            }
+        }
+        planar
+    };
+    Tensor::from_data(TensorData::new(values, [n, c, h, w]), device)
 }
 
 /// `[n]` integer tensor of labels.
@@ -34,7 +49,7 @@ pub(crate) fn logits(net: &Net, images: &Images, device: &Device) -> Result<Vec<
     let mut start = 0;
     while start < images.n {
         let b = INFER_BATCH.min(images.n - start);
-        let x = image_tensor(&images.pixels[start * len..(start + b) * len], b, images.height, images.width, device);
+        let x = image_tensor(&images.pixels[start * len..(start + b) * len], b, images.shape(), device);
         out.extend(to_f32(net.forward(x))?);
         start += b;
     }

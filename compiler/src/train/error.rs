@@ -17,18 +17,14 @@ pub enum TrainError {
     Data(#[from] DataError),
     /// The images do not have the model's input size.
     #[error(
-        "the model expects {expected_height}x{expected_width} images, but the data has \
-         {height}x{width} images"
+        "the model expects {}x{}x{} images (height x width x channels), but the data has {}x{}x{} images",
+        expected.0, expected.1, expected.2, got.0, got.1, got.2
     )]
     InputMismatch {
-        /// Model input height.
-        expected_height: usize,
-        /// Model input width.
-        expected_width: usize,
-        /// Data image height.
-        height: usize,
-        /// Data image width.
-        width: usize,
+        /// Model input `(height, width, channels)`.
+        expected: (usize, usize, usize),
+        /// The data's `(height, width, channels)`.
+        got: (usize, usize, usize),
     },
     /// A label is not a class of the model.
     #[error("image #{index} has label {label}, but the model has only {classes} classes")]

@@ -360,13 +360,7 @@ pub fn for_each_layer_output(
         let mut failure = None;
         while start < images.n {
             let b = batch::INFER_BATCH.min(images.n - start);
-            let x = batch::image_tensor(
-                &images.pixels[start * len..(start + b) * len],
-                b,
-                images.height,
-                images.width,
-                &dev,
-            );
+            let x = batch::image_tensor(&images.pixels[start * len..(start + b) * len], b, images.shape(), &dev);
             net.forward_trace(x, |i, t| {
                 if failure.is_some() {
                     return;

@@ -26,13 +26,10 @@ static TRAIN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Checks that `images` fit the model's input and classes.
 pub(crate) fn check_images(spec: &ModelSpec, images: &Images) -> Result<(), TrainError> {
-    if (images.height, images.width) != (spec.input.height, spec.input.width) || spec.input.channels != 1 {
-        return Err(TrainError::InputMismatch {
-            expected_height: spec.input.height,
-            expected_width: spec.input.width,
-            height: images.height,
-            width: images.width,
-        });
+    let expected = (spec.input.height, spec.input.width, spec.input.channels);
+    let got = (images.height, images.width, images.channels);
+    if got != expected {
+        return Err(TrainError::InputMismatch { expected, got });
     }
     if let Some((index, &label)) =
         images.labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= spec.input.classes)
@@ -63,8 +60,8 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
         .with_smoothing((t.label_smoothing > 0.0).then_some(t.label_smoothing as f32))
         .init(&device);
 
-    let (h, w) = (data.height, data.width);
-    let hw = h * w;
+    let (h, w, c) = (data.height, data.width, data.channels);
+    let hw = data.image_len();
     let steps = data.n.div_ceil(t.batch_size);
     let mut scheduler = Scheduler::new(t.learning_rate, t.lr_schedule, t.epochs, steps);
     let mut order: Vec<usize> = (0..data.n).collect();
@@ -97,13 +94,13 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
             for (j, &i) in chunk.iter().enumerate() {
                 let out = &mut pixels[j * hw..(j + 1) * hw];
                 if t.augment.is_enabled() {
-                    augment_into(data.image(i), h, w, &t.augment, &mut augment_rng, out);
+                    augment_into(data.image(i), (h, w, c), &t.augment, &mut augment_rng, out);
                 } else {
                     out.copy_from_slice(data.image(i));
                 }
                 labels.push(data.labels[i]);
             }
-            let x = image_tensor(&pixels[..b * hw], b, h, w, &device);
+            let x = image_tensor(&pixels[..b * hw], b, (h, w, c), &device);
             let y = label_tensor(&labels, &device);
             let logits = net.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
