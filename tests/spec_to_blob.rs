@@ -1,7 +1,7 @@
 //! Every spec that validates must build: random `model.toml` layer stacks (explicit and implicit
 //! flatten, dropout, odd sizes, strides 1–3, `same`/`valid`, kernels 1–5 square and rectangular,
-//! max/avg pools that floor, dense stacks, every activation, every precision and calibration
-//! method) go through the build's own path without training — seeded weights
+//! max/avg pools that floor, global average pools, batchnorms after convs and dense layers, dense
+//! stacks, every activation, every precision and calibration method) go through the build's own path without training — seeded weights
 //! ([`TrainedModel::seeded`]) → [`pipeline::deploy`] (float plan, calibration, quantization,
 //! conv/pool fusion, arena plan, blob, runtime evaluation) → ONNX export → tract-onnx on every
 //! op's output.
@@ -31,14 +31,18 @@ fn random_spec(seed: u64) -> String {
     for _ in 0..convs {
         let k = (1 + pick(5), 1 + pick(5));
         let k = if pick(3) == 0 { k } else { (k.0, k.0) };
+        let normalized = pick(3) == 0;
         layers += &format!(
             "[[layers]]\ntype = \"conv2d\"\nfilters = {}\nkernel = {}\nstride = {}\npadding = \"{}\"\nactivation = \"{}\"\n\n",
             1 + pick(9),
             pair(k.0, k.1),
             pair(1 + pick(3), 1 + pick(3)),
             ["same", "valid"][pick(2)],
-            activation(pick(3)),
+            if normalized { "none" } else { activation(pick(3)) },
         );
+        if normalized {
+            layers += &format!("[[layers]]\ntype = \"batchnorm\"\nactivation = \"{}\"\n\n", activation(pick(3)));
+        }
         match pick(4) {
             0 | 1 => {
                 let kind = ["maxpool2d", "avgpool2d"][pick(2)];
@@ -52,6 +56,9 @@ fn random_spec(seed: u64) -> String {
             layers += "[[layers]]\ntype = \"dropout\"\nrate = 0.25\n\n";
         }
     }
+    if convs > 0 && pick(4) == 0 {
+        layers += "[[layers]]\ntype = \"global_avgpool\"\n\n";
+    }
     if pick(2) == 0 {
         layers += "[[layers]]\ntype = \"flatten\"\n\n";
         if pick(3) == 0 {
@@ -59,11 +66,18 @@ fn random_spec(seed: u64) -> String {
         }
     }
     for _ in 0..pick(3) {
+        let normalized = pick(4) == 0;
         layers += &format!(
             "[[layers]]\ntype = \"dense\"\nunits = {}\nactivation = \"{}\"\n\n",
             1 + pick(16),
-            activation(pick(3))
+            if normalized { "none" } else { activation(pick(3)) }
         );
+        if normalized {
+            layers += &format!(
+                "[[layers]]\ntype = \"batchnorm\"\nepsilon = 0.001\nactivation = \"{}\"\n\n",
+                activation(pick(3))
+            );
+        }
         if pick(3) == 0 {
             layers += "[[layers]]\ntype = \"dropout\"\nrate = 0.5\n\n";
         }

@@ -11,7 +11,9 @@
 //! 5. [`budget`]: flash, arena and MACs, from the architecture alone, before training.
 //!
 //! The float lowering:
-//! - Dropout disappears; flatten is a no-op in NHWC.
+//! - Dropout disappears; flatten is a no-op in NHWC; a batchnorm is folded into the conv2d or
+//!   dense layer before it ([`fold_batchnorm`]); a global average pool is an average pool over
+//!   the whole feature map.
 //! - Convolution weights go from burn's `[out, in, kh, kw]` to OHWI; `same` padding becomes
 //!   explicit TF-style pads (the extra row/column at the bottom/right, as burn pads).
 //! - A dense layer's weights go from burn's `[in, out]` (inputs in C,H,W flatten order) to
@@ -22,9 +24,11 @@
 pub mod arena;
 pub mod budget;
 pub mod emit;
+pub mod fold_batchnorm;
 pub mod fuse;
 pub mod plan;
 
+pub use fold_batchnorm::fold_batchnorm;
 pub use fuse::fuse_pools;
 pub use mnistc_runtime::kernels::params::same_pads;
 
@@ -98,6 +102,15 @@ pub fn float_plan(model: &TrainedModel, source_hash: [u8; 32]) -> Result<Plan, L
                 out * per_out
             )));
         }
+        let (folded_weight, bias) = match spec.layers.get(index + 1).map(|l| l.layer) {
+            Some(Layer::BatchNorm { epsilon, .. }) => {
+                let norm = model.layer(index + 1).ok_or_else(|| err("no trained batchnorm after it".into()))?;
+                let (w, b) = fold_batchnorm(trained, norm, epsilon).map_err(err)?;
+                (Some(w), b)
+            }
+            _ => (None, trained.bias.clone()),
+        };
+        let trained_weight = folded_weight.as_deref().unwrap_or(&trained.weight);
         let weights = match *layer {
             // burn [out, in, kh, kw] -> OHWI.
             Layer::Conv2d { kernel: [kh, kw], .. } => {
@@ -108,7 +121,7 @@ pub fn float_plan(model: &TrainedModel, source_hash: [u8; 32]) -> Result<Plan, L
                         for y in 0..kh {
                             for x in 0..kw {
                                 w[((o * kh + y) * kw + x) * cin + c] =
-                                    trained.weight[((o * cin + c) * kh + y) * kw + x];
+                                    trained_weight[((o * cin + c) * kh + y) * kw + x];
                             }
                         }
                     }
@@ -124,7 +137,7 @@ pub fn float_plan(model: &TrainedModel, source_hash: [u8; 32]) -> Result<Plan, L
                         for x in 0..w {
                             for ch in 0..c {
                                 let burn_in = (ch * h + y) * w + x;
-                                v[o * per_out + (y * w + x) * c + ch] = trained.weight[burn_in * out + o];
+                                v[o * per_out + (y * w + x) * c + ch] = trained_weight[burn_in * out + o];
                             }
                         }
                     }
@@ -132,7 +145,7 @@ pub fn float_plan(model: &TrainedModel, source_hash: [u8; 32]) -> Result<Plan, L
                 v
             }
         };
-        Ok((weights, trained.bias.clone()))
+        Ok((weights, bias))
     })?;
     Ok(plan_of(spec, ops, source_hash))
 }
@@ -176,8 +189,11 @@ pub fn weight_shape(layer: &Layer, input: Shape) -> Option<(usize, usize)> {
 /// max/avg pool (no padding, floor) or dense (on any input: flattening is free in NHWC), with
 /// `weights` and `bias` shaped as [`weight_shape`] says (ignored by pools).
 ///
-/// Returns `Ok(None)` for dropout and flatten (no op on the device), and an error message when
-/// the layer does not fit its input or the weights do not match.
+/// A global average pool is an average pool whose window is the whole input.
+///
+/// Returns `Ok(None)` for dropout, flatten and batchnorm (no op on the device: a batchnorm is
+/// folded into the layer before it, see [`fold_batchnorm`]), and an error message when the layer
+/// does not fit its input or the weights do not match.
 pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) -> Result<Option<PlanOp>, String> {
     if let Some((out, per_out)) = weight_shape(layer, input)
         && (weights.len() != out * per_out || bias.len() != out)
@@ -223,6 +239,19 @@ pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) 
             let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
             op(OpKind::Conv2d, output, kernel, stride, pads, activation(act), weights, bias)
         }
+        Layer::GlobalAvgPool => {
+            let size = [input.h, input.w];
+            op(
+                OpKind::AvgPool2d,
+                Shape::new(1, 1, input.c),
+                size,
+                size,
+                [0; 4],
+                Activation::None,
+                Weights::None,
+                Bias::None,
+            )
+        }
         Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
             if input.h < size[0] || input.w < size[1] || stride.contains(&0) {
                 return Err(too_small("pool", size, input.h, input.w));
@@ -235,7 +264,7 @@ pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) 
             let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
             op(OpKind::Dense, Shape::new(1, 1, units), [0; 2], [0; 2], [0; 4], activation(act), weights, bias)
         }
-        Layer::Dropout { .. } | Layer::Flatten => return Ok(None),
+        Layer::Dropout { .. } | Layer::Flatten | Layer::BatchNorm { .. } => return Ok(None),
     }))
 }
 
@@ -261,6 +290,16 @@ fn build_ops(
             kind: s.layer.type_name(),
             what,
         })?;
+        if let Layer::BatchNorm { activation: act, .. } = s.layer {
+            // Folded into the op before it (validation puts a conv2d or dense there, without an
+            // activation of its own): only the activation moves. The trained weights arrive
+            // folded already (`fold_batchnorm`); other sources (shapes, seeded weights) need no
+            // more.
+            if let Some(last) = ops.last_mut() {
+                last.activation = activation(act);
+            }
+            continue;
+        }
         if let Some(op) = op {
             let (h, w, c) = s.output.hwc();
             debug_assert_eq!(op.output, Shape::new(h, w, c), "layer {}: lowering and shape inference differ", s.index);

@@ -86,6 +86,8 @@ pub fn describe(layer: &Layer) -> String {
         Layer::Dense { units, activation } => format!("dense {units}{}", act(activation)),
         Layer::Dropout { rate } => format!("dropout {rate}"),
         Layer::Flatten => "flatten".to_string(),
+        Layer::BatchNorm { activation, .. } => format!("batchnorm{}", act(activation)),
+        Layer::GlobalAvgPool => "global_avgpool".to_string(),
     }
 }
 

@@ -126,6 +126,20 @@ pub enum Layer {
     },
     /// Flattens a spatial input (C,H,W order).
     Flatten,
+    /// Batch normalization of the previous conv2d or dense layer's outputs (per channel),
+    /// followed by `activation`. Trained with batch statistics; at lowering it is folded into
+    /// the previous layer's weights and bias and never reaches the blob.
+    BatchNorm {
+        /// Added to the variance before the square root.
+        epsilon: f64,
+        /// Weight of the current batch in the running mean and variance (PyTorch's and burn's
+        /// convention: `running = (1 − momentum) · running + momentum · batch`).
+        momentum: f64,
+        /// Activation applied after the normalization.
+        activation: Activation,
+    },
+    /// The mean of each channel over the whole feature map: `(h, w, c)` → `(1, 1, c)`.
+    GlobalAvgPool,
 }
 
 impl Layer {
@@ -138,6 +152,8 @@ impl Layer {
             Layer::Dense { .. } => "dense",
             Layer::Dropout { .. } => "dropout",
             Layer::Flatten => "flatten",
+            Layer::BatchNorm { .. } => "batchnorm",
+            Layer::GlobalAvgPool => "global_avgpool",
         }
     }
 

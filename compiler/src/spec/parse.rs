@@ -40,12 +40,15 @@ const LAYER_TYPES: &[(&str, &str)] = &[
     ("dense", "dense"),
     ("dropout", "dropout"),
     ("flatten", "flatten"),
+    ("batchnorm", "batchnorm"),
+    ("global_avgpool", "global_avgpool"),
 ];
 const CONV_KEYS: &[&str] = &["type", "filters", "kernel", "stride", "padding", "activation"];
 const POOL_KEYS: &[&str] = &["type", "size", "stride"];
 const DENSE_KEYS: &[&str] = &["type", "units", "activation"];
 const DROPOUT_KEYS: &[&str] = &["type", "rate"];
 const FLATTEN_KEYS: &[&str] = &["type"];
+const BATCHNORM_KEYS: &[&str] = &["type", "epsilon", "momentum", "activation"];
 
 const ACTIVATIONS: &[(&str, Activation)] =
     &[("relu", Activation::Relu), ("relu6", Activation::Relu6), ("none", Activation::None)];
@@ -205,12 +208,16 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
              units)",
         ));
     }
-    let last_dense = tables.iter().rposition(|t| t.get("type").and_then(|v| v.str().ok()) == Some("dense"));
+    let type_of = |i: usize| tables.get(i).and_then(|t| t.get("type")).and_then(|v| v.str().ok());
+    let last_dense = (0..tables.len()).rposition(|i| type_of(i) == Some("dense"));
 
     let mut layers = Vec::with_capacity(tables.len());
     for (i, t) in tables.iter().enumerate() {
-        let kind =
-            t.require("type", "one of conv2d, maxpool2d, avgpool2d, dense, dropout, flatten")?.choice(LAYER_TYPES)?;
+        let kind = t
+            .require("type", "one of conv2d, maxpool2d, avgpool2d, global_avgpool, dense, batchnorm, dropout, flatten")?
+            .choice(LAYER_TYPES)?;
+        // A layer normalized by the next one defaults to no activation: the batchnorm carries it.
+        let before_batchnorm = type_of(i + 1) == Some("batchnorm");
         let (layer, keys) = match kind {
             "conv2d" => {
                 t.check_keys(CONV_KEYS, "for a conv2d layer")?;
@@ -220,7 +227,8 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
                 let padding = t
                     .get("padding")
                     .map_or(Ok(Padding::Valid), |v| v.choice(&[("valid", Padding::Valid), ("same", Padding::Same)]))?;
-                let activation = read_activation(t, Activation::Relu)?;
+                let activation =
+                    read_activation(t, if before_batchnorm { Activation::None } else { Activation::Relu })?;
                 let layer = Layer::Conv2d { filters, kernel, stride, padding, activation };
                 (layer, CONV_KEYS)
             }
@@ -241,7 +249,8 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
                 t.check_keys(DENSE_KEYS, "for a dense layer")?;
                 let units = t.require("units", "the number of outputs, e.g. 10")?.usize(1, 1 << 20)?;
                 let is_last = Some(i) == last_dense;
-                let activation = read_activation(t, if is_last { Activation::None } else { Activation::Relu })?;
+                let plain = is_last || before_batchnorm;
+                let activation = read_activation(t, if plain { Activation::None } else { Activation::Relu })?;
                 (Layer::Dense { units, activation }, DENSE_KEYS)
             }
             "dropout" => {
@@ -250,6 +259,18 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
                     .require("rate", "the probability of dropping an element, e.g. 0.5")?
                     .float_in(0.0, false, 1.0, true)?;
                 (Layer::Dropout { rate }, DROPOUT_KEYS)
+            }
+            "batchnorm" => {
+                t.check_keys(BATCHNORM_KEYS, "for a batchnorm layer")?;
+                let epsilon = get_or(Some(t), "epsilon", 1e-5, |v| v.float_in(0.0, false, 1.0, true))?;
+                let momentum = get_or(Some(t), "momentum", 0.1, |v| v.float_in(0.0, false, 1.0, true))?;
+                let activation = read_activation(t, Activation::None)?;
+                check_batchnorm_follows(&tables, &layers, i)?;
+                (Layer::BatchNorm { epsilon, momentum, activation }, BATCHNORM_KEYS)
+            }
+            "global_avgpool" => {
+                t.check_keys(FLATTEN_KEYS, "for a global_avgpool layer")?;
+                (Layer::GlobalAvgPool, FLATTEN_KEYS)
             }
             _ => {
                 t.check_keys(FLATTEN_KEYS, "for a flatten layer")?;
@@ -308,6 +329,44 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
         }
     }
     Ok(layers)
+}
+
+/// A batchnorm is folded into the conv2d or dense layer right before it, which must therefore
+/// have no activation of its own (the batchnorm's is applied after the folded layer).
+fn check_batchnorm_follows(tables: &[Table<'_, '_>], layers: &[LayerSpec], i: usize) -> Result<(), SpecError> {
+    let t = &tables[i];
+    let problem = match layers.last().map(|l| l.layer) {
+        Some(
+            Layer::Conv2d { activation: Activation::None, .. } | Layer::Dense { activation: Activation::None, .. },
+        ) => {
+            return Ok(());
+        }
+        Some(Layer::Conv2d { activation, .. } | Layer::Dense { activation, .. }) => {
+            let p = &tables[i - 1];
+            return Err(p.src.error(
+                p.line_of("activation"),
+                p.key_path("activation"),
+                InvalidKind::Inconsistent,
+                format!(
+                    "this layer is followed by a batchnorm, which is folded into its weights, so its \
+                     activation must be \"none\", not \"{}\"; put `activation = \"{}\"` on the batchnorm",
+                    activation.name(),
+                    activation.name()
+                ),
+            ));
+        }
+        Some(other) => format!("follows a {} layer", other.type_name()),
+        None => "is the first layer".to_string(),
+    };
+    Err(t.src.error(
+        t.line,
+        t.key_path("type"),
+        InvalidKind::Inconsistent,
+        format!(
+            "a batchnorm must come right after a conv2d or dense layer (it is folded into that \
+             layer's weights at lowering), but this one {problem}"
+        ),
+    ))
 }
 
 fn opt_pair(t: &Table<'_, '_>, key: &str, default: [usize; 2]) -> Result<[usize; 2], SpecError> {

@@ -153,6 +153,13 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
                 (TensorShape::Flat { len: units }, n * units + units, (n * units) as u64)
             }
             Layer::Dropout { .. } => (shape, 0, 0),
+            // Scale and shift per channel (the running mean and variance are not trained).
+            Layer::BatchNorm { .. } => (shape, 2 * shape.hwc().2, 0),
+            Layer::GlobalAvgPool => {
+                let (h, w, c) = spatial("global_avgpool")?;
+                let _ = (h, w);
+                (TensorShape::Spatial { height: 1, width: 1, channels: c }, 0, 0)
+            }
             Layer::Flatten => {
                 spatial("flatten")?;
                 (TensorShape::Flat { len: shape.len() }, 0, 0)

@@ -81,9 +81,11 @@ pub enum LayerKind {
     Conv2d,
     /// Fully connected.
     Dense,
+    /// Batch normalization (folded into the layer before it at lowering).
+    BatchNorm,
 }
 
-/// The float weights of one conv2d or dense layer, in burn's layouts.
+/// The float weights of one conv2d, dense or batchnorm layer, in burn's layouts.
 ///
 /// - conv2d: `weight_shape = [out_channels, in_channels, kernel_h, kernel_w]`, row-major
 ///   (cross-correlation, no kernel flip, like PyTorch).
@@ -91,6 +93,8 @@ pub enum LayerKind {
 ///   (the transpose of PyTorch's `[out, in]`). When the dense layer follows a feature map of
 ///   shape `(H, W, C)`, input feature `i = c·H·W + h·W + w` (burn's C,H,W flatten order).
 /// - `bias` has `out` elements.
+/// - batchnorm: `weight_shape = [4, channels]`, the rows γ (scale), β (shift), running mean and
+///   running variance; no bias.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainedLayer {
     /// Index into `ModelSpec::layers`.
@@ -178,7 +182,7 @@ impl History {
 pub struct TrainedModel {
     /// The spec it was trained from (overrides applied).
     pub spec: ModelSpec,
-    /// Weights of every conv2d/dense layer, in layer order.
+    /// Weights of every conv2d/dense layer and parameters of every batchnorm, in layer order.
     pub layers: Vec<TrainedLayer>,
     /// Training history.
     pub history: History,
@@ -195,17 +199,20 @@ impl TrainedModel {
         let mut rng = crate::data::Rng::for_stream(seed, "seeded-weights");
         let mut layers = Vec::new();
         for s in spec.shapes()? {
-            let (kind, weight_shape, out) = match s.layer {
-                crate::spec::Layer::Conv2d { filters, kernel, .. } => {
-                    (LayerKind::Conv2d, vec![filters, s.input.hwc().2, kernel[0], kernel[1]], filters)
-                }
-                crate::spec::Layer::Dense { units, .. } => (LayerKind::Dense, vec![s.input.len(), units], units),
-                _ => continue,
-            };
+            let Some((kind, weight_shape, out)) = expected_weights(&s) else { continue };
             let len: usize = weight_shape.iter().product();
-            let bound = (6.0 / (len / out).max(1) as f32).sqrt();
-            let weight = (0..len).map(|_| rng.uniform(-bound, bound)).collect();
-            let bias = (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect();
+            let (weight, bias) = if kind == LayerKind::BatchNorm {
+                // γ, β, running mean and (positive) running variance of a plausible trained layer.
+                let c = weight_shape[1];
+                let ranges = [(0.5, 1.5), (-0.2, 0.2), (-0.3, 0.3), (0.3, 2.0)];
+                let weight =
+                    ranges.iter().flat_map(|&(lo, hi)| (0..c).map(|_| rng.uniform(lo, hi)).collect::<Vec<_>>());
+                (weight.collect(), Vec::new())
+            } else {
+                let bound = (6.0 / (len / out).max(1) as f32).sqrt();
+                let weight = (0..len).map(|_| rng.uniform(-bound, bound)).collect();
+                (weight, (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect())
+            };
             layers.push(TrainedLayer { spec_index: s.index, kind, weight, weight_shape, bias });
         }
         Ok(TrainedModel { spec: spec.clone(), layers, history: History::default() })
@@ -224,14 +231,7 @@ impl TrainedModel {
         let shapes = self.spec.shapes()?;
         let mut layers = self.layers.iter();
         for s in &shapes {
-            let expected = match s.layer {
-                crate::spec::Layer::Conv2d { filters, kernel, .. } => {
-                    Some((LayerKind::Conv2d, vec![filters, s.input.hwc().2, kernel[0], kernel[1]], filters))
-                }
-                crate::spec::Layer::Dense { units, .. } => Some((LayerKind::Dense, vec![s.input.len(), units], units)),
-                _ => None,
-            };
-            let Some((kind, shape, bias)) = expected else {
+            let Some((kind, shape, bias)) = expected_weights(s) else {
                 continue;
             };
             let Some(l) = layers.next() else {
@@ -263,6 +263,20 @@ impl TrainedModel {
             });
         }
         Ok(())
+    }
+}
+
+/// `(kind, weight shape, biases)` of the trained parameters of a layer (see [`TrainedLayer`]),
+/// `None` for layers without any.
+pub(crate) fn expected_weights(s: &crate::spec::LayerShape) -> Option<(LayerKind, Vec<usize>, usize)> {
+    use crate::spec::Layer;
+    match s.layer {
+        Layer::Conv2d { filters, kernel, .. } => {
+            Some((LayerKind::Conv2d, vec![filters, s.input.hwc().2, kernel[0], kernel[1]], filters))
+        }
+        Layer::Dense { units, .. } => Some((LayerKind::Dense, vec![s.input.len(), units], units)),
+        Layer::BatchNorm { .. } => Some((LayerKind::BatchNorm, vec![4, s.input.hwc().2], 0)),
+        _ => None,
     }
 }
 

@@ -1,14 +1,18 @@
 //! The burn network built from a [`ModelSpec`]: one block per spec layer, in order.
 //!
-//! Blocks are real burn modules (`Conv2d`, `MaxPool2d`, `AvgPool2d`, `Linear`, `Dropout`) with
-//! the activation applied after conv2d/dense blocks. Block `i` is `spec.layers[i]`, so weights
+//! Blocks are real burn modules (`Conv2d`, `MaxPool2d`, `AvgPool2d`, `Linear`, `BatchNorm`,
+//! `Dropout`) with the activation applied after conv2d/dense/batchnorm blocks; a global average
+//! pool is an `AvgPool2d` over the whole feature map. A batchnorm uses the batch's statistics
+//! (and updates its running ones) on an autodiff device, its running statistics otherwise. Block `i` is `spec.layers[i]`, so weights
 //! map back to the spec by index. Inputs are NCHW `[batch, channels, height, width]`; a dense
 //! block on a 4-D input flattens it with `flatten(1, 3)` (C,H,W order).
 
-use burn::module::Param;
+use burn::module::{Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AvgPool2d, AvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
-use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig, PaddingConfig2d,
+};
 use burn::prelude::*;
 use burn::tensor::activation::{relu, relu6};
 
@@ -32,6 +36,14 @@ pub(crate) struct DenseBlock {
     activation: Activation,
 }
 
+/// A batch normalization and its activation.
+#[derive(Module, Debug)]
+pub(crate) struct NormBlock {
+    norm: BatchNorm,
+    #[module(skip)]
+    activation: Activation,
+}
+
 /// An explicit flatten (no parameters).
 #[derive(Module, Debug, Default)]
 pub(crate) struct FlattenBlock;
@@ -45,6 +57,7 @@ pub(crate) enum Block {
     Dense(DenseBlock),
     Dropout(Dropout),
     Flatten(FlattenBlock),
+    Norm(NormBlock),
 }
 
 /// The whole network.
@@ -191,6 +204,29 @@ impl Net {
                     }
                     Block::Dense(DenseBlock { linear, activation })
                 }
+                Layer::GlobalAvgPool => {
+                    let (h, w, _) = shape.input.hwc();
+                    Block::AvgPool(
+                        AvgPool2dConfig::new([h, w])
+                            .with_strides([h, w])
+                            .with_padding(PaddingConfig2d::Valid)
+                            .with_ceil_mode(false)
+                            .init(),
+                    )
+                }
+                Layer::BatchNorm { epsilon, momentum, activation } => {
+                    let c = shape.input.hwc().2;
+                    let mut norm = BatchNormConfig::new(c).with_epsilon(epsilon).with_momentum(momentum).init(device);
+                    // No random draw: gamma starts at 1, beta at 0, the statistics at 0 and 1.
+                    if let Some(w) = next_weights(LayerKind::BatchNorm, vec![4, c], 0)? {
+                        let row = |r: usize| &w.weight[r * c..(r + 1) * c];
+                        norm.gamma = param(row(0), vec![c], device);
+                        norm.beta = param(row(1), vec![c], device);
+                        norm.running_mean = RunningState::new(tensor(row(2), vec![c], device));
+                        norm.running_var = RunningState::new(tensor(row(3), vec![c], device));
+                    }
+                    Block::Norm(NormBlock { norm, activation })
+                }
                 Layer::Dropout { rate } => Block::Dropout(DropoutConfig::new(rate).init()),
                 Layer::Flatten => Block::Flatten(FlattenBlock),
             };
@@ -228,6 +264,8 @@ impl Net {
                 (Block::MaxPool(p), Act::Spatial(t)) => Act::Spatial(p.forward(t)),
                 (Block::AvgPool(p), Act::Spatial(t)) => Act::Spatial(p.forward(t)),
                 (Block::Dense(b), a) => Act::Flat(activate(b.linear.forward(a.flat()), b.activation)),
+                (Block::Norm(b), Act::Spatial(t)) => Act::Spatial(activate(b.norm.forward(t), b.activation)),
+                (Block::Norm(b), Act::Flat(t)) => Act::Flat(activate(b.norm.forward(t), b.activation)),
                 (Block::Dropout(d), Act::Spatial(t)) => Act::Spatial(d.forward(t)),
                 (Block::Dropout(d), Act::Flat(t)) => Act::Flat(d.forward(t)),
                 (Block::Flatten(_), a) => Act::Flat(a.flat()),
@@ -245,10 +283,28 @@ impl Net {
         act.flat()
     }
 
-    /// The weights of every conv2d/dense block, in layer order.
+    /// The weights of every conv2d/dense block and the parameters and running statistics of
+    /// every batchnorm, in layer order.
     pub fn export(&self) -> Result<Vec<TrainedLayer>, TrainError> {
         let mut out = Vec::new();
         for (spec_index, block) in self.blocks.iter().enumerate() {
+            if let Block::Norm(b) = block {
+                let mut weight = Vec::new();
+                for t in
+                    [b.norm.gamma.val(), b.norm.beta.val(), b.norm.running_mean.value(), b.norm.running_var.value()]
+                {
+                    weight.extend(read(t)?.0);
+                }
+                let c = weight.len() / 4;
+                out.push(TrainedLayer {
+                    spec_index,
+                    kind: LayerKind::BatchNorm,
+                    weight,
+                    weight_shape: vec![4, c],
+                    bias: Vec::new(),
+                });
+                continue;
+            }
             let (kind, weight, bias) = match block {
                 Block::Conv(b) => (
                     LayerKind::Conv2d,
@@ -271,7 +327,11 @@ impl Net {
 }
 
 fn param<const D: usize>(values: &[f32], shape: Vec<usize>, device: &Device) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::from_data(TensorData::new(values.to_vec(), shape), device))
+    Param::from_tensor(tensor(values, shape, device))
+}
+
+fn tensor<const D: usize>(values: &[f32], shape: Vec<usize>, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape), device)
 }
 
 fn read<const D: usize>(t: Tensor<D>) -> Result<(Vec<f32>, Vec<usize>), TrainError> {
