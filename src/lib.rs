@@ -61,6 +61,12 @@ pub fn pool(kind: PoolKind, size: [usize; 2], stride: [usize; 2]) -> Layer {
     }
 }
 
+/// A depthwise conv2d layer (channel multiplier 1): `same` or `valid` padding.
+pub fn depthwise(kernel: [usize; 2], stride: [usize; 2], same: bool, activation: spec::Activation) -> Layer {
+    let padding = if same { Padding::Same } else { Padding::Valid };
+    Layer::DepthwiseConv2d { kernel, stride, padding, activation }
+}
+
 /// A dense layer.
 pub fn dense(units: usize, activation: spec::Activation) -> Layer {
     Layer::Dense { units, activation }
@@ -145,7 +151,7 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
             let out = QParams { scale: x.scale * rng.uniform(0.8, 1.2), zero_point: x.zero_point };
             Some(OpQuant::avg_pool(x, out, avg_pool_requant(op.kernel[0] * op.kernel[1], x.scale, out.scale).ok()?))
         }
-        OpKind::Conv2d | OpKind::Dense => {
+        OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense => {
             let (Weights::F32(w), Bias::F32(b)) = (&op.weights, &op.bias) else { return None };
             let channels = b.len();
             let per = w.len() / channels;
@@ -180,8 +186,9 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
     }
 }
 
-/// A small int8/f16/f32 model exercising every op: conv (same padding, fused max pool),
-/// conv (valid, fused avg pool), standalone pools and two dense layers, on an 11x9x2 input.
+/// A small int8/f16/f32 model exercising every op but the depthwise convolution (see
+/// [`depthwise_plan`]): conv (same padding, fused max pool), conv (valid, fused avg pool),
+/// standalone pools and two dense layers, on an 11x9x2 input.
 pub fn every_op_plan(precision: Precision, seed: u64) -> Plan {
     use spec::Activation::{None as Linear, Relu, Relu6};
     let layers = [
@@ -220,4 +227,22 @@ pub fn with_uniform_weight_scales(plan: &Plan) -> Option<Plan> {
         }
     }
     Some(plan)
+}
+
+/// A small int8/f16/f32 depthwise-separable model on a 10x9x3 input: depthwise 3x2 (`same`,
+/// stride 1x2, ReLU6), pointwise conv 5 with a fused max pool, depthwise 2x2 (`valid`, no
+/// activation), dense 6.
+pub fn depthwise_plan(precision: Precision, seed: u64) -> Plan {
+    use spec::Activation::{None as Linear, Relu, Relu6};
+    let layers = [
+        depthwise([3, 2], [1, 2], true, Relu6),
+        conv(5, [1, 1], [1, 1], false, Relu),
+        pool(PoolKind::Max, [2, 2], [2, 2]),
+        depthwise([2, 2], [1, 1], false, Linear),
+        dense(6, Linear),
+    ];
+    match random_plan(&layers, Shape::new(10, 9, 3), 6, precision, seed) {
+        Some(plan) => plan,
+        None => unreachable!("the depthwise stack fits its 10x9x3 input"),
+    }
 }

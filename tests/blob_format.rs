@@ -10,13 +10,17 @@ use mnistc::lower::emit::{self, AlignedBytes};
 use mnistc::lower::plan::Precision;
 use mnistc_runtime::format::{Header, Meta, OpRecord};
 use mnistc_runtime::{Input, LoadError, Model, Problem};
-use mnistc_suite::{Rng, every_op_plan};
+use mnistc_suite::{Rng, depthwise_plan, every_op_plan};
 use proptest::prelude::*;
 
 const PRECISIONS: [Precision; 3] = [Precision::F32, Precision::F16, Precision::Int8];
 
 fn blob_of(precision: Precision) -> Vec<u8> {
     emit::write(&every_op_plan(precision, 11)).expect("the fixture writes").to_vec()
+}
+
+fn depthwise_blob_of(precision: Precision) -> Vec<u8> {
+    emit::write(&depthwise_plan(precision, 11)).expect("the depthwise fixture writes").to_vec()
 }
 
 fn arena_for(model: &Model<'_>) -> Vec<u8> {
@@ -44,15 +48,15 @@ fn load_and_run(bytes: &[u8]) -> Result<(), LoadError> {
 
 #[test]
 fn written_blobs_load_and_run_in_every_precision() {
-    for precision in PRECISIONS {
-        let plan = every_op_plan(precision, 5);
+    for (precision, plan) in PRECISIONS.into_iter().flat_map(|p| [(p, every_op_plan(p, 5)), (p, depthwise_plan(p, 5))])
+    {
         let blob = emit::write(&plan).unwrap();
         let bytes = blob.bytes();
         let model = blob.model();
         assert_eq!(model.precision(), precision);
         assert_eq!(model.op_count(), plan.ops.len());
         assert_eq!(model.ops().count(), plan.ops.len());
-        assert_eq!(model.output_len(), 10);
+        assert_eq!(model.output_len(), plan.ops.last().unwrap().output.len());
         assert_eq!(model.input_shape(), plan.input);
         assert_eq!(model.class_name(3), "3");
         assert_eq!(model.class_name(10), "");
@@ -281,8 +285,7 @@ fn metadata_field_mutations_are_rejected_or_harmless() {
 
 #[test]
 fn plan_record_mutations_are_rejected_at_their_op_or_harmless() {
-    for precision in PRECISIONS {
-        let bytes = blob_of(precision);
+    for (precision, bytes) in PRECISIONS.into_iter().flat_map(|p| [(p, blob_of(p)), (p, depthwise_blob_of(p))]) {
         let plan_offset = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as usize;
         let n = u16::from_le_bytes(bytes[28..30].try_into().unwrap()) as usize;
         let mut rejected_total = 0;
@@ -339,6 +342,34 @@ fn specific_mutations_give_specific_errors() {
     assert_eq!(set(0, "scratch_len", &(arena_size + 1).to_le_bytes()), op(0, "scratch_len", Problem::OutOfBounds));
     assert_eq!(set(1, "pool_multiplier", &5i32.to_le_bytes()), op(1, "pool_multiplier", Problem::OutOfRange));
     assert_eq!(set(0, "reserved", &[1; 32]), op(0, "reserved", Problem::Unknown));
+}
+
+/// A depthwise op's own rules: as many output channels as input channels, no fused pool, weights
+/// of exactly `kernel_h · kernel_w · channels` unpacked bytes.
+#[test]
+fn depthwise_records_follow_their_own_rules() {
+    for precision in PRECISIONS {
+        let plan = depthwise_plan(precision, 4);
+        assert_eq!(plan.ops[0].kind, mnistc::lower::plan::OpKind::DepthwiseConv2d);
+        let bytes = depthwise_blob_of(precision);
+        load_and_run(&bytes).unwrap();
+        let plan_offset = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as usize;
+        let set = |field: &str, value: &[u8]| {
+            let (_, offset, size) = record_fields().into_iter().find(|f| f.0 == field).unwrap();
+            let mut b = bytes.clone();
+            let at = plan_offset + offset;
+            b[at..at + size].copy_from_slice(value);
+            emit::reseal(&mut b);
+            load_and_run(&b).unwrap_err()
+        };
+        let op = |field, problem| LoadError::Op { index: 0, field, problem };
+        assert_eq!(set("out_c", &4u16.to_le_bytes()), op("out_c", Problem::Mismatch), "{precision:?}");
+        assert_eq!(set("pool", &[1]), op("pool", Problem::Unknown), "{precision:?}");
+        assert_eq!(set("pool_h", &2u16.to_le_bytes()), op("pool_h", Problem::Unknown), "{precision:?}");
+        // 3x2 taps of 3 channels: 18 weights, not packed to groups of 4 taps.
+        let size = precision.weight_size() as u32;
+        assert_eq!(set("weights_len", &(24 * size).to_le_bytes()), op("weights_len", Problem::Mismatch));
+    }
 }
 
 #[test]

@@ -12,7 +12,8 @@ use mnistc::verify::check::{CheckError, CheckReport, check};
 use mnistc::verify::tract::{Feed, TractError, TractModel, Values, nhwc_to_nchw};
 use mnistc_runtime::{Input, Model};
 use mnistc_suite::{
-    Layer, conv, dense, every_op_plan, output_len, pool, random_pixels, random_plan, with_uniform_weight_scales,
+    Layer, conv, dense, depthwise, depthwise_plan, every_op_plan, output_len, pool, random_pixels, random_plan,
+    with_uniform_weight_scales,
 };
 use proptest::prelude::*;
 use tract_onnx::pb;
@@ -93,8 +94,18 @@ fn conv_block() -> impl Strategy<Value = Vec<Layer>> {
         })
 }
 
+/// A depthwise convolution (its channels are its input's).
+fn depthwise_layer() -> impl Strategy<Value = Layer> {
+    (1..=4usize, 1..=4usize, 1..=2usize, 1..=2usize, any::<bool>(), activation())
+        .prop_map(|(kh, kw, sh, sw, same, activation)| depthwise([kh, kw], [sh, sw], same, activation))
+}
+
 fn spatial() -> impl Strategy<Value = Vec<Layer>> {
-    prop_oneof![3 => conv_block(), 1 => pool_layer().prop_map(|p| vec![p])]
+    prop_oneof![
+        3 => conv_block(),
+        1 => pool_layer().prop_map(|p| vec![p]),
+        1 => depthwise_layer().prop_map(|d| vec![d]),
+    ]
 }
 
 fn dense_layer() -> impl Strategy<Value = Layer> {
@@ -211,6 +222,34 @@ fn every_op_plan_passes_the_per_layer_check_in_every_precision() {
         // Without per-layer the logits alone are compared.
         let report = check(&blob, &onnx, &images, false).unwrap();
         assert!(report.passed && report.layers.is_empty() && report.first_divergence.is_none());
+    }
+}
+
+#[test]
+fn depthwise_plan_passes_the_per_layer_check_in_every_precision() {
+    for precision in PRECISIONS {
+        let plan = depthwise_plan(precision, 3);
+        let (blob, onnx) = blob_and_onnx(&plan);
+        let images = random_pixels(64, plan.input, 98);
+        assert!(distinct_outputs(&blob, &images) > 10, "{precision:?}: the fixture's outputs are degenerate");
+        let report = check(&blob, &onnx, &images, true).unwrap();
+        let kinds: Vec<&str> = report.layers.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, ["depthwise_conv2d", "conv2d", "depthwise_conv2d", "dense"]);
+        assert_parity(&report, precision, "depthwise plan");
+        if precision == Precision::Int8 {
+            assert_eq!(report.max_lsb_diff, 0);
+            // The depthwise convolutions are grouped QLinearConvs, one group per channel (the
+            // plan has no average pool, the other grouped QLinearConv).
+            let model = onnx::model_proto(&plan).unwrap();
+            let g = model.graph.as_ref().unwrap();
+            let groups: Vec<i64> = g
+                .node
+                .iter()
+                .filter(|n| n.op_type == "QLinearConv")
+                .map(|n| n.attribute.iter().find(|a| a.name == "group").unwrap().i)
+                .collect();
+            assert_eq!(groups, [3, 1, 5, 1]);
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Every spec that validates must build: random `model.toml` layer stacks (explicit and implicit
 //! flatten, dropout, odd sizes, strides 1–3, `same`/`valid`, kernels 1–5 square and rectangular,
-//! max/avg pools that floor, global average pools, batchnorms after convs and dense layers, dense
-//! stacks, every activation, every precision and calibration method) go through the build's own path without training — seeded weights
+//! max/avg pools that floor, global average pools, depthwise convolutions, batchnorms after convs
+//! and dense layers, dense stacks, every activation, every precision and calibration method) go through the build's own path without training — seeded weights
 //! ([`TrainedModel::seeded`]) → [`pipeline::deploy`] (float plan, calibration, quantization,
 //! conv/pool fusion, arena plan, blob, runtime evaluation) → ONNX export → tract-onnx on every
 //! op's output.
@@ -42,6 +42,21 @@ fn random_spec(seed: u64) -> String {
         );
         if normalized {
             layers += &format!("[[layers]]\ntype = \"batchnorm\"\nactivation = \"{}\"\n\n", activation(pick(3)));
+        }
+        if pick(3) == 0 {
+            // A depthwise convolution, sometimes batch-normalized.
+            let k = (1 + pick(4), 1 + pick(4));
+            let normalized = pick(2) == 0;
+            layers += &format!(
+                "[[layers]]\ntype = \"depthwise_conv2d\"\nkernel = {}\nstride = {}\npadding = \"{}\"\nactivation = \"{}\"\n\n",
+                pair(k.0, k.1),
+                pair(1 + pick(2), 1 + pick(2)),
+                ["same", "valid"][pick(2)],
+                if normalized { "none" } else { activation(pick(3)) },
+            );
+            if normalized {
+                layers += &format!("[[layers]]\ntype = \"batchnorm\"\nactivation = \"{}\"\n\n", activation(pick(3)));
+            }
         }
         match pick(4) {
             0 | 1 => {

@@ -131,6 +131,10 @@ pub enum OpKind {
     AvgPool2d = 3,
     /// Fully connected layer over the flattened (NHWC) input.
     Dense = 4,
+    /// Depthwise 2-D convolution, channel multiplier 1: output channel `c` convolves input
+    /// channel `c` alone. Weights `[kernel_h][kernel_w][c]` (TFLite's layout, not packed), one
+    /// bias per channel; no fused pool.
+    DepthwiseConv2d = 5,
 }
 
 impl OpKind {
@@ -141,6 +145,7 @@ impl OpKind {
             2 => Some(Self::MaxPool2d),
             3 => Some(Self::AvgPool2d),
             4 => Some(Self::Dense),
+            5 => Some(Self::DepthwiseConv2d),
             _ => None,
         }
     }
@@ -151,6 +156,7 @@ impl OpKind {
             Self::MaxPool2d => "maxpool2d",
             Self::AvgPool2d => "avgpool2d",
             Self::Dense => "dense",
+            Self::DepthwiseConv2d => "depthwise_conv2d",
         }
     }
 }

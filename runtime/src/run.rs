@@ -311,6 +311,10 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         #[cfg(feature = "float")]
         Kernel::ConvF16(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
         #[cfg(feature = "float")]
+        Kernel::DepthwiseF32(k) => kernels::depthwise_conv2d_f(k, f32s(input)?, f32s_mut(output)?),
+        #[cfg(feature = "float")]
+        Kernel::DepthwiseF16(k) => kernels::depthwise_conv2d_f(k, f32s(input)?, f32s_mut(output)?),
+        #[cfg(feature = "float")]
         Kernel::DenseF32(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
         #[cfg(feature = "float")]
         Kernel::DenseF16(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
@@ -323,6 +327,8 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         #[cfg(not(feature = "float"))]
         Kernel::ConvF32(_)
         | Kernel::ConvF16(_)
+        | Kernel::DepthwiseF32(_)
+        | Kernel::DepthwiseF16(_)
         | Kernel::DenseF32(_)
         | Kernel::DenseF16(_)
         | Kernel::MaxPoolF32(_)
@@ -334,6 +340,9 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         }
         Kernel::ConvS8(k) => {
             kernels::conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)
+        }
+        Kernel::DepthwiseS8(k) => {
+            kernels::depthwise_conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))
         }
         Kernel::DenseS8(k) => {
             kernels::dense_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)

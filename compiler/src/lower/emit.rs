@@ -137,11 +137,13 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
             r.stride_h = dim(i, "stride_h", op.stride[0])?;
             r.stride_w = dim(i, "stride_w", op.stride[1])?;
         }
-        if op.kind == OpKind::Conv2d {
+        if matches!(op.kind, OpKind::Conv2d | OpKind::DepthwiseConv2d) {
             r.pad_top = dim(i, "pad_top", op.pads[0])?;
             r.pad_left = dim(i, "pad_left", op.pads[1])?;
             r.pad_bottom = dim(i, "pad_bottom", op.pads[2])?;
             r.pad_right = dim(i, "pad_right", op.pads[3])?;
+        }
+        if op.kind == OpKind::Conv2d {
             if let Some(p) = op.fused_pool {
                 r.pool = match p.kind {
                     PoolKind::Max => FusedPool::Max as u8,
@@ -153,13 +155,30 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
                 r.pool_stride_w = dim(i, "pool_stride_w", p.stride[1])?;
             }
         }
-        if matches!(op.kind, OpKind::Conv2d | OpKind::Dense) {
+        if matches!(op.kind, OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense) {
             r.activation = op.activation as u8;
         }
         let inconsistent = |what| BlobError::Inconsistent { op: i, what };
         let packed: Vec<i8>;
+        let transposed: Vec<u8>;
         let w_bytes: &[u8] = match (&op.weights, plan.precision) {
             (Weights::None, _) => &[],
+            // Depthwise: the plan's [C][kh·kw] becomes the blob's [kh·kw][C], in every precision.
+            (w, _) if op.kind == OpKind::DepthwiseConv2d => {
+                let bytes: &[u8] = match (w, plan.precision) {
+                    (Weights::F32(w), Precision::F32) => bytemuck::cast_slice(w),
+                    (Weights::F16(w), Precision::F16) => bytemuck::cast_slice(w),
+                    (Weights::I8(w), Precision::Int8) => bytemuck::cast_slice(w),
+                    _ => return Err(inconsistent("weights do not match the plan's precision")),
+                };
+                let size = plan.precision.weight_size();
+                let channels = op.output.c;
+                if bytes.len() != channels * op.kernel[0] * op.kernel[1] * size {
+                    return Err(inconsistent("depthwise weights are not one kernel per channel"));
+                }
+                transposed = channels_last(bytes, channels, size);
+                &transposed
+            }
             (Weights::F32(w), Precision::F32) => bytemuck::cast_slice(w),
             (Weights::F16(w), Precision::F16) => bytemuck::cast_slice(w),
             (Weights::I8(w), Precision::Int8) => {
@@ -314,4 +333,18 @@ impl From<&[u8]> for AlignedBytes {
         bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
         Self { words, len: bytes.len() }
     }
+}
+
+/// `[channels][taps]` elements of `size` bytes, rearranged to `[taps][channels]`.
+fn channels_last(bytes: &[u8], channels: usize, size: usize) -> Vec<u8> {
+    let taps = bytes.len() / (channels * size).max(1);
+    let mut out = vec![0u8; bytes.len()];
+    for c in 0..channels {
+        for t in 0..taps {
+            let from = (c * taps + t) * size;
+            let to = (t * channels + c) * size;
+            out[to..to + size].copy_from_slice(&bytes[from..from + size]);
+        }
+    }
+    out
 }

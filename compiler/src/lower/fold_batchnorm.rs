@@ -9,8 +9,8 @@
 
 use crate::train::{LayerKind, TrainedLayer};
 
-/// The weights and bias of `layer` (conv2d `[out, in, kh, kw]` or dense `[in, out]`, burn's
-/// layouts) with the batchnorm `norm` (`[4, out]`: γ, β, mean, variance) folded in.
+/// The weights and bias of `layer` (conv2d `[out, in, kh, kw]`, depthwise `[channels, 1, kh,
+/// kw]` or dense `[in, out]`, burn's layouts) with the batchnorm `norm` (`[4, out]`: γ, β, mean, variance) folded in.
 ///
 /// # Errors
 /// A message when the shapes do not match or a variance is negative or not finite.
@@ -33,8 +33,9 @@ pub fn fold_batchnorm(layer: &TrainedLayer, norm: &TrainedLayer, epsilon: f64) -
         .map(|o| (scale[o] * (f64::from(layer.bias[o]) - f64::from(mean[o])) + f64::from(beta[o])) as f32)
         .collect();
     let weight = match layer.kind {
-        // [out, in, kh, kw]: a contiguous block per output channel.
-        LayerKind::Conv2d => {
+        // [out, in, kh, kw] (depthwise: [channels, 1, kh, kw]): a contiguous block per output
+        // channel.
+        LayerKind::Conv2d | LayerKind::DepthwiseConv2d => {
             let per_out = layer.weight.len() / out.max(1);
             layer.weight.iter().enumerate().map(|(i, &w)| (f64::from(w) * scale[i / per_out]) as f32).collect()
         }

@@ -112,6 +112,8 @@ pub fn float_plan(model: &TrainedModel, source_hash: [u8; 32]) -> Result<Plan, L
         };
         let trained_weight = folded_weight.as_deref().unwrap_or(&trained.weight);
         let weights = match *layer {
+            // burn [channels, 1, kh, kw] is already [channel][kh][kw].
+            Layer::DepthwiseConv2d { .. } => trained_weight.to_vec(),
             // burn [out, in, kh, kw] -> OHWI.
             Layer::Conv2d { kernel: [kh, kw], .. } => {
                 let cin = input.c;
@@ -174,12 +176,14 @@ pub fn to_f16(mut plan: Plan) -> Plan {
     plan
 }
 
-/// `(outputs, weights per output)` of a conv2d or dense `layer` on `input`: the weight matrix
-/// [`layer_op`] expects (OHWI for conv2d, `[out][in]` with `in` in NHWC order for dense);
+/// `(outputs, weights per output)` of a conv2d, depthwise_conv2d or dense `layer` on `input`: the
+/// weight matrix [`layer_op`] expects (OHWI for conv2d, `[channel][kh][kw]` for depthwise_conv2d,
+/// `[out][in]` with `in` in NHWC order for dense);
 /// `None` for layers without weights.
 pub fn weight_shape(layer: &Layer, input: Shape) -> Option<(usize, usize)> {
     match *layer {
         Layer::Conv2d { filters, kernel, .. } => Some((filters, kernel[0] * kernel[1] * input.c)),
+        Layer::DepthwiseConv2d { kernel, .. } => Some((input.c, kernel[0] * kernel[1])),
         Layer::Dense { units, .. } => Some((units, input.len())),
         _ => None,
     }
@@ -221,23 +225,31 @@ pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) 
         bias,
         quant: None,
     };
+    let conv_geometry = |kernel: [usize; 2], stride: [usize; 2], padding: Padding, channels: usize| {
+        let pads = match padding {
+            Padding::Valid => [0; 4],
+            Padding::Same => {
+                let (t, b) = same_pads(input.h, kernel[0], stride[0]);
+                let (l, r) = same_pads(input.w, kernel[1], stride[1]);
+                [t, l, b, r]
+            }
+        };
+        let (h, w) = (input.h + pads[0] + pads[2], input.w + pads[1] + pads[3]);
+        if h < kernel[0] || w < kernel[1] || stride.contains(&0) {
+            return Err(too_small("kernel", kernel, input.h, input.w));
+        }
+        Ok((Shape::new((h - kernel[0]) / stride[0] + 1, (w - kernel[1]) / stride[1] + 1, channels), pads))
+    };
     Ok(Some(match *layer {
         Layer::Conv2d { filters, kernel, stride, padding, activation: act } => {
-            let pads = match padding {
-                Padding::Valid => [0; 4],
-                Padding::Same => {
-                    let (t, b) = same_pads(input.h, kernel[0], stride[0]);
-                    let (l, r) = same_pads(input.w, kernel[1], stride[1]);
-                    [t, l, b, r]
-                }
-            };
-            let (h, w) = (input.h + pads[0] + pads[2], input.w + pads[1] + pads[3]);
-            if h < kernel[0] || w < kernel[1] || stride.contains(&0) {
-                return Err(too_small("kernel", kernel, input.h, input.w));
-            }
-            let output = Shape::new((h - kernel[0]) / stride[0] + 1, (w - kernel[1]) / stride[1] + 1, filters);
+            let (output, pads) = conv_geometry(kernel, stride, padding, filters)?;
             let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
             op(OpKind::Conv2d, output, kernel, stride, pads, activation(act), weights, bias)
+        }
+        Layer::DepthwiseConv2d { kernel, stride, padding, activation: act } => {
+            let (output, pads) = conv_geometry(kernel, stride, padding, input.c)?;
+            let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
+            op(OpKind::DepthwiseConv2d, output, kernel, stride, pads, activation(act), weights, bias)
         }
         Layer::GlobalAvgPool => {
             let size = [input.h, input.w];

@@ -72,7 +72,9 @@ pub struct PlanOp {
     pub activation: Activation,
     /// Pool fused onto a convolution's output.
     pub fused_pool: Option<Pool>,
-    /// Weights in the runtime's layout (none for pools).
+    /// Weights (none for pools): conv2d OHWI, dense `[out][in]` (inputs in NHWC order), both
+    /// packed by the blob writer for int8; depthwise conv2d `[channel][kh][kw]` (the blob
+    /// stores it `[kh][kw][channel]`).
     pub weights: Weights,
     /// Bias per output channel (none for pools).
     pub bias: Bias,
@@ -175,6 +177,7 @@ impl PlanOp {
                 let conv = self.conv_output();
                 (conv.len() * self.kernel[0] * self.kernel[1] * self.input.c) as u64
             }
+            OpKind::DepthwiseConv2d => (self.output.len() * self.kernel[0] * self.kernel[1]) as u64,
             OpKind::Dense => (self.input.len() * self.output.c) as u64,
             OpKind::MaxPool2d | OpKind::AvgPool2d => 0,
         }

@@ -94,7 +94,7 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                 let window = op.kernel[0] * op.kernel[1];
                 OpQuant::avg_pool(x, x, avg_pool_requant(window, x.scale, x.scale).map_err(scale_err)?)
             }
-            OpKind::Conv2d | OpKind::Dense => {
+            OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense => {
                 let (Weights::F32(w), Bias::F32(b)) = (&op.weights, &op.bias) else {
                     return Err(QuantizeError::NotFloat);
                 };

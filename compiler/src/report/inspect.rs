@@ -95,6 +95,9 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
             Kernel::ConvF32(k) => (k.geometry.filter_len() * k.geometry.output.c, k.bias.len(), k.geometry.macs()),
             Kernel::ConvF16(k) => (k.geometry.filter_len() * k.geometry.output.c, k.bias.len(), k.geometry.macs()),
             Kernel::ConvS8(k) => (k.geometry.filter_len() * k.geometry.output.c, k.bias.len(), k.geometry.macs()),
+            Kernel::DepthwiseF32(k) => depthwise_counts(&k.geometry, k.bias.len()),
+            Kernel::DepthwiseF16(k) => depthwise_counts(&k.geometry, k.bias.len()),
+            Kernel::DepthwiseS8(k) => depthwise_counts(&k.geometry, k.bias.len()),
             Kernel::DenseF32(k) => (k.input_len * k.output_len, k.bias.len(), k.input_len * k.output_len),
             Kernel::DenseF16(k) => (k.input_len * k.output_len, k.bias.len(), k.input_len * k.output_len),
             Kernel::DenseS8(k) => (k.input_len * k.output_len, k.bias.len(), k.input_len * k.output_len),
@@ -102,7 +105,8 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
         };
         let (params, macs) = (weights + biases, macs as u64);
         weights_and_biases += weights * precision.weight_size() + biases * precision.bias_size();
-        let spatial = matches!(kind, Some(OpKind::Conv2d | OpKind::MaxPool2d | OpKind::AvgPool2d));
+        let spatial =
+            matches!(kind, Some(OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::MaxPool2d | OpKind::AvgPool2d));
         let int8 = precision == Precision::Int8;
         ops.push(OpInfo {
             index,
@@ -193,4 +197,10 @@ impl Inspection {
         ));
         s
     }
+}
+
+/// `(weights, biases, MACs)` of a depthwise convolution: one `kh × kw` filter per channel.
+fn depthwise_counts(g: &mnistc_runtime::kernels::params::ConvGeometry, biases: usize) -> (usize, usize, usize) {
+    let taps = g.kernel_h * g.kernel_w;
+    (taps * g.input.c, biases, g.output.len() * taps)
 }

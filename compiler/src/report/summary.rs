@@ -80,6 +80,14 @@ pub fn describe(layer: &Layer) -> String {
             };
             format!("conv2d {filters} {}{stride} {padding}{}", pair(kernel), act(activation))
         }
+        Layer::DepthwiseConv2d { kernel, stride, padding, activation } => {
+            let stride = if stride == [1, 1] { String::new() } else { format!("/{}", pair(stride)) };
+            let padding = match padding {
+                Padding::Valid => "valid",
+                Padding::Same => "same",
+            };
+            format!("depthwise_conv2d {}{stride} {padding}{}", pair(kernel), act(activation))
+        }
         Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
             format!("{} {}/{}", layer.type_name(), pair(size), pair(stride))
         }

@@ -98,6 +98,18 @@ pub enum Layer {
         /// Activation applied to the output.
         activation: Activation,
     },
+    /// Depthwise 2-D convolution, channel multiplier 1 (each channel convolved with its own
+    /// filter, bias on), followed by `activation`.
+    DepthwiseConv2d {
+        /// Kernel size.
+        kernel: [usize; 2],
+        /// Stride.
+        stride: [usize; 2],
+        /// `valid` or `same`, as for conv2d.
+        padding: Padding,
+        /// Activation applied to the output.
+        activation: Activation,
+    },
     /// Max pooling without padding; the output size is floored.
     MaxPool2d {
         /// Window size.
@@ -147,6 +159,7 @@ impl Layer {
     pub fn type_name(&self) -> &'static str {
         match self {
             Layer::Conv2d { .. } => "conv2d",
+            Layer::DepthwiseConv2d { .. } => "depthwise_conv2d",
             Layer::MaxPool2d { .. } => "maxpool2d",
             Layer::AvgPool2d { .. } => "avgpool2d",
             Layer::Dense { .. } => "dense",
@@ -157,9 +170,9 @@ impl Layer {
         }
     }
 
-    /// Whether the layer has weights (conv2d and dense).
+    /// Whether the layer has weights (conv2d, depthwise_conv2d and dense).
     pub fn has_weights(&self) -> bool {
-        matches!(self, Layer::Conv2d { .. } | Layer::Dense { .. })
+        matches!(self, Layer::Conv2d { .. } | Layer::DepthwiseConv2d { .. } | Layer::Dense { .. })
     }
 }
 

@@ -35,6 +35,7 @@ const TARGET_KEYS: &[&str] = &["flash", "ram", "macs"];
 
 const LAYER_TYPES: &[(&str, &str)] = &[
     ("conv2d", "conv2d"),
+    ("depthwise_conv2d", "depthwise_conv2d"),
     ("maxpool2d", "maxpool2d"),
     ("avgpool2d", "avgpool2d"),
     ("dense", "dense"),
@@ -44,6 +45,7 @@ const LAYER_TYPES: &[(&str, &str)] = &[
     ("global_avgpool", "global_avgpool"),
 ];
 const CONV_KEYS: &[&str] = &["type", "filters", "kernel", "stride", "padding", "activation"];
+const DEPTHWISE_KEYS: &[&str] = &["type", "kernel", "stride", "padding", "activation"];
 const POOL_KEYS: &[&str] = &["type", "size", "stride"];
 const DENSE_KEYS: &[&str] = &["type", "units", "activation"];
 const DROPOUT_KEYS: &[&str] = &["type", "rate"];
@@ -232,6 +234,17 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
                 let layer = Layer::Conv2d { filters, kernel, stride, padding, activation };
                 (layer, CONV_KEYS)
             }
+            "depthwise_conv2d" => {
+                t.check_keys(DEPTHWISE_KEYS, "for a depthwise_conv2d layer")?;
+                let kernel = t.require("kernel", "an integer or [height, width], e.g. 3")?.pair(1, MAX_WINDOW)?;
+                let stride = opt_pair(t, "stride", [1, 1])?;
+                let padding = t
+                    .get("padding")
+                    .map_or(Ok(Padding::Valid), |v| v.choice(&[("valid", Padding::Valid), ("same", Padding::Same)]))?;
+                let activation =
+                    read_activation(t, if before_batchnorm { Activation::None } else { Activation::Relu })?;
+                (Layer::DepthwiseConv2d { kernel, stride, padding, activation }, DEPTHWISE_KEYS)
+            }
             "maxpool2d" | "avgpool2d" => {
                 t.check_keys(POOL_KEYS, &format!("for a {kind} layer"))?;
                 let size = t
@@ -331,17 +344,23 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
     Ok(layers)
 }
 
-/// A batchnorm is folded into the conv2d or dense layer right before it, which must therefore
+/// A batchnorm is folded into the conv2d, depthwise_conv2d or dense layer right before it, which must therefore
 /// have no activation of its own (the batchnorm's is applied after the folded layer).
 fn check_batchnorm_follows(tables: &[Table<'_, '_>], layers: &[LayerSpec], i: usize) -> Result<(), SpecError> {
     let t = &tables[i];
     let problem = match layers.last().map(|l| l.layer) {
         Some(
-            Layer::Conv2d { activation: Activation::None, .. } | Layer::Dense { activation: Activation::None, .. },
+            Layer::Conv2d { activation: Activation::None, .. }
+            | Layer::DepthwiseConv2d { activation: Activation::None, .. }
+            | Layer::Dense { activation: Activation::None, .. },
         ) => {
             return Ok(());
         }
-        Some(Layer::Conv2d { activation, .. } | Layer::Dense { activation, .. }) => {
+        Some(
+            Layer::Conv2d { activation, .. }
+            | Layer::DepthwiseConv2d { activation, .. }
+            | Layer::Dense { activation, .. },
+        ) => {
             let p = &tables[i - 1];
             return Err(p.src.error(
                 p.line_of("activation"),
@@ -363,8 +382,8 @@ fn check_batchnorm_follows(tables: &[Table<'_, '_>], layers: &[LayerSpec], i: us
         t.key_path("type"),
         InvalidKind::Inconsistent,
         format!(
-            "a batchnorm must come right after a conv2d or dense layer (it is folded into that \
-             layer's weights at lowering), but this one {problem}"
+            "a batchnorm must come right after a conv2d, depthwise_conv2d or dense layer (it is \
+             folded into that layer's weights at lowering), but this one {problem}"
         ),
     ))
 }

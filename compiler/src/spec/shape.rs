@@ -129,6 +129,25 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
                 let output = TensorShape::Spatial { height: oh, width: ow, channels: filters };
                 (output, taps * filters + filters, (oh * ow * filters) as u64 * taps as u64)
             }
+            Layer::DepthwiseConv2d { kernel, stride, padding, .. } => {
+                let (h, w, c) = spatial("depthwise_conv2d")?;
+                let (Some(oh), Some(ow)) =
+                    (conv_out(h, kernel[0], stride[0], padding), conv_out(w, kernel[1], stride[1], padding))
+                else {
+                    return Err(err(
+                        "kernel",
+                        format!(
+                            "{}x{} does not fit the {h}x{w} input of this layer (with padding = \
+                             \"valid\" the kernel must be at most {h}x{w}; use a smaller kernel \
+                             or padding = \"same\")",
+                            kernel[0], kernel[1]
+                        ),
+                    ));
+                };
+                let taps = kernel[0] * kernel[1];
+                let output = TensorShape::Spatial { height: oh, width: ow, channels: c };
+                (output, taps * c + c, (oh * ow * c) as u64 * taps as u64)
+            }
             Layer::MaxPool2d { size, stride } | Layer::AvgPool2d { size, stride } => {
                 let (h, w, c) = spatial(layer.type_name())?;
                 if size[0] > h || size[1] > w {

@@ -79,6 +79,8 @@ impl Default for TrainOptions {
 pub enum LayerKind {
     /// Convolution.
     Conv2d,
+    /// Depthwise convolution (`[channels, 1, kh, kw]`).
+    DepthwiseConv2d,
     /// Fully connected.
     Dense,
     /// Batch normalization (folded into the layer before it at lowering).
@@ -88,7 +90,8 @@ pub enum LayerKind {
 /// The float weights of one conv2d, dense or batchnorm layer, in burn's layouts.
 ///
 /// - conv2d: `weight_shape = [out_channels, in_channels, kernel_h, kernel_w]`, row-major
-///   (cross-correlation, no kernel flip, like PyTorch).
+///   (cross-correlation, no kernel flip, like PyTorch); depthwise conv2d: `[channels, 1,
+///   kernel_h, kernel_w]` (burn's grouped convolution with one group per channel).
 /// - dense: `weight_shape = [in_features, out_features]`, row-major, i.e. `y = x · W + b`
 ///   (the transpose of PyTorch's `[out, in]`). When the dense layer follows a feature map of
 ///   shape `(H, W, C)`, input feature `i = c·H·W + h·W + w` (burn's C,H,W flatten order).
@@ -273,6 +276,10 @@ pub(crate) fn expected_weights(s: &crate::spec::LayerShape) -> Option<(LayerKind
     match s.layer {
         Layer::Conv2d { filters, kernel, .. } => {
             Some((LayerKind::Conv2d, vec![filters, s.input.hwc().2, kernel[0], kernel[1]], filters))
+        }
+        Layer::DepthwiseConv2d { kernel, .. } => {
+            let c = s.input.hwc().2;
+            Some((LayerKind::DepthwiseConv2d, vec![c, 1, kernel[0], kernel[1]], c))
         }
         Layer::Dense { units, .. } => Some((LayerKind::Dense, vec![s.input.len(), units], units)),
         Layer::BatchNorm { .. } => Some((LayerKind::BatchNorm, vec![4, s.input.hwc().2], 0)),

@@ -20,12 +20,14 @@ use super::error::TrainError;
 use super::{LayerKind, TrainedLayer};
 use crate::spec::{Activation, Init, Layer, ModelSpec, Padding};
 
-/// A conv2d layer and its activation.
+/// A conv2d (or depthwise conv2d: groups = channels) layer and its activation.
 #[derive(Module, Debug)]
 pub(crate) struct ConvBlock {
     conv: Conv2d,
     #[module(skip)]
     activation: Activation,
+    #[module(skip)]
+    depthwise: bool,
 }
 
 /// A dense layer and its activation.
@@ -172,7 +174,31 @@ impl Net {
                             conv.bias = Some(Param::from_tensor(Tensor::zeros([filters], device)));
                         }
                     }
-                    Block::Conv(ConvBlock { conv, activation })
+                    Block::Conv(ConvBlock { conv, activation, depthwise: false })
+                }
+                Layer::DepthwiseConv2d { kernel, stride, padding, activation } => {
+                    let c = shape.input.hwc().2;
+                    let mut conv = Conv2dConfig::new([c, c], kernel)
+                        .with_groups(c)
+                        .with_stride(stride)
+                        .with_padding(match padding {
+                            Padding::Valid => PaddingConfig2d::Valid,
+                            Padding::Same => PaddingConfig2d::Same,
+                        })
+                        .with_initializer(init.clone())
+                        .init(device);
+                    let w_shape = vec![c, 1, kernel[0], kernel[1]];
+                    match next_weights(LayerKind::DepthwiseConv2d, w_shape.clone(), c)? {
+                        Some(w) => {
+                            conv.weight = param(w.weight, w_shape, device);
+                            conv.bias = Some(param(w.bias, vec![c], device));
+                        }
+                        None => {
+                            let _ = conv.weight.val();
+                            conv.bias = Some(Param::from_tensor(Tensor::zeros([c], device)));
+                        }
+                    }
+                    Block::Conv(ConvBlock { conv, activation, depthwise: true })
                 }
                 Layer::MaxPool2d { size, stride } => Block::MaxPool(
                     MaxPool2dConfig::new(size)
@@ -307,7 +333,7 @@ impl Net {
             }
             let (kind, weight, bias) = match block {
                 Block::Conv(b) => (
-                    LayerKind::Conv2d,
+                    if b.depthwise { LayerKind::DepthwiseConv2d } else { LayerKind::Conv2d },
                     read(b.conv.weight.val())?,
                     b.conv.bias.as_ref().map(|p| read(p.val())).transpose()?,
                 ),

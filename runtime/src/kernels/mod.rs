@@ -27,7 +27,10 @@ mod tests;
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use params::{AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, FloatWeight, ParamError, PoolGeometry};
+use params::{
+    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, FloatWeight, ParamError,
+    PoolGeometry,
+};
 
 /// An implementation of the int8 kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +149,22 @@ pub fn conv2d_f<W: FloatWeight>(
 ) -> Result<(), ParamError> {
     op.check(input.len(), output.len())?;
     reference::conv2d_f(op, input, output);
+    Ok(())
+}
+
+/// Float depthwise convolution (with fused activation). Scratch: none.
+///
+/// # Errors
+/// [`ParamError`] unless [`DepthwiseF::check`] accepts the op with these input and output
+/// lengths; nothing is written then.
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
+pub fn depthwise_conv2d_f<W: FloatWeight>(
+    op: &DepthwiseF<'_, W>,
+    input: &[f32],
+    output: &mut [f32],
+) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    reference::depthwise_conv2d_f(op, input, output);
     Ok(())
 }
 
@@ -290,6 +309,20 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut
         reference::conv2d_s8(op, input, output);
         Ok(())
     })
+}
+
+/// int8 depthwise convolution (with fused activation range). Scratch: none.
+///
+/// Every ISA runs the reference kernel for now: no fast path exists yet.
+///
+/// # Errors
+/// [`ParamError`] unless [`DepthwiseS8::check`] accepts the op with these input and output
+/// lengths; nothing is written then.
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
+pub fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    reference::depthwise_conv2d_s8(op, input, output);
+    Ok(())
 }
 
 /// int8 dense layer. `scratch` needs [`DenseS8::scratch_size`] bytes.

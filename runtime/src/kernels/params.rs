@@ -350,6 +350,85 @@ impl<W> ConvF<'_, W> {
     }
 }
 
+/// A float depthwise convolution (channel multiplier 1) with a fused activation.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseF<'a, W> {
+    /// Geometry of the convolution (`output.c == input.c`).
+    pub geometry: ConvGeometry,
+    /// Activation applied to each output.
+    pub activation: Activation,
+    /// Weights, `[kernel_h][kernel_w][channels]`.
+    pub weights: &'a [W],
+    /// One bias per channel.
+    pub bias: &'a [f32],
+}
+
+impl<W> DepthwiseF<'_, W> {
+    /// Checks the op against `input_len` input and `output_len` output elements: the geometry
+    /// ([`ConvGeometry::check`]) with as many output channels as input channels,
+    /// `kernel_h · kernel_w · channels` weights, one bias per channel, and exactly the input and
+    /// output lengths the geometry implies.
+    ///
+    /// # Errors
+    /// The first [`ParamError`] found.
+    pub fn check(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        let g = &self.geometry;
+        g.check()?;
+        same(g.output.c, g.input.c, ParamError::Geometry)?;
+        same(self.weights.len(), g.filter_len(), ParamError::Weights)?;
+        same(self.bias.len(), g.output.c, ParamError::Bias)?;
+        same(input_len, g.input.len(), ParamError::Input)?;
+        same(output_len, g.output.len(), ParamError::Output)
+    }
+}
+
+/// An int8 depthwise convolution (channel multiplier 1):
+/// `clamp(requant(bias + Σ (x − in_zp)·w) + out_zp, act_min, act_max)` per channel over its
+/// `kernel_h · kernel_w` taps. Weights `[kernel_h][kernel_w][channels]`, not packed.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseS8<'a> {
+    /// Geometry of the convolution (`output.c == input.c`).
+    pub geometry: ConvGeometry,
+    /// Zero point of the input (padding contributes `x = input_zero_point`, i.e. real zero).
+    pub input_zero_point: i32,
+    /// Accumulator scaling.
+    pub requant: Requantizer<'a>,
+    /// Zero point of the output.
+    pub output_zero_point: i32,
+    /// Lowest output (activation folded into the range).
+    pub act_min: i32,
+    /// Highest output.
+    pub act_max: i32,
+    /// Weights, `[kernel_h][kernel_w][channels]`.
+    pub weights: &'a [i8],
+    /// One bias per channel (scale `s_in · s_w[c]`).
+    pub bias: &'a [i32],
+}
+
+impl DepthwiseS8<'_> {
+    /// Checks the op against `input_len` input and `output_len` output elements: the geometry
+    /// ([`ConvGeometry::check`]) with as many output channels as input channels,
+    /// `kernel_h · kernel_w · channels` weights, one bias and (per-channel) one multiplier per
+    /// channel, zero points and activation range in int8, an accumulator of `kernel_h · kernel_w`
+    /// taps that cannot overflow i32, and exactly the input and output lengths the geometry
+    /// implies.
+    ///
+    /// # Errors
+    /// The first [`ParamError`] found.
+    pub fn check(&self, input_len: usize, output_len: usize) -> Result<(), ParamError> {
+        let g = &self.geometry;
+        g.check()?;
+        same(g.output.c, g.input.c, ParamError::Geometry)?;
+        same(self.weights.len(), g.filter_len(), ParamError::Weights)?;
+        same(self.bias.len(), g.output.c, ParamError::Bias)?;
+        requant_len(&self.requant, g.output.c)?;
+        quant_range(&[self.input_zero_point, self.output_zero_point], self.act_min, self.act_max)?;
+        accumulator_fits(mul(g.kernel_h, g.kernel_w)?, self.bias)?;
+        same(input_len, g.input.len(), ParamError::Input)?;
+        same(output_len, g.output.len(), ParamError::Output)
+    }
+}
+
 /// A float fully connected layer.
 #[derive(Debug, Clone, Copy)]
 pub struct DenseF<'a, W> {

@@ -275,9 +275,33 @@ pub(super) fn weights_and_bias<'a>(
     out: usize,
     per_out: usize,
 ) -> Result<(&'a [u8], &'a [u8]), LoadError> {
+    weights_and_bias_packed(ctx, e, r, out, per_out, ctx.precision == Precision::Int8)
+}
+
+/// [`weights_and_bias`] of an op whose int8 weights are not packed (depthwise: `out · per_out`
+/// weights, in the op's own order).
+pub(super) fn weights_and_bias_unpacked<'a>(
+    ctx: &Ctx<'a>,
+    e: &OpErr,
+    r: &OpRecord,
+    out: usize,
+    per_out: usize,
+) -> Result<(&'a [u8], &'a [u8]), LoadError> {
+    weights_and_bias_packed(ctx, e, r, out, per_out, false)
+}
+
+fn weights_and_bias_packed<'a>(
+    ctx: &Ctx<'a>,
+    e: &OpErr,
+    r: &OpRecord,
+    out: usize,
+    per_out: usize,
+    packed: bool,
+) -> Result<(&'a [u8], &'a [u8]), LoadError> {
     let wsize = ctx.precision.weight_size();
-    // int8 weights are packed in groups of 4 taps (padded with zeros); float ones are [out][k].
-    let taps = if ctx.precision == Precision::Int8 { per_out.div_ceil(TAP_GROUP) * TAP_GROUP } else { per_out };
+    // int8 conv and dense weights are packed in groups of 4 taps (padded with zeros); float ones
+    // are [out][k].
+    let taps = if packed { per_out.div_ceil(TAP_GROUP) * TAP_GROUP } else { per_out };
     let w_len =
         out.checked_mul(taps).and_then(|n| n.checked_mul(wsize)).ok_or(e.at("weights_len", Problem::Overflow))?;
     let w = section_slice(ctx, e, ("weights_offset", r.weights_offset), ("weights_len", r.weights_len), w_len, wsize)?;

@@ -11,7 +11,8 @@
 //!
 //! The checks live in three private modules:
 //! - `header`: the header, section bounds, checksum and metadata;
-//! - `validate`: each plan record, one function per op kind (conv2d, pools, dense);
+//! - `validate`: each plan record, one function per op kind (conv2d, depthwise conv2d, pools,
+//!   dense);
 //! - `checks`: the field checks those share (unused fields, geometry, weight regions, int8
 //!   requantization and accumulator bounds).
 
@@ -23,7 +24,9 @@ use half::f16;
 
 use crate::error::{LoadError, Problem};
 use crate::format::{BLOB_ALIGN, Header, Meta, OpRecord, Precision, str_from_fixed};
-use crate::kernels::params::{AvgRequant, ConvF, ConvS8, DenseF, DenseS8, PoolGeometry, Shape};
+use crate::kernels::params::{
+    AvgRequant, ConvF, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, PoolGeometry, Shape,
+};
 use validate::{Chain, Ctx};
 
 /// A byte range of the arena.
@@ -53,6 +56,10 @@ pub enum Kernel<'a> {
     ConvF32(ConvF<'a, f32>),
     /// f16-weight convolution.
     ConvF16(ConvF<'a, f16>),
+    /// f32 depthwise convolution.
+    DepthwiseF32(DepthwiseF<'a, f32>),
+    /// f16-weight depthwise convolution.
+    DepthwiseF16(DepthwiseF<'a, f16>),
     /// f32 dense.
     DenseF32(DenseF<'a, f32>),
     /// f16-weight dense.
@@ -63,6 +70,8 @@ pub enum Kernel<'a> {
     AvgPoolF32(PoolGeometry),
     /// int8 convolution.
     ConvS8(ConvS8<'a>),
+    /// int8 depthwise convolution.
+    DepthwiseS8(DepthwiseS8<'a>),
     /// int8 dense.
     DenseS8(DenseS8<'a>),
     /// int8 max pool.

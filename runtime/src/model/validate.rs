@@ -7,13 +7,15 @@ use half::f16;
 use super::checks::{
     Codes, I8_RANGE, OpErr, arena_regions, avg_requant, check_output_shape, conv_geometry, decode, float_params,
     fused_pool_fields, int8_accumulation, io_shapes, pad_fields, pool_geometry, precision_fields, quant_fields,
-    uniform_fields, weight_fields, weights_and_bias, window_fields,
+    uniform_fields, weight_fields, weights_and_bias, weights_and_bias_unpacked, window_fields,
 };
 use super::{Kernel, Op};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FusedPool, OpKind, OpRecord, Precision, Requant};
 use crate::kernels;
-use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape};
+use crate::kernels::params::{
+    ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, PoolGeometry, PoolKind, Shape,
+};
 
 /// What the previous op left for the next: its output shape, arena offset and zero point.
 #[derive(Debug, Clone)]
@@ -53,6 +55,7 @@ pub(super) fn validate_op<'a>(
 
     let kernel = match codes.kind {
         OpKind::Conv2d => conv2d(ctx, &e, r, codes, input, output)?,
+        OpKind::DepthwiseConv2d => depthwise_conv2d(ctx, &e, r, codes, input, output)?,
         OpKind::Dense => dense(ctx, &e, r, codes, input, output)?,
         OpKind::MaxPool2d | OpKind::AvgPool2d => pool(ctx, &e, r, codes, input, output)?,
     };
@@ -178,6 +181,62 @@ fn conv2d_s8<'a>(
         weights,
         bias,
     }))
+}
+
+// ---------- depthwise conv2d ----------
+
+/// A depthwise convolution, channel multiplier 1: `kernel_*`, `stride_*` and `pad_*` as for a
+/// convolution, `out_c == in_c`, no fused pool; `kernel_h · kernel_w · in_c` weights
+/// (`[kh][kw][c]`, not packed) and one bias per channel. int8: the output keeps the
+/// accumulation's zero point.
+#[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
+fn depthwise_conv2d<'a>(
+    ctx: &Ctx<'a>,
+    e: &OpErr,
+    r: &OpRecord,
+    codes: Codes,
+    input: Shape,
+    output: Shape,
+) -> Result<Kernel<'a>, LoadError> {
+    if codes.pool != FusedPool::None {
+        return Err(e.at("pool", Problem::Unknown));
+    }
+    e.unused(&fused_pool_fields(r))?;
+    if r.out_c != r.in_c {
+        return Err(e.at("out_c", Problem::Mismatch));
+    }
+    let geometry = conv_geometry(e, r, input)?;
+    check_output_shape(e, output, geometry.output)?;
+    let channels = geometry.output.c;
+    let (w_bytes, b_bytes) = weights_and_bias_unpacked(ctx, e, r, channels, geometry.kernel_h * geometry.kernel_w)?;
+    let activation = codes.activation;
+    Ok(match ctx.precision {
+        Precision::Int8 => {
+            let taps = geometry.kernel_h * geometry.kernel_w;
+            let (bias, requant) = int8_accumulation(ctx, e, r, codes.requant, b_bytes, taps, false)?;
+            if r.output_zero_point != r.conv_zero_point {
+                return Err(e.at("output_zero_point", Problem::Mismatch));
+            }
+            Kernel::DepthwiseS8(DepthwiseS8 {
+                geometry,
+                input_zero_point: r.input_zero_point,
+                requant,
+                output_zero_point: r.output_zero_point,
+                act_min: r.act_min,
+                act_max: r.act_max,
+                weights: bytemuck::cast_slice(w_bytes),
+                bias,
+            })
+        }
+        Precision::F16 => {
+            let (weights, bias) = float_params::<f16>(e, w_bytes, b_bytes)?;
+            Kernel::DepthwiseF16(DepthwiseF { geometry, activation, weights, bias })
+        }
+        Precision::F32 => {
+            let (weights, bias) = float_params::<f32>(e, w_bytes, b_bytes)?;
+            Kernel::DepthwiseF32(DepthwiseF { geometry, activation, weights, bias })
+        }
+    })
 }
 
 // ---------- dense ----------

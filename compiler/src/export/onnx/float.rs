@@ -1,5 +1,5 @@
-//! The float graph (F32 and F16 plans): `Conv`, `Relu` / `Clip`, `MaxPool` / `AveragePool`,
-//! `Flatten` + `Gemm`.
+//! The float graph (F32 and F16 plans): `Conv` (depthwise: `group` = channels), `Relu` /
+//! `Clip`, `MaxPool` / `AveragePool`, `Flatten` + `Gemm`.
 
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
@@ -42,6 +42,21 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     Some(pool) => pool_node(&mut b, &p, &y, pool),
                     None => y,
                 }
+            }
+            OpKind::DepthwiseConv2d => {
+                // The plan's [C][kh][kw] is ONNX's [C, 1, kh, kw].
+                let (c, [kh, kw]) = (op.output.c, op.kernel);
+                let w = b.f32s(format!("{p}.w"), &[c, 1, kh, kw], &w);
+                let bias = b.f32s(format!("{p}.b"), &[c], &bias);
+                let attrs = vec![
+                    attr_ints("kernel_shape", &op.kernel),
+                    attr_ints("strides", &op.stride),
+                    attr_ints("pads", &op.pads),
+                    attr_ints("dilations", &[1, 1]),
+                    attr_int("group", c as i64),
+                ];
+                let y = b.node("Conv", &[&y, &w, &bias], format!("{p}.dwconv"), attrs);
+                activation(&mut b, &p, &y, op.activation)
             }
             OpKind::MaxPool2d | OpKind::AvgPool2d => {
                 let kind = if op.kind == OpKind::MaxPool2d { PoolKind::Max } else { PoolKind::Avg };

@@ -1,5 +1,6 @@
-//! The int8 graph: `QuantizeLinear`, `QLinearConv` (convolutions, dense layers and average pools),
-//! int8 `Clip` and `MaxPool`, `DequantizeLinear`.
+//! The int8 graph: `QuantizeLinear`, `QLinearConv` (convolutions, depthwise convolutions with
+//! `group` = channels, dense layers and average pools), int8 `Clip` and `MaxPool`,
+//! `DequantizeLinear`.
 
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
@@ -35,6 +36,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     bias,
                     stride: op.stride,
                     pads: op.pads,
+                    group: 1,
                 };
                 let y = conv.emit(&mut b, &p, &x, "conv");
                 let y = clamp(&mut b, &p, &y, q);
@@ -47,6 +49,26 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                         avg_pool(&mut b, &format!("{p}.pool"), &y, o, pool.size, pool.stride, m, q.conv, q.output)
                     }
                 }
+            }
+            OpKind::DepthwiseConv2d => {
+                let (w, bias) =
+                    params(op).ok_or_else(|| err("an int8 depthwise conv needs int8 weights and int32 bias"))?;
+                let (c, [kh, kw]) = (op.output.c, op.kernel);
+                let conv = Conv {
+                    x_q: q.input,
+                    // The plan's [C][kh][kw] is ONNX's [C, 1, kh, kw].
+                    weights: w.to_vec(),
+                    weight_dims: [c, 1, kh, kw],
+                    multipliers: multipliers(q, c)
+                        .ok_or_else(|| err("an int8 depthwise conv needs its requantization"))?,
+                    y_q: q.conv,
+                    bias,
+                    stride: op.stride,
+                    pads: op.pads,
+                    group: c,
+                };
+                let y = conv.emit(&mut b, &p, &x, "dwconv");
+                clamp(&mut b, &p, &y, q)
             }
             OpKind::MaxPool2d => max_pool(&mut b, &p, &x, op.kernel, op.stride),
             OpKind::AvgPool2d => {
@@ -65,6 +87,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     bias,
                     stride: [1, 1],
                     pads: [0; 4],
+                    group: 1,
                 };
                 let y = conv.emit(&mut b, &p, &x, "dense");
                 clamp(&mut b, &p, &y, q)
@@ -135,6 +158,8 @@ struct Conv<'a> {
     bias: &'a [i32],
     stride: [usize; 2],
     pads: [usize; 4],
+    /// 1, or the channel count for a depthwise convolution.
+    group: usize,
 }
 
 impl Conv<'_> {
@@ -153,7 +178,7 @@ impl Conv<'_> {
             attr_ints("strides", &self.stride),
             attr_ints("pads", &self.pads),
             attr_ints("dilations", &[1, 1]),
-            attr_int("group", 1),
+            attr_int("group", self.group as i64),
         ];
         b.node(
             "QLinearConv",

@@ -121,6 +121,23 @@ fn geometry(op: &PlanOp) -> Result<(), String> {
                 None => conv,
             }
         }
+        OpKind::DepthwiseConv2d => {
+            let [pt, pl, pb, pr] = op.pads;
+            if pt >= op.kernel[0] || pb >= op.kernel[0] || pl >= op.kernel[1] || pr >= op.kernel[1] {
+                return Err(format!("padding {:?} is not smaller than the kernel {:?}", op.pads, op.kernel));
+            }
+            if op.fused_pool.is_some() {
+                return Err("a depthwise conv cannot have a fused pool".into());
+            }
+            if op.output.c != op.input.c {
+                return Err(format!("{} output channels from {} input channels", op.output.c, op.input.c));
+            }
+            Shape::new(
+                windowed("conv height", op.input.h + pt + pb, op.kernel[0], op.stride[0])?,
+                windowed("conv width", op.input.w + pl + pr, op.kernel[1], op.stride[1])?,
+                op.output.c,
+            )
+        }
         OpKind::MaxPool2d | OpKind::AvgPool2d => {
             let kind = if op.kind == OpKind::MaxPool2d { PoolKind::Max } else { PoolKind::Avg };
             if op.fused_pool.is_some() {
@@ -144,6 +161,7 @@ fn geometry(op: &PlanOp) -> Result<(), String> {
 fn weights(op: &PlanOp, precision: Precision) -> Result<(), String> {
     let (count, channels) = match op.kind {
         OpKind::Conv2d => (op.output.c * op.kernel[0] * op.kernel[1] * op.input.c, op.output.c),
+        OpKind::DepthwiseConv2d => (op.output.c * op.kernel[0] * op.kernel[1], op.output.c),
         OpKind::Dense => (op.output.c * op.input.len(), op.output.c),
         OpKind::MaxPool2d | OpKind::AvgPool2d => {
             if op.weights != Weights::None || op.bias != Bias::None {
@@ -202,7 +220,7 @@ fn quant(op: &PlanOp, q: &OpQuant) -> Result<(), String> {
         Ok(())
     };
     match op.kind {
-        OpKind::Conv2d | OpKind::Dense => {
+        OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense => {
             if q.weight_scales.len() != op.output.c {
                 return Err(format!("{} weight scales for {} output channels", q.weight_scales.len(), op.output.c));
             }

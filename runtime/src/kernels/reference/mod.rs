@@ -6,10 +6,12 @@
 
 mod conv2d;
 mod dense;
+mod depthwise_conv2d;
 mod pool2d;
 
 pub use conv2d::{conv2d_f, conv2d_s8};
 pub use dense::{dense_f, dense_s8};
+pub use depthwise_conv2d::{depthwise_conv2d_f, depthwise_conv2d_s8};
 pub use pool2d::{avgpool2d_f32, avgpool2d_s8, maxpool2d_f32, maxpool2d_s8};
 
 use crate::format::Activation;
