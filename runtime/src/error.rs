@@ -28,7 +28,7 @@ pub enum Problem {
     /// Text that is not UTF-8.
     NotUtf8,
     /// Valid, but this build of the runtime leaves out what it needs (a float model without the
-    /// `float` feature).
+    /// `float` feature, a depthwise convolution without `depthwise`).
     NotCompiledIn,
 }
 
@@ -44,7 +44,10 @@ impl fmt::Display for Problem {
             Problem::Mismatch => "does not match the shapes it must agree with",
             Problem::AccumulatorOverflow => "worst-case accumulator overflows the integer arithmetic",
             Problem::NotUtf8 => "not UTF-8",
-            Problem::NotCompiledIn => "needs a runtime feature this build leaves out (`float` for f32 and f16 models)",
+            Problem::NotCompiledIn => {
+                "needs a runtime feature this build leaves out (`float` for f32 and f16 models, \
+                 `depthwise` for depthwise convolutions)"
+            }
         })
     }
 }

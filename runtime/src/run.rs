@@ -310,9 +310,9 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         Kernel::ConvF32(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
         #[cfg(feature = "float")]
         Kernel::ConvF16(k) => kernels::conv2d_f(k, f32s(input)?, f32s_mut(output)?, scratch),
-        #[cfg(feature = "float")]
+        #[cfg(all(feature = "float", feature = "depthwise"))]
         Kernel::DepthwiseF32(k) => kernels::depthwise_conv2d_f(k, f32s(input)?, f32s_mut(output)?),
-        #[cfg(feature = "float")]
+        #[cfg(all(feature = "float", feature = "depthwise"))]
         Kernel::DepthwiseF16(k) => kernels::depthwise_conv2d_f(k, f32s(input)?, f32s_mut(output)?),
         #[cfg(feature = "float")]
         Kernel::DenseF32(k) => kernels::dense_f(k, f32s(input)?, f32s_mut(output)?),
@@ -327,8 +327,6 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         #[cfg(not(feature = "float"))]
         Kernel::ConvF32(_)
         | Kernel::ConvF16(_)
-        | Kernel::DepthwiseF32(_)
-        | Kernel::DepthwiseF16(_)
         | Kernel::DenseF32(_)
         | Kernel::DenseF16(_)
         | Kernel::MaxPoolF32(_)
@@ -341,8 +339,27 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         Kernel::ConvS8(k) => {
             kernels::conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)
         }
+        #[cfg(feature = "depthwise")]
         Kernel::DepthwiseS8(k) => {
             kernels::depthwise_conv2d_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))
+        }
+        // Without `depthwise` (or, for the float ones, `float`), `Model::from_bytes` refuses
+        // these ops; leaving them out of this match keeps their kernels out of the binary.
+        #[cfg(not(all(feature = "float", feature = "depthwise")))]
+        Kernel::DepthwiseF32(_) | Kernel::DepthwiseF16(_) => {
+            return Err(RunError::Op(crate::error::LoadError::Op {
+                index: 0,
+                field: "kind",
+                problem: crate::error::Problem::NotCompiledIn,
+            }));
+        }
+        #[cfg(not(feature = "depthwise"))]
+        Kernel::DepthwiseS8(_) => {
+            return Err(RunError::Op(crate::error::LoadError::Op {
+                index: 0,
+                field: "kind",
+                problem: crate::error::Problem::NotCompiledIn,
+            }));
         }
         Kernel::DenseS8(k) => {
             kernels::dense_s8(k, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output), scratch)

@@ -278,6 +278,7 @@ pub(super) fn weights_and_bias<'a>(
     weights_and_bias_packed(ctx, e, r, out, per_out, ctx.precision == Precision::Int8)
 }
 
+#[cfg(feature = "depthwise")]
 /// [`weights_and_bias`] of an op whose int8 weights are not packed (depthwise: `out · per_out`
 /// weights, in the op's own order).
 pub(super) fn weights_and_bias_unpacked<'a>(

@@ -7,15 +7,13 @@ use half::f16;
 use super::checks::{
     Codes, I8_RANGE, OpErr, arena_regions, avg_requant, check_output_shape, conv_geometry, decode, float_params,
     fused_pool_fields, int8_accumulation, io_shapes, pad_fields, pool_geometry, precision_fields, quant_fields,
-    uniform_fields, weight_fields, weights_and_bias, weights_and_bias_unpacked, window_fields,
+    uniform_fields, weight_fields, weights_and_bias, window_fields,
 };
 use super::{Kernel, Op};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FusedPool, OpKind, OpRecord, Precision, Requant};
 use crate::kernels;
-use crate::kernels::params::{
-    ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, PoolGeometry, PoolKind, Shape,
-};
+use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape};
 
 /// What the previous op left for the next: its output shape, arena offset and zero point.
 #[derive(Debug, Clone)]
@@ -55,7 +53,10 @@ pub(super) fn validate_op<'a>(
 
     let kernel = match codes.kind {
         OpKind::Conv2d => conv2d(ctx, &e, r, codes, input, output)?,
+        #[cfg(feature = "depthwise")]
         OpKind::DepthwiseConv2d => depthwise_conv2d(ctx, &e, r, codes, input, output)?,
+        #[cfg(not(feature = "depthwise"))]
+        OpKind::DepthwiseConv2d => return Err(e.at("kind", Problem::NotCompiledIn)),
         OpKind::Dense => dense(ctx, &e, r, codes, input, output)?,
         OpKind::MaxPool2d | OpKind::AvgPool2d => pool(ctx, &e, r, codes, input, output)?,
     };
@@ -189,6 +190,7 @@ fn conv2d_s8<'a>(
 /// convolution, `out_c == in_c`, no fused pool; `kernel_h · kernel_w · in_c` weights
 /// (`[kh][kw][c]`, not packed) and one bias per channel. int8: the output keeps the
 /// accumulation's zero point.
+#[cfg(feature = "depthwise")]
 #[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
 fn depthwise_conv2d<'a>(
     ctx: &Ctx<'a>,
@@ -198,6 +200,9 @@ fn depthwise_conv2d<'a>(
     input: Shape,
     output: Shape,
 ) -> Result<Kernel<'a>, LoadError> {
+    use super::checks::weights_and_bias_unpacked;
+    use crate::kernels::params::{DepthwiseF, DepthwiseS8};
+
     if codes.pool != FusedPool::None {
         return Err(e.at("pool", Problem::Unknown));
     }

@@ -267,8 +267,8 @@ mod tests {
         assert_eq!(run(&op, &input[1..], 60), Err(ParamError::Input));
         assert_eq!(run(&op, &input, 59), Err(ParamError::Output));
         assert_eq!(run(&DepthwiseS8 { output_zero_point: 200, ..op }, &input, 60), Err(ParamError::QuantRange));
-        let fw = vec![0.5f32; 27];
-        let fb = vec![0f32; 3];
+        let fw = [0.5f32; 27];
+        let fb = [0f32; 3];
         let f = DepthwiseF { geometry: g, activation: Activation::None, weights: &fw[..20], bias: &fb };
         let mut out = vec![0f32; 60];
         assert_eq!(kernels::depthwise_conv2d_f(&f, &vec![0f32; 60], &mut out), Err(ParamError::Weights));
