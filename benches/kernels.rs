@@ -1,10 +1,12 @@
 //! Per-op and whole-model latency of the digits CNN (int8, batch 1, one thread): the runtime with
 //! every kernel implementation this machine has (the reference included, at opt-level 3), and
-//! tract-onnx on the exported ONNX.
+//! tract-onnx on the exported ONNX; and the int8 depthwise convolution of a depthwise-separable
+//! CIFAR-10 network's first block (3x3, `same`, 32x32x16) on every implementation.
 //!
 //! ```text
 //! cargo bench --bench kernels                 # everything
 //! cargo bench --bench kernels -- digits/      # whole model only
+//! cargo bench --bench kernels -- depthwise/   # the depthwise kernel only
 //! ```
 //!
 //! The weights are seeded random (timings do not depend on them), so no data set is needed;
@@ -17,7 +19,7 @@ use mnistc::verify::tract::{Feed, TractModel};
 use mnistc_runtime::Input;
 use mnistc_runtime::kernels::{self, Isa};
 use mnistc_runtime::model::Kernel;
-use mnistc_suite::{Layer, conv, dense, pool, random_plan};
+use mnistc_suite::{Layer, conv, dense, depthwise, pool, random_plan};
 
 /// The reference CNN of `models/digits.toml`: Conv32-Pool-Conv64-Pool-Dense10 (dropout vanishes).
 fn digits_layers() -> Vec<Layer> {
@@ -73,6 +75,26 @@ fn bench(c: &mut Criterion) {
                 })
             });
         }
+    }
+    kernels::set_isa(None);
+    g.finish();
+
+    // The depthwise convolution of a DS-CNN's first block on 32x32x16.
+    let layers = [depthwise([3, 3], [1, 1], true, Activation::Relu), dense(10, Activation::None)];
+    let plan = random_plan(&layers, Shape::new(32, 32, 16), 10, Precision::Int8, 2).expect("fits");
+    let blob = mnistc::lower::emit::write(&plan).expect("writes");
+    let model = blob.model();
+    let input: Vec<i8> = mnistc::verify::bench::pattern(32 * 32 * 16).iter().map(|&p| (p as i16 - 128) as i8).collect();
+    let Some(Kernel::DepthwiseS8(k)) = model.ops().next().map(|op| op.kernel) else {
+        unreachable!("the first op is the depthwise convolution")
+    };
+    let mut output = vec![0i8; 32 * 32 * 16];
+    let mut g = c.benchmark_group("depthwise");
+    for &isa in &isas {
+        kernels::set_isa(Some(isa));
+        g.bench_function(format!("3x3-32x32x16/{}", isa.name()), |b| {
+            b.iter(|| kernels::depthwise_conv2d_s8(&k, std::hint::black_box(&input), &mut output))
+        });
     }
     kernels::set_isa(None);
     g.finish();

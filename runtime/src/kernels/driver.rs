@@ -26,7 +26,7 @@
 use super::patch_len;
 use crate::format::TAP_GROUP;
 use crate::kernels::params::{
-    AvgRequant, ConvGeometry, ConvS8, DenseS8, ParamError, PoolGeometry, PoolKind, Requantizer,
+    AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, PoolKind, Requantizer,
 };
 use crate::quant;
 
@@ -535,6 +535,61 @@ pub(crate) unsafe fn dense_s8<M: Micro>(
         unsafe {
             M::accumulate::<1>([&*patch], groups, op.weights, out, oc0, n, eff, &mut acc);
             M::requantize(&acc[0], n, oc0, &op.requant, op.output_zero_point, op.act_min, op.act_max, dst);
+        }
+    }
+    Ok(())
+}
+
+/// Channels of one block of the depthwise kernel's accumulators (on the stack): as
+/// [`MAX_BLOCK`], fewer on 32-bit Arm for the microcontroller's stack.
+const DEPTHWISE_BLOCK: usize = MAX_BLOCK;
+
+/// int8 depthwise convolution, vectorizable over channels: per output pixel and block of
+/// channels, i32 accumulators start at the bias and take each in-bounds tap's `(x − zp)·w` in one
+/// loop over contiguous channels (input pixel, weights `[kh][kw][c]` and accumulators alike), then
+/// each channel is requantized as the reference does. Padded taps are skipped (they add nothing).
+/// Checks its arguments first ([`DepthwiseS8::check`]).
+#[inline(always)]
+pub(crate) fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    op.check(input.len(), output.len())?;
+    let g = &op.geometry;
+    let c = g.input.c;
+    let zp = op.input_zero_point;
+    let mut block = [0i32; DEPTHWISE_BLOCK];
+    for oy in 0..g.output.h {
+        for ox in 0..g.output.w {
+            let out_at = g.output.index(oy, ox, 0);
+            let mut c0 = 0;
+            while c0 < c {
+                let n = DEPTHWISE_BLOCK.min(c - c0);
+                let acc = &mut block[..n];
+                let Some(bias) = op.bias.get(c0..c0 + n) else { return Err(ParamError::Bias) };
+                acc.copy_from_slice(bias);
+                for ky in 0..g.kernel_h {
+                    // `check` bounds `(out − 1)·stride + kernel`: no overflow here.
+                    let Some(iy) = (oy * g.stride_h + ky).checked_sub(g.pad_top).filter(|&y| y < g.input.h) else {
+                        continue;
+                    };
+                    for kx in 0..g.kernel_w {
+                        let Some(ix) = (ox * g.stride_w + kx).checked_sub(g.pad_left).filter(|&x| x < g.input.w) else {
+                            continue;
+                        };
+                        let at = g.input.index(iy, ix, c0);
+                        let Some(x) = input.get(at..at + n) else { return Err(ParamError::Input) };
+                        let w_at = (ky * g.kernel_w + kx) * c + c0;
+                        let Some(w) = op.weights.get(w_at..w_at + n) else { return Err(ParamError::Weights) };
+                        for ((a, &xv), &wv) in acc.iter_mut().zip(x).zip(w) {
+                            // Exact: `check` bounds the accumulator inside i32.
+                            *a = a.wrapping_add((xv as i32 - zp) * wv as i32);
+                        }
+                    }
+                }
+                let Some(out) = output.get_mut(out_at + c0..out_at + c0 + n) else { return Err(ParamError::Output) };
+                for (j, (o, &a)) in out.iter_mut().zip(acc.iter()).enumerate() {
+                    *o = quant::finish(op.requant.apply(a, c0 + j), op.output_zero_point, op.act_min, op.act_max);
+                }
+                c0 += n;
+            }
         }
     }
     Ok(())

@@ -313,16 +313,19 @@ pub fn conv2d_s8(op: &ConvS8<'_>, input: &[i8], output: &mut [i8], scratch: &mut
 
 /// int8 depthwise convolution (with fused activation range). Scratch: none.
 ///
-/// Every ISA runs the reference kernel for now: no fast path exists yet.
+/// The fast paths share one channel-vectorized loop (`driver`), compiled with each ISA's
+/// features.
 ///
 /// # Errors
 /// [`ParamError`] unless [`DepthwiseS8::check`] accepts the op with these input and output
 /// lengths; nothing is written then.
 #[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
 pub fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
-    op.check(input.len(), output.len())?;
-    reference::depthwise_conv2d_s8(op, input, output);
-    Ok(())
+    dispatch!(depthwise_conv2d_s8(op, input, output) else {
+        op.check(input.len(), output.len())?;
+        reference::depthwise_conv2d_s8(op, input, output);
+        Ok(())
+    })
 }
 
 /// int8 dense layer. `scratch` needs [`DenseS8::scratch_size`] bytes.

@@ -1,4 +1,5 @@
-//! One property suite, instantiated per ISA: every fast kernel equals the reference bit for bit
+//! One property suite, instantiated per ISA: every fast kernel (conv2d, depthwise conv2d, dense,
+//! pools) equals the reference bit for bit
 //! on random shapes (odd channel counts, several channel blocks, `k` tails, 1×1, kernel = input,
 //! stride > kernel, `same` padding with even kernels, overlapping fused and standalone pools), random weights and
 //! extreme values (−128/127, zero points at the ends), both requantization paths.
@@ -8,7 +9,9 @@
 
 use proptest::prelude::*;
 
-use super::params::{AvgRequant, ConvGeometry, ConvS8, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads};
+use super::params::{
+    AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads,
+};
 use super::{conv2d_s8_scratch_size, dense_s8_scratch_size, reference};
 use crate::quant::multiplier_from_scale;
 
@@ -250,6 +253,84 @@ pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRe
         })
 }
 
+/// A random int8 depthwise convolution: odd channel counts and several blocks, `same` padding
+/// with even kernels, stride > kernel, extreme values, both requantization paths.
+#[derive(Debug, Clone)]
+pub(crate) struct DepthwiseCase {
+    pub geometry: ConvGeometry,
+    pub input: Vec<i8>,
+    pub weights: Vec<i8>,
+    pub bias: Vec<i32>,
+    pub zero_points: [i32; 2],
+    pub multipliers: Vec<f32>,
+    pub per_channel: bool,
+    pub act: (i32, i32),
+}
+
+pub(crate) fn depthwise_case() -> impl Strategy<Value = DepthwiseCase> {
+    (1usize..=9, 1usize..=9, output_channels(), 1usize..=4, 1usize..=4, 1usize..=3, 1usize..=3, any::<bool>())
+        .prop_filter_map("kernel larger than the padded input", |(h, w, c, kh, kw, sh, sw, same)| {
+            let (pt, pb) = if same { same_pads(h, kh, sh) } else { (0, 0) };
+            let (pl, pr) = if same { same_pads(w, kw, sw) } else { (0, 0) };
+            let (ph, pw) = (h + pt + pb, w + pl + pr);
+            (kh <= ph && kw <= pw).then(|| ConvGeometry {
+                input: Shape::new(h, w, c),
+                output: Shape::new((ph - kh) / sh + 1, (pw - kw) / sw + 1, c),
+                kernel_h: kh,
+                kernel_w: kw,
+                stride_h: sh,
+                stride_w: sw,
+                pad_top: pt,
+                pad_left: pl,
+            })
+        })
+        .prop_flat_map(|g| {
+            let c = g.input.c;
+            let taps = g.kernel_h * g.kernel_w;
+            (
+                Just(g),
+                prop::collection::vec(extreme_i8(), g.input.len()),
+                prop::collection::vec(extreme_i8(), taps * c),
+                prop::collection::vec(-5000i32..5000, c),
+                (zero_point(), zero_point()),
+                prop::collection::vec(0.05f32..1.0, c),
+                any::<bool>(),
+                (-128i32..=0, 0i32..=127),
+            )
+        })
+        .prop_map(|(geometry, input, weights, bias, (zi, zo), scales, per_channel, act)| {
+            let taps = geometry.kernel_h * geometry.kernel_w;
+            let m = max_multiplier(taps, &bias);
+            let multipliers = scales.iter().map(|s| s * m).collect();
+            let act = (act.0.min(zo), act.1.max(zo));
+            DepthwiseCase { geometry, input, weights, bias, zero_points: [zi, zo], multipliers, per_channel, act }
+        })
+}
+
+/// Runs `f` on the op of a depthwise case and returns its output.
+pub(crate) fn run_depthwise(t: &DepthwiseCase, f: impl FnOnce(&DepthwiseS8<'_>, &[i8], &mut [i8])) -> Vec<i8> {
+    let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
+    let requant = if t.per_channel {
+        Requantizer::PerChannel(&bits)
+    } else {
+        let (multiplier, shift) = multiplier_from_scale(t.multipliers[0]).unwrap_or((1 << 30, -1));
+        Requantizer::Uniform { multiplier, shift }
+    };
+    let op = DepthwiseS8 {
+        geometry: t.geometry,
+        input_zero_point: t.zero_points[0],
+        requant,
+        output_zero_point: t.zero_points[1],
+        act_min: t.act.0,
+        act_max: t.act.1,
+        weights: &t.weights,
+        bias: &t.bias,
+    };
+    let mut out = vec![0x55u8 as i8; t.geometry.output.len()];
+    f(&op, &t.input, &mut out);
+    out
+}
+
 /// The property suite for one ISA module (`$isa`: its [`super::Isa`], `$m`: its module path).
 macro_rules! isa_suite {
     ($name:ident, $isa:expr, $m:path) => {
@@ -279,6 +360,15 @@ macro_rules! isa_suite {
                     let want = run_dense(&t, |op, x, out, _| reference::dense_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).
                     let got = run_dense(&t, |op, x, out, scratch| unsafe { isa::dense_s8(op, x, out, scratch) }.expect("a valid case"));
+                    prop_assert_eq!(got, want);
+                }
+
+                #[test]
+                fn depthwise_conv2d_s8_equals_reference(t in depthwise_case()) {
+                    if !available() { return Ok(()); }
+                    let want = run_depthwise(&t, |op, x, out| reference::depthwise_conv2d_s8(op, x, out));
+                    // SAFETY: the ISA is available (checked above).
+                    let got = run_depthwise(&t, |op, x, out| unsafe { isa::depthwise_conv2d_s8(op, x, out) }.expect("a valid case"));
                     prop_assert_eq!(got, want);
                 }
 

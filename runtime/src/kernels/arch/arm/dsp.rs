@@ -7,7 +7,7 @@
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, ParamError, PoolGeometry, Requantizer};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, Requantizer};
 use crate::quant;
 
 /// Always available where this module is compiled (the DSP targets).
@@ -254,6 +254,20 @@ pub unsafe fn dense_s8(
 ) -> Result<(), ParamError> {
     // SAFETY: as above.
     unsafe { driver::dense_s8::<ArmDsp>(op, input, output, scratch) }
+}
+
+/// int8 depthwise convolution (see [`crate::kernels::reference::depthwise_conv2d_s8`]): the
+/// shared channel-blocked loop of the driver (the DSP extension has no per-lane multiply that
+/// keeps channels apart, so the gain is the loop order: bounds per tap, not per channel).
+///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::depthwise_conv2d_s8`], and returns its
+/// [`ParamError`] without touching anything: the ISA is the only precondition left to the caller.
+///
+/// # Safety
+/// Always sound where compiled.
+pub unsafe fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    driver::depthwise_conv2d_s8(op, input, output)
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]).

@@ -7,7 +7,7 @@ use core::arch::x86_64::*;
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, ParamError, PoolGeometry, Requantizer};
+use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, Requantizer};
 
 /// Whether this CPU has AVX-512 F, BW and VNNI (detected at run time with `std`, else the
 /// compile-time target).
@@ -265,6 +265,20 @@ pub unsafe fn dense_s8(
 ) -> Result<(), ParamError> {
     // SAFETY: the features are enabled for this function.
     unsafe { driver::dense_s8::<Avx512Vnni>(op, input, output, scratch) }
+}
+
+/// int8 depthwise convolution (see [`crate::kernels::reference::depthwise_conv2d_s8`]), vectorized
+/// by the compiler over channels.
+///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::depthwise_conv2d_s8`], and returns its
+/// [`ParamError`] without touching anything: the ISA is the only precondition left to the caller.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VNNI ([`is_available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
+pub unsafe fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    driver::depthwise_conv2d_s8(op, input, output)
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
