@@ -1,9 +1,10 @@
 //! Host side of the firmware: the linker script, the model blob, and the test data it checks.
 //!
 //! Reads the blob (`digits.bin`, or `$MNISTC_BLOB`), validates it with the host runtime, takes the
-//! first [`IMAGES`] test images and labels of the blob's data set from `$MNISTC_DATA`, and runs
-//! them on the host to get the int8 logits the board must reproduce byte for byte. All of it goes
-//! to `OUT_DIR` for `include_bytes!`: nothing derived from the data set is committed.
+//! first [`IMAGES`] test images and labels of the blob's data set from `$MNISTC_DATA` (the first
+//! [`CIFAR_IMAGES`] for CIFAR-10, whose colour images are 4 times larger), and runs them on the
+//! host to get the int8 logits the board must reproduce byte for byte. All of it goes to
+//! `OUT_DIR` for `include_bytes!`: nothing derived from the data set is committed.
 
 use std::env;
 use std::fs::{self, File};
@@ -12,10 +13,12 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use mnistc_runtime::kernels::{self, Isa};
-use mnistc_runtime::{Input, Logits, Model, Precision};
+use mnistc_runtime::{Input, Logits, Model, OpKind, Precision};
 
 /// How many test images the firmware runs (the first ones of the test split).
 const IMAGES: usize = 300;
+/// How many for CIFAR-10 (3,072 bytes each: 100 keep the firmware inside 1 MiB of flash).
+const CIFAR_IMAGES: usize = 100;
 
 /// The command that writes the default blob, from the repository root.
 const BUILD_BLOB: &str = "cargo build -p mnistc && \
@@ -68,16 +71,33 @@ fn run() -> Result<(), String> {
     let data_dir = env::var_os("MNISTC_DATA").map_or_else(|| manifest_dir.join("../data"), PathBuf::from);
     let set_dir = data_dir.join(model.dataset());
     let shape = model.input_shape();
-    if shape.c != 1 {
-        return Err(format!("the model takes {} channels; the {} images have one", shape.c, model.dataset()));
+    println!("cargo::rerun-if-env-changed=CARGO_FEATURE_DEPTHWISE");
+    let depthwise = model.ops().any(|op| op.record.kind == OpKind::DepthwiseConv2d as u8);
+    if depthwise && env::var_os("CARGO_FEATURE_DEPTHWISE").is_none() {
+        return Err(format!(
+            "{}: the model has depthwise convolutions; build the firmware with `--features depthwise`",
+            blob_path.display()
+        ));
     }
-    let images = read_idx(&set_dir, "t10k-images-idx3-ubyte", 0x0803, &[shape.h, shape.w])?;
-    let labels = read_idx(&set_dir, "t10k-labels-idx1-ubyte", 0x0801, &[])?;
+    let (images, labels) = if model.dataset() == "cifar-10" {
+        if (shape.h, shape.w, shape.c) != (32, 32, 3) {
+            return Err(format!("the model takes {}x{}x{} images; CIFAR-10's are 32x32x3", shape.h, shape.w, shape.c));
+        }
+        read_cifar(&set_dir.join("test_batch.bin"), CIFAR_IMAGES)?
+    } else {
+        if shape.c != 1 {
+            return Err(format!("the model takes {} channels; the {} images have one", shape.c, model.dataset()));
+        }
+        (
+            read_idx(&set_dir, "t10k-images-idx3-ubyte", 0x0803, &[shape.h, shape.w])?,
+            read_idx(&set_dir, "t10k-labels-idx1-ubyte", 0x0801, &[])?,
+        )
+    };
 
     // The oracle is the specification (the reference kernels), whatever this machine's CPU offers.
     kernels::set_isa(Some(Isa::Reference));
     let mut arena = vec![0u8; model.arena_size()];
-    let mut logits = Vec::with_capacity(IMAGES * model.output_len());
+    let mut logits = Vec::with_capacity(labels.len() * model.output_len());
     for image in images.chunks_exact(shape.len()) {
         match model.run_logits(Input::Pixels(image), &mut arena) {
             Ok(Logits::I8 { values, .. }) => logits.extend(values.iter().map(|&v| v as u8)),
@@ -95,6 +115,43 @@ fn run() -> Result<(), String> {
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
     let path = dir.join(name);
     fs::write(&path, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Opens `path.gz`, else `path`, decompressing the former.
+fn open_maybe_gz(path: &Path) -> Result<(PathBuf, Box<dyn Read>), String> {
+    let gz = path.with_extension(format!("{}.gz", path.extension().and_then(|e| e.to_str()).unwrap_or("")));
+    let open = |p: &Path| File::open(p).map_err(|e| format!("{}: {e}", p.display()));
+    if gz.exists() {
+        Ok((gz.clone(), Box::new(GzDecoder::new(BufReader::new(open(&gz)?)))))
+    } else if path.exists() {
+        Ok((path.to_path_buf(), Box::new(BufReader::new(open(path)?))))
+    } else {
+        println!("cargo::rerun-if-changed={}", gz.display());
+        Err(format!("{} not found (nor without .gz): set MNISTC_DATA to the folder that holds cifar-10/", gz.display()))
+    }
+}
+
+/// The first `n` images (interleaved `HWC`, as the runtime takes them) and labels of a CIFAR-10
+/// batch file (records of a label byte and the red, green and blue 32x32 planes).
+fn read_cifar(path: &Path, n: usize) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let (path, mut reader) = open_maybe_gz(path)?;
+    println!("cargo::rerun-if-changed={}", path.display());
+    let mut records = vec![0u8; n * 3073];
+    reader.read_exact(&mut records).map_err(|e| format!("{}: {e} (fewer than {n} records?)", path.display()))?;
+    let mut images = vec![0u8; n * 3072];
+    let mut labels = Vec::with_capacity(n);
+    for (record, image) in records.chunks_exact(3073).zip(images.chunks_exact_mut(3072)) {
+        if record[0] > 9 {
+            return Err(format!("{}: label {} is not a CIFAR-10 class", path.display(), record[0]));
+        }
+        labels.push(record[0]);
+        for (c, plane) in record[1..].chunks_exact(1024).enumerate() {
+            for (i, &v) in plane.iter().enumerate() {
+                image[i * 3 + c] = v;
+            }
+        }
+    }
+    Ok((images, labels))
 }
 
 /// Reads the first [`IMAGES`] items of the IDX file `dir/name.gz` (else `dir/name`) whose items
