@@ -547,10 +547,17 @@ const DEPTHWISE_BLOCK: usize = MAX_BLOCK;
 /// int8 depthwise convolution, vectorizable over channels: per output pixel and block of
 /// channels, i32 accumulators start at the bias and take each in-bounds tap's `(x − zp)·w` in one
 /// loop over contiguous channels (input pixel, weights `[kh][kw][c]` and accumulators alike), then
-/// each channel is requantized as the reference does. Padded taps are skipped (they add nothing).
-/// Checks its arguments first ([`DepthwiseS8::check`]).
+/// the block is requantized by the ISA's [`Micro::requantize`]. Padded taps are skipped (they add
+/// nothing). Checks its arguments first ([`DepthwiseS8::check`]).
+///
+/// # Safety
+/// The ISA of `M` must be available.
 #[inline(always)]
-pub(crate) fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+pub(crate) unsafe fn depthwise_conv2d_s8<M: Micro>(
+    op: &DepthwiseS8<'_>,
+    input: &[i8],
+    output: &mut [i8],
+) -> Result<(), ParamError> {
     op.check(input.len(), output.len())?;
     let g = &op.geometry;
     let c = g.input.c;
@@ -585,9 +592,10 @@ pub(crate) fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &m
                     }
                 }
                 let Some(out) = output.get_mut(out_at + c0..out_at + c0 + n) else { return Err(ParamError::Output) };
-                for (j, (o, &a)) in out.iter_mut().zip(acc.iter()).enumerate() {
-                    *o = quant::finish(op.requant.apply(a, c0 + j), op.output_zero_point, op.act_min, op.act_max);
-                }
+                let (zp_out, min, max) = (op.output_zero_point, op.act_min, op.act_max);
+                // SAFETY: the ISA is available (the caller's contract); `acc` and `out` hold `n`
+                // values and `check` gave every channel a multiplier, so `c0 + n <= m.len()`.
+                unsafe { M::requantize(acc, n, c0, &op.requant, zp_out, min, max, out) };
                 c0 += n;
             }
         }

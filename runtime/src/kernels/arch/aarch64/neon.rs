@@ -222,7 +222,8 @@ pub unsafe fn dense_s8(
 /// The CPU must have the dot-product extension ([`is_available`]).
 #[target_feature(enable = "neon,dotprod")]
 pub unsafe fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
-    driver::depthwise_conv2d_s8(op, input, output)
+    // SAFETY: the ISA is available (this function's own contract).
+    unsafe { driver::depthwise_conv2d_s8::<NeonDot>(op, input, output) }
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.

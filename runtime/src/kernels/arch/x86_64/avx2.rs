@@ -178,7 +178,8 @@ pub unsafe fn dense_s8(
 /// The CPU must have AVX2 ([`is_available`]).
 #[target_feature(enable = "avx2")]
 pub unsafe fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
-    driver::depthwise_conv2d_s8(op, input, output)
+    // SAFETY: the ISA is available (this function's own contract).
+    unsafe { driver::depthwise_conv2d_s8::<Avx2>(op, input, output) }
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
