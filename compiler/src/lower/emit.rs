@@ -143,17 +143,17 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
             r.pad_bottom = dim(i, "pad_bottom", op.pads[2])?;
             r.pad_right = dim(i, "pad_right", op.pads[3])?;
         }
-        if op.kind == OpKind::Conv2d {
-            if let Some(p) = op.fused_pool {
-                r.pool = match p.kind {
-                    PoolKind::Max => FusedPool::Max as u8,
-                    PoolKind::Avg => FusedPool::Avg as u8,
-                };
-                r.pool_h = dim(i, "pool_h", p.size[0])?;
-                r.pool_w = dim(i, "pool_w", p.size[1])?;
-                r.pool_stride_h = dim(i, "pool_stride_h", p.stride[0])?;
-                r.pool_stride_w = dim(i, "pool_stride_w", p.stride[1])?;
-            }
+        if op.kind == OpKind::Conv2d
+            && let Some(p) = op.fused_pool
+        {
+            r.pool = match p.kind {
+                PoolKind::Max => FusedPool::Max as u8,
+                PoolKind::Avg => FusedPool::Avg as u8,
+            };
+            r.pool_h = dim(i, "pool_h", p.size[0])?;
+            r.pool_w = dim(i, "pool_w", p.size[1])?;
+            r.pool_stride_h = dim(i, "pool_stride_h", p.stride[0])?;
+            r.pool_stride_w = dim(i, "pool_stride_w", p.stride[1])?;
         }
         if matches!(op.kind, OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense) {
             r.activation = op.activation as u8;
