@@ -198,6 +198,21 @@ fn read_activation(t: &Table<'_, '_>, default: Activation) -> Result<Activation,
     t.get("activation").map_or(Ok(default), |v| v.choice(ACTIVATIONS))
 }
 
+/// `kernel`, `stride`, `padding` and `activation` of a conv2d or depthwise_conv2d layer (its
+/// activation defaults to none when a batchnorm follows, else to ReLU).
+fn read_conv_window(
+    t: &Table<'_, '_>,
+    before_batchnorm: bool,
+) -> Result<([usize; 2], [usize; 2], Padding, Activation), SpecError> {
+    let kernel = t.require("kernel", "an integer or [height, width], e.g. 3")?.pair(1, MAX_WINDOW)?;
+    let stride = opt_pair(t, "stride", [1, 1])?;
+    let padding = t
+        .get("padding")
+        .map_or(Ok(Padding::Valid), |v| v.choice(&[("valid", Padding::Valid), ("same", Padding::Same)]))?;
+    let activation = read_activation(t, if before_batchnorm { Activation::None } else { Activation::Relu })?;
+    Ok((kernel, stride, padding, activation))
+}
+
 fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>, SpecError> {
     let tables =
         root.require("layers", "describe the network with [[layers]] tables (see models/README.md)")?.tables()?;
@@ -224,25 +239,13 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
             "conv2d" => {
                 t.check_keys(CONV_KEYS, "for a conv2d layer")?;
                 let filters = t.require("filters", "the number of output channels, e.g. 32")?.usize(1, 4096)?;
-                let kernel = t.require("kernel", "an integer or [height, width], e.g. 3")?.pair(1, MAX_WINDOW)?;
-                let stride = opt_pair(t, "stride", [1, 1])?;
-                let padding = t
-                    .get("padding")
-                    .map_or(Ok(Padding::Valid), |v| v.choice(&[("valid", Padding::Valid), ("same", Padding::Same)]))?;
-                let activation =
-                    read_activation(t, if before_batchnorm { Activation::None } else { Activation::Relu })?;
+                let (kernel, stride, padding, activation) = read_conv_window(t, before_batchnorm)?;
                 let layer = Layer::Conv2d { filters, kernel, stride, padding, activation };
                 (layer, CONV_KEYS)
             }
             "depthwise_conv2d" => {
                 t.check_keys(DEPTHWISE_KEYS, "for a depthwise_conv2d layer")?;
-                let kernel = t.require("kernel", "an integer or [height, width], e.g. 3")?.pair(1, MAX_WINDOW)?;
-                let stride = opt_pair(t, "stride", [1, 1])?;
-                let padding = t
-                    .get("padding")
-                    .map_or(Ok(Padding::Valid), |v| v.choice(&[("valid", Padding::Valid), ("same", Padding::Same)]))?;
-                let activation =
-                    read_activation(t, if before_batchnorm { Activation::None } else { Activation::Relu })?;
+                let (kernel, stride, padding, activation) = read_conv_window(t, before_batchnorm)?;
                 (Layer::DepthwiseConv2d { kernel, stride, padding, activation }, DEPTHWISE_KEYS)
             }
             "maxpool2d" | "avgpool2d" => {

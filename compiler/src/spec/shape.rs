@@ -93,6 +93,24 @@ fn conv_out(input: usize, k: usize, stride: usize, padding: Padding) -> Option<u
     }
 }
 
+/// The output size of a convolution window on an `h × w` input, or why the kernel does not fit.
+fn conv_window(
+    h: usize,
+    w: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: Padding,
+) -> Result<(usize, usize), String> {
+    match (conv_out(h, kernel[0], stride[0], padding), conv_out(w, kernel[1], stride[1], padding)) {
+        (Some(oh), Some(ow)) => Ok((oh, ow)),
+        _ => Err(format!(
+            "{}x{} does not fit the {h}x{w} input of this layer (with padding = \"valid\" the kernel \
+             must be at most {h}x{w}; use a smaller kernel or padding = \"same\")",
+            kernel[0], kernel[1]
+        )),
+    }
+}
+
 pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<LayerShape>, ShapeError> {
     let mut shape = TensorShape::Spatial { height: input.height, width: input.width, channels: input.channels };
     let mut out = Vec::with_capacity(layers.len());
@@ -112,38 +130,14 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
         let (output, params, macs) = match layer {
             Layer::Conv2d { filters, kernel, stride, padding, .. } => {
                 let (h, w, c) = spatial("conv2d")?;
-                let (Some(oh), Some(ow)) =
-                    (conv_out(h, kernel[0], stride[0], padding), conv_out(w, kernel[1], stride[1], padding))
-                else {
-                    return Err(err(
-                        "kernel",
-                        format!(
-                            "{}x{} does not fit the {h}x{w} input of this layer (with padding = \
-                             \"valid\" the kernel must be at most {h}x{w}; use a smaller kernel \
-                             or padding = \"same\")",
-                            kernel[0], kernel[1]
-                        ),
-                    ));
-                };
+                let (oh, ow) = conv_window(h, w, kernel, stride, padding).map_err(|m| err("kernel", m))?;
                 let taps = kernel[0] * kernel[1] * c;
                 let output = TensorShape::Spatial { height: oh, width: ow, channels: filters };
                 (output, taps * filters + filters, (oh * ow * filters) as u64 * taps as u64)
             }
             Layer::DepthwiseConv2d { kernel, stride, padding, .. } => {
                 let (h, w, c) = spatial("depthwise_conv2d")?;
-                let (Some(oh), Some(ow)) =
-                    (conv_out(h, kernel[0], stride[0], padding), conv_out(w, kernel[1], stride[1], padding))
-                else {
-                    return Err(err(
-                        "kernel",
-                        format!(
-                            "{}x{} does not fit the {h}x{w} input of this layer (with padding = \
-                             \"valid\" the kernel must be at most {h}x{w}; use a smaller kernel \
-                             or padding = \"same\")",
-                            kernel[0], kernel[1]
-                        ),
-                    ));
-                };
+                let (oh, ow) = conv_window(h, w, kernel, stride, padding).map_err(|m| err("kernel", m))?;
                 let taps = kernel[0] * kernel[1];
                 let output = TensorShape::Spatial { height: oh, width: ow, channels: c };
                 (output, taps * c + c, (oh * ow * c) as u64 * taps as u64)

@@ -152,9 +152,17 @@ impl Net {
                 Ok(Some(LayerWeights { weight: &t.weight, bias: &t.bias }))
             };
             let block = match layer_spec.layer {
-                Layer::Conv2d { filters, kernel, stride, padding, activation } => {
+                Layer::Conv2d { kernel, stride, padding, activation, .. }
+                | Layer::DepthwiseConv2d { kernel, stride, padding, activation } => {
+                    // A depthwise convolution is burn's grouped one with a group per channel.
                     let cin = shape.input.hwc().2;
-                    let mut conv = Conv2dConfig::new([cin, filters], kernel)
+                    let depthwise = matches!(layer_spec.layer, Layer::DepthwiseConv2d { .. });
+                    let (cout, groups, kind) = match layer_spec.layer {
+                        Layer::Conv2d { filters, .. } => (filters, 1, LayerKind::Conv2d),
+                        _ => (cin, cin, LayerKind::DepthwiseConv2d),
+                    };
+                    let mut conv = Conv2dConfig::new([cin, cout], kernel)
+                        .with_groups(groups)
                         .with_stride(stride)
                         .with_padding(match padding {
                             Padding::Valid => PaddingConfig2d::Valid,
@@ -162,43 +170,19 @@ impl Net {
                         })
                         .with_initializer(init.clone())
                         .init(device);
-                    let w_shape = vec![filters, cin, kernel[0], kernel[1]];
-                    match next_weights(LayerKind::Conv2d, w_shape.clone(), filters)? {
+                    let w_shape = vec![cout, cin / groups, kernel[0], kernel[1]];
+                    match next_weights(kind, w_shape.clone(), cout)? {
                         Some(w) => {
                             conv.weight = param(w.weight, w_shape, device);
-                            conv.bias = Some(param(w.bias, vec![filters], device));
+                            conv.bias = Some(param(w.bias, vec![cout], device));
                         }
                         None => {
                             // Draw now so the RNG order is the layer order.
                             let _ = conv.weight.val();
-                            conv.bias = Some(Param::from_tensor(Tensor::zeros([filters], device)));
+                            conv.bias = Some(Param::from_tensor(Tensor::zeros([cout], device)));
                         }
                     }
-                    Block::Conv(ConvBlock { conv, activation, depthwise: false })
-                }
-                Layer::DepthwiseConv2d { kernel, stride, padding, activation } => {
-                    let c = shape.input.hwc().2;
-                    let mut conv = Conv2dConfig::new([c, c], kernel)
-                        .with_groups(c)
-                        .with_stride(stride)
-                        .with_padding(match padding {
-                            Padding::Valid => PaddingConfig2d::Valid,
-                            Padding::Same => PaddingConfig2d::Same,
-                        })
-                        .with_initializer(init.clone())
-                        .init(device);
-                    let w_shape = vec![c, 1, kernel[0], kernel[1]];
-                    match next_weights(LayerKind::DepthwiseConv2d, w_shape.clone(), c)? {
-                        Some(w) => {
-                            conv.weight = param(w.weight, w_shape, device);
-                            conv.bias = Some(param(w.bias, vec![c], device));
-                        }
-                        None => {
-                            let _ = conv.weight.val();
-                            conv.bias = Some(Param::from_tensor(Tensor::zeros([c], device)));
-                        }
-                    }
-                    Block::Conv(ConvBlock { conv, activation, depthwise: true })
+                    Block::Conv(ConvBlock { conv, activation, depthwise })
                 }
                 Layer::MaxPool2d { size, stride } => Block::MaxPool(
                     MaxPool2dConfig::new(size)

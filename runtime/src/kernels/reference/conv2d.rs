@@ -7,7 +7,7 @@ use crate::quant;
 
 /// The input pixel under kernel tap `(ky, kx)` of output `(oy, ox)`, or `None` in the padding.
 #[inline(always)]
-fn tap(g: &ConvGeometry, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
+pub(super) fn tap(g: &ConvGeometry, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
     let iy = (oy * g.stride_h + ky).checked_sub(g.pad_top)?;
     let ix = (ox * g.stride_w + kx).checked_sub(g.pad_left)?;
     (iy < g.input.h && ix < g.input.w).then_some((iy, ix))
