@@ -1,6 +1,8 @@
 //! Full-data training benchmark (not a test): trains every model in `models/` on the whole
 //! training set, evaluates the float model on the whole test set, and records wall time per
-//! epoch and test accuracy against the accuracy bars.
+//! epoch, images per second, the mean epoch's breakdown by phase (data, forward, backward,
+//! optimizer, metrics, validation; `mnistc::train::profile`) and test accuracy against the
+//! accuracy bars.
 //!
 //! ```text
 //! cargo bench --bench train_models                       # all four models, their own seeds
@@ -19,6 +21,7 @@ use std::time::Instant;
 
 use mnistc::data::{self, DataDir, Split};
 use mnistc::spec::{ModelSpec, Overrides};
+use mnistc::train::profile::Profile;
 use mnistc::train::{self, Device, TrainOptions};
 
 /// (model, float test-accuracy bar)
@@ -32,6 +35,7 @@ struct Run {
     total_seconds: f64,
     accuracy: f64,
     bar: f64,
+    profile: Profile,
 }
 
 fn main() {
@@ -79,7 +83,7 @@ fn main() {
                 .unwrap_or_else(|e| panic!("{e}"));
             eprintln!("== {name}, seed {seed}: {} epochs", spec.train.epochs);
             let start = Instant::now();
-            let opts = TrainOptions { device: Device::Cpu, progress: true, verbose: true };
+            let opts = TrainOptions { device: Device::Cpu, progress: true, verbose: true, profile: false };
             let model = train::train(&spec, &train_set, &opts).unwrap_or_else(|e| panic!("{e}"));
             let eval = train::evaluate(&model, &test_set, Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
             let run = Run {
@@ -90,7 +94,9 @@ fn main() {
                 total_seconds: start.elapsed().as_secs_f64(),
                 accuracy: eval.accuracy,
                 bar,
+                profile: Profile::of(&model.history),
             };
+            eprint!("{}", run.profile.render());
             eprintln!(
                 "== {name}, seed {seed}: test accuracy {:.2}% (bar {:.1}%) in {:.0} s",
                 run.accuracy * 100.0,
@@ -114,21 +120,28 @@ fn main() {
                 "test_accuracy": r.accuracy,
                 "bar": r.bar,
                 "passes": r.accuracy >= r.bar,
+                "profile": r.profile,
             })
         })
         .collect();
     let mut md = String::from(
-        "| model | seed | epochs | s/epoch (mean) | total s | float test accuracy | bar |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| model | seed | epochs | s/epoch (mean) | images/s | data / forward / backward / optimizer / validation s | total s | float test accuracy | bar |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &runs {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.1} | {:.0} | {:.2} % | {:.1} % {} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.1} / {:.1} / {:.1} / {:.1} / {:.1} | {:.0} | {:.2} % | {:.1} % {} |",
             r.model,
             r.seed,
             r.epochs,
             mean(&r.epoch_seconds),
+            r.profile.images_per_second,
+            r.profile.phases.data,
+            r.profile.phases.forward,
+            r.profile.phases.backward,
+            r.profile.phases.optimizer,
+            r.profile.phases.validation,
             r.total_seconds,
             r.accuracy * 100.0,
             r.bar * 100.0,

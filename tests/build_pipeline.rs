@@ -26,6 +26,7 @@ fn build_with(spec: &ModelSpec, cache: &Cache) -> Built {
         device: Device::Cpu,
         cache: Some(cache.clone()),
         progress: false,
+        profile: false,
         log: &mut log,
     };
     pipeline::build(spec, &mut opts).unwrap()

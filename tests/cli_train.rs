@@ -163,6 +163,64 @@ fn train_json_report_has_metrics_history_and_a_loadable_checkpoint() {
     assert!(dir.path().join("mlp.ckpt.history.csv").exists());
 }
 
+/// `--profile`: every phase of the loop is timed, the phases fit in the epoch, and the text
+/// report prints the table.
+#[test]
+fn train_profile_breaks_the_epoch_into_phases() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("d.ckpt");
+    let data = data_dir();
+    let args = |json: bool| {
+        let mut a = vec![
+            "train".to_string(),
+            model("digits.toml"),
+            "-o".into(),
+            ckpt.display().to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--epochs".into(),
+            "2".into(),
+            "--train-limit".into(),
+            "800".into(),
+            "--quiet".into(),
+            "--profile".into(),
+        ];
+        if json {
+            a.push("--json".into());
+        }
+        a
+    };
+    let owned = args(true);
+    let (code, out, err) = mnistc(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let p = &v["profile"];
+    assert_eq!(p["epochs"], 2);
+    assert_eq!(p["train_images"], v["train_images"]);
+    let epoch = p["epoch_seconds"].as_f64().unwrap();
+    let mut sum = p["other_seconds"].as_f64().unwrap();
+    for phase in ["data", "forward", "backward", "optimizer", "metrics", "validation"] {
+        let s = p["phases"][phase].as_f64().unwrap();
+        assert!(s > 0.0, "{phase}: {p}");
+        sum += s;
+    }
+    // The phases and the rest make up the epoch (`other` is never negative).
+    assert!((sum - epoch).abs() < 1e-6 * epoch.max(1.0), "{sum} vs {epoch}: {p}");
+    // Training dominates an epoch of a CNN: forward + backward + optimizer over half of it.
+    let training: f64 = ["forward", "backward", "optimizer"].iter().map(|k| p["phases"][k].as_f64().unwrap()).sum();
+    assert!(training > 0.5 * epoch, "{p}");
+    assert!(p["images_per_second"].as_f64().unwrap() > 0.0);
+    // Each epoch's record keeps its own phases.
+    assert!(v["epochs"][1]["phases"]["backward"].as_f64().unwrap() > 0.0);
+
+    let owned = args(false);
+    let (code, out, err) = mnistc(&owned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{err}");
+    for needle in ["profile: mean of 2 epoch(s), 759 training images each", "  backward ", "training images/s"] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
 #[test]
 fn fashion_reports_use_class_names() {
     let dir = tempfile::tempdir().unwrap();

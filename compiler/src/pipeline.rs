@@ -39,6 +39,9 @@ pub struct BuildOptions<'a> {
     pub cache: Option<Cache>,
     /// Progress bar and per-epoch lines during training.
     pub progress: bool,
+    /// Wait for the device between training phases, for exact phase times on a GPU
+    /// ([`crate::train::TrainOptions::profile`]).
+    pub profile: bool,
     /// Where to log what happens (stderr for the CLI).
     pub log: &'a mut dyn Write,
 }
@@ -241,7 +244,12 @@ pub fn train_or_reuse(
                 spec.train.epochs,
                 opts.device
             );
-            let train_opts = TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress };
+            let train_opts = TrainOptions {
+                device: opts.device,
+                progress: opts.progress,
+                verbose: opts.progress,
+                profile: opts.profile,
+            };
             let model = train::train(spec, train_set, &train_opts)?;
             let ckpt = Checkpoint::new(model, digests.to_vec(), None);
             let path = store_in_cache(spec, &ckpt, opts);
@@ -304,7 +312,8 @@ pub fn train_and_evaluate(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Resu
         spec.train.epochs,
         opts.device
     );
-    let train_opts = TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress };
+    let train_opts =
+        TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress, profile: opts.profile };
     let model = train::train(spec, &train_set, &train_opts)?;
     let test = train::evaluate(&model, &test_set, opts.device)?;
     let checkpoint = Checkpoint::new(model, digests, Some(test.clone()));

@@ -98,6 +98,7 @@ impl TrainingArgs {
             device,
             cache: (!no_cache).then(crate::train::cache::Cache::from_env),
             progress: !quiet,
+            profile: false,
             log,
         }
     }

@@ -1,5 +1,5 @@
 //! `mnistc train MODEL.toml -o CHECKPOINT [--data DIR] [--epochs N] [--train-limit N]
-//! [--seed N] [--device cpu|cuda] [--json]`.
+//! [--seed N] [--device cpu|cuda] [--profile] [--json]`.
 
 use std::path::PathBuf;
 
@@ -27,6 +27,11 @@ pub struct Args {
     /// Do not store the training in the cache that `mnistc build` reuses
     #[arg(long)]
     pub no_cache: bool,
+    /// Time each phase of the training loop (data, forward, backward, optimizer, metrics,
+    /// validation) and print the mean epoch's breakdown and images per second (bypasses the
+    /// training cache: a cached training has no fresh timings)
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// Runs `mnistc train`.
@@ -39,7 +44,9 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let device = args.training.device()?;
     check_output_path(&args.output, "checkpoint")?;
 
-    let mut opts = args.training.build_options(device, args.no_cache, args.quiet, io.err);
+    // A cached training has no fresh timings: `--profile` always trains.
+    let mut opts = args.training.build_options(device, args.no_cache || args.profile, args.quiet, io.err);
+    opts.profile = args.profile;
     let TrainedRun { checkpoint, test: eval } =
         pipeline::train_and_evaluate(&spec, &mut opts).map_err(CliError::from)?;
     let files = checkpoint.save(&args.output).map_err(CliError::failed)?;
@@ -72,6 +79,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             "train_seconds": history.seconds,
             "mean_epoch_seconds": history.mean_epoch_seconds(),
             "warnings": spec.warnings,
+            "profile": args.profile.then(|| crate::train::profile::Profile::of(history)),
         });
         if let (Some(obj), serde_json::Value::Object(extra)) = (json.as_object_mut(), extra) {
             obj.extend(extra);
@@ -99,6 +107,10 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             files.spec_json.display()
         );
         io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;
+        if args.profile {
+            let table = crate::train::profile::Profile::of(history).render();
+            io.out.write_all(table.as_bytes()).map_err(CliError::failed)?;
+        }
     }
     Ok(())
 }

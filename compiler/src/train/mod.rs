@@ -33,6 +33,7 @@ pub mod malloc;
 mod model;
 #[cfg(feature = "train")]
 mod optim;
+pub mod profile;
 #[cfg(feature = "train")]
 mod progress;
 #[cfg(feature = "train")]
@@ -64,12 +65,16 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Print one summary line per epoch on stderr.
     pub verbose: bool,
+    /// Wait for the device at every phase boundary, so that each phase of
+    /// [`EpochRecord::phases`] gets its own time on an asynchronous device (a GPU); the CPU
+    /// backend is synchronous and needs no wait.
+    pub profile: bool,
 }
 
 #[cfg(feature = "train")]
 impl Default for TrainOptions {
     fn default() -> Self {
-        TrainOptions { device: Device::Cpu, progress: false, verbose: false }
+        TrainOptions { device: Device::Cpu, progress: false, verbose: false, profile: false }
     }
 }
 
@@ -130,6 +135,10 @@ pub struct EpochRecord {
     pub learning_rate: f64,
     /// Wall time of the epoch including validation, in seconds.
     pub seconds: f64,
+    /// Where that time went ([`profile::Phases`]; zero in checkpoints written before it was
+    /// recorded).
+    #[serde(default)]
+    pub phases: profile::Phases,
 }
 
 /// What happened during a training run.

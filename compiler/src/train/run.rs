@@ -11,6 +11,7 @@ use super::augment::augment_into;
 use super::batch::{self, image_tensor, label_tensor};
 use super::error::TrainError;
 use super::model::Net;
+use super::profile::{PhaseClock, Phases};
 use super::progress::EpochProgress;
 use super::schedule::Scheduler;
 use super::{EpochRecord, History, TrainOptions, TrainedModel, optim};
@@ -87,6 +88,8 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
         let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
         let mut pending_images = 0usize;
         let first_lr = scheduler.lr(epoch, 0);
+        let mut phases = Phases::default();
+        let mut clock = PhaseClock::new(opts.profile.then(|| device.clone()));
         for (step, chunk) in order.chunks(t.batch_size).enumerate() {
             let lr = scheduler.lr(epoch, step);
             let b = chunk.len();
@@ -102,6 +105,7 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
             }
             let x = image_tensor(&pixels[..b * hw], b, (h, w, c), &device);
             let y = label_tensor(&labels, &device);
+            clock.mark(&mut phases.data);
             let logits = net.forward(x);
             let loss = loss_fn.forward(logits.clone(), y.clone());
             // Loss and hits stay on the device and are read back every SYNC_EVERY batches: no
@@ -113,8 +117,11 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
                 Some((l, hits)) => (l.add(batch_loss), hits.add(batch_hits)),
             });
             pending_images += b;
+            clock.mark(&mut phases.forward);
             let grads = GradientsParams::from_grads(loss.backward(), &net);
+            clock.mark(&mut phases.backward);
             net = optimizer.step(lr, net, grads);
+            clock.mark(&mut phases.optimizer);
 
             if (step + 1) % SYNC_EVERY == 0 || step + 1 == steps {
                 if let Some((l, hits)) = pending.take() {
@@ -133,6 +140,7 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
                     pending_images = 0;
                 }
                 progress.update(loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64);
+                clock.mark(&mut phases.metrics);
             }
         }
 
@@ -145,6 +153,7 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
             }
             None => (None, None),
         };
+        clock.mark(&mut phases.validation);
         let record = EpochRecord {
             epoch: epoch + 1,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -153,6 +162,7 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
             val_accuracy,
             learning_rate: first_lr,
             seconds: epoch_start.elapsed().as_secs_f64(),
+            phases,
         };
         progress.finish(&epoch_line(&record, t.epochs));
         history.epochs.push(record);
