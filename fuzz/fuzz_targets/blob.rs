@@ -72,6 +72,15 @@ fn work(model: &Model<'_>) -> u64 {
             Kernel::ConvF32(c) => c.geometry.output.len() as u64 * c.geometry.filter_len() as u64,
             Kernel::ConvF16(c) => c.geometry.output.len() as u64 * c.geometry.filter_len() as u64,
             Kernel::ConvS8(c) => c.geometry.output.len() as u64 * c.geometry.filter_len() as u64,
+            Kernel::DepthwiseF32(c) => {
+                c.geometry.output.len() as u64 * (c.geometry.kernel_h * c.geometry.kernel_w) as u64
+            }
+            Kernel::DepthwiseF16(c) => {
+                c.geometry.output.len() as u64 * (c.geometry.kernel_h * c.geometry.kernel_w) as u64
+            }
+            Kernel::DepthwiseS8(c) => {
+                c.geometry.output.len() as u64 * (c.geometry.kernel_h * c.geometry.kernel_w) as u64
+            }
             Kernel::DenseF32(d) => d.input_len as u64 * d.output_len as u64,
             Kernel::DenseF16(d) => d.input_len as u64 * d.output_len as u64,
             Kernel::DenseS8(d) => d.input_len as u64 * d.output_len as u64,
