@@ -84,6 +84,7 @@ fn work(model: &Model<'_>) -> u64 {
             Kernel::DenseF32(d) => d.input_len as u64 * d.output_len as u64,
             Kernel::DenseF16(d) => d.input_len as u64 * d.output_len as u64,
             Kernel::DenseS8(d) => d.input_len as u64 * d.output_len as u64,
+            Kernel::AddS8(_) | Kernel::AddF32(_) => op.output.len as u64,
             Kernel::MaxPoolF32(p) | Kernel::AvgPoolF32(p) | Kernel::MaxPoolS8(p) | Kernel::AvgPoolS8(p, _) => {
                 p.output.len() as u64 * p.window_len() as u64
             }

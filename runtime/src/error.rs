@@ -19,11 +19,14 @@ pub enum Problem {
     OutOfBounds,
     /// An offset is not a multiple of the element's alignment.
     Misaligned,
-    /// Two regions that must be disjoint overlap.
+    /// Two regions that must be disjoint overlap (or an op reads a tensor that an op since its
+    /// producer has written over).
     Overlap,
-    /// Disagrees with the value that the geometry or the previous op implies.
+    /// Disagrees with the value that the geometry or the tensor the op reads implies (or, for an
+    /// input offset, names no tensor: neither an earlier op's output nor the model input).
     Mismatch,
-    /// The worst-case accumulator (or its scaled value) could overflow the integer arithmetic.
+    /// The worst-case accumulator (or its scaled value, or an int8 add's requantized sum) could
+    /// overflow the integer arithmetic.
     AccumulatorOverflow,
     /// Text that is not UTF-8.
     NotUtf8,

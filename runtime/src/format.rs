@@ -33,9 +33,13 @@
 //!   | `Int8`    | `i8`, packed | `i32` | `i8`   | `u32` bits of each channel's f32 multiplier (when `requant` is [`Requant::PerChannel`]) |
 //!
 //! * The arena is one caller-provided byte buffer of `header.arena_size` bytes; each op reads its
-//!   input at `input_offset` and writes its output at `output_offset` (bytes into the arena). The
-//!   first op's input is where [`crate::Model::run`] copies the input; the last op's output holds
-//!   the logits.
+//!   input at `input_offset` (an `add` its second operand at `input2_offset`) and writes its
+//!   output at `output_offset` (bytes into the arena). The first op's input is where
+//!   [`crate::Model::run`] copies the input; the last op's output holds the logits.
+//! * The plan is a graph in execution order: an op's input is the output of an *earlier* op (the
+//!   latest one whose `output_offset` equals the input offset, not necessarily the op just
+//!   before: residual connections read older tensors) or the model input (the first op's
+//!   `input_offset`), and no op in between may write over it (output or scratch).
 //!
 //! # int8 arithmetic
 //! Inputs are `q = pixel - 128` (scale 1/255, zero point −128). A conv/dense output is
@@ -43,6 +47,10 @@
 //! one of tract-onnx's two roundings (see [`crate::quant`]). A fused or standalone average pool sums
 //! `x − in_zp` over its window and requantizes with its own uniform multiplier, exactly like the
 //! depthwise `QLinearConv` (all-ones weights, weight scale 1/n) that the ONNX export uses.
+//! An `add` computes, per element and in f32 (as ONNX `DequantizeLinear` → `Add` →
+//! `QuantizeLinear` does in tract), `y = f32(a − a_zp)·a_scale + f32(b − b_zp)·b_scale`, then
+//! `clamp(round_half_even(y · (1/out_scale)) + out_zp, act_min, act_max)` with
+//! `1/out_scale` one f32 division; a fused relu/relu6 is the clamp range, as for a conv.
 
 use crate::kernels::params::ParamError;
 use bytemuck::{Pod, Zeroable};
@@ -53,7 +61,13 @@ compile_error!("mnistc-runtime reads its little-endian blobs in place and suppor
 /// The four bytes every blob starts with.
 pub const MAGIC: [u8; 4] = *b"MNCB";
 /// The layout version this runtime reads (and the compiler writes).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
+/// Largest `input_scale / output_scale` (and `input2_scale / output_scale`) of an int8 add:
+/// `2^16`. With `|x − zp| <= 255` an operand then contributes at most `255 · 2^16 < 2^24` output
+/// steps, so `|y · (1/output_scale)| < 2^25` (with the f32 roundings' few ulps to spare): the
+/// f32 → i32 conversion is exact, never saturating, and `+ output_zero_point` cannot overflow,
+/// as in tract, whose `as i32 + zp` would otherwise differ from (or overflow) the kernel's.
+pub const MAX_ADD_SCALE_RATIO: f32 = 65536.0;
 /// Alignment of every section inside the blob.
 pub const SECTION_ALIGN: usize = 16;
 /// Alignment the blob's first byte must have in memory.
@@ -135,6 +149,11 @@ pub enum OpKind {
     /// channel `c` alone. Weights `[kernel_h][kernel_w][c]` (TFLite's layout, not packed), one
     /// bias per channel; no fused pool.
     DepthwiseConv2d = 5,
+    /// Element-wise sum of two tensors of the same shape (a residual connection), then the
+    /// activation. The first operand is at `input_offset`, the second at `input2_offset`; no
+    /// weights. int8: both operands are dequantized and added in f32, the sum is requantized to
+    /// the output's scale (see the module docs).
+    Add = 6,
 }
 
 impl OpKind {
@@ -146,6 +165,7 @@ impl OpKind {
             3 => Some(Self::AvgPool2d),
             4 => Some(Self::Dense),
             5 => Some(Self::DepthwiseConv2d),
+            6 => Some(Self::Add),
             _ => None,
         }
     }
@@ -157,6 +177,7 @@ impl OpKind {
             Self::AvgPool2d => "avgpool2d",
             Self::Dense => "dense",
             Self::DepthwiseConv2d => "depthwise_conv2d",
+            Self::Add => "add",
         }
     }
 }
@@ -418,10 +439,16 @@ pub struct OpRecord {
     pub scratch_len: u32,
     /// Scale of the input (informational; int8).
     pub input_scale: f32,
-    /// Scale of the output (informational; int8).
+    /// Scale of the output (informational for every int8 op but `add`, which requantizes to it).
     pub output_scale: f32,
+    /// `add`: arena byte offset of the second operand (0 for other ops).
+    pub input2_offset: u32,
+    /// `add`, int8: zero point of the second operand (0 otherwise).
+    pub input2_zero_point: i32,
+    /// `add`, int8: scale of the second operand (0.0 otherwise).
+    pub input2_scale: f32,
     /// Reserved for later ops (0).
-    pub reserved: [u32; 8],
+    pub reserved: [u32; 5],
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() == 64);

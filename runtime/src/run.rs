@@ -3,6 +3,7 @@
 use crate::error::RunError;
 use crate::format::{OpRecord, Precision};
 use crate::kernels;
+use crate::kernels::params::ParamError;
 use crate::model::{Kernel, Model, Op, Region};
 
 /// A model input, `h · w · c` elements in NHWC order.
@@ -297,10 +298,57 @@ fn regions<'b>(
     Some((a, b, c))
 }
 
+/// Splits the arena into an add's two operands (shared; they may be one region, as in `x + x`)
+/// and its output (mutable): the arena is cut around the output, and each operand is taken from
+/// the side that holds it entirely. `None` if a region lies past the arena's end or an operand
+/// overlaps the output (a validated op's never do).
+fn add_regions(arena: &mut [u8], a: Region, b: Region, output: Region) -> Option<(&[u8], &[u8], &mut [u8])> {
+    let (before, rest) = arena.split_at_mut_checked(output.offset)?;
+    let (out, after) = rest.split_at_mut_checked(output.len)?;
+    let (before, after): (&[u8], &[u8]) = (before, after);
+    let out_end = output.offset.checked_add(output.len)?;
+    let operand = |r: Region| -> Option<&[u8]> {
+        let end = r.offset.checked_add(r.len)?;
+        if end <= output.offset {
+            before.get(r.offset..end)
+        } else {
+            after.get(r.offset.checked_sub(out_end)?..end.checked_sub(out_end)?)
+        }
+    };
+    Some((operand(a)?, operand(b)?, out))
+}
+
 /// Runs `op` over `arena`; `None` if its regions do not fit (never, for a validated op).
 fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Option<Result<(), RunError>> {
+    if let Kernel::AddS8(_) | Kernel::AddF32(_) = op.kernel {
+        let (a, b, output) = add_regions(arena, op.input, op.input2, op.output)?;
+        return Some(run_add(op, a, b, output));
+    }
     let (input, output, scratch) = regions(arena, op.input, op.output, op.scratch)?;
     Some(run_kernel(op, input, output, scratch))
+}
+
+/// Runs an add over its operands `a`, `b` and its `output` (never called with another op, which
+/// it would refuse).
+#[inline(never)]
+fn run_add(op: &Op<'_>, a: &[u8], b: &[u8], output: &mut [u8]) -> Result<(), RunError> {
+    let done = match &op.kernel {
+        Kernel::AddS8(p) => {
+            kernels::add_s8(p, bytemuck::cast_slice(a), bytemuck::cast_slice(b), bytemuck::cast_slice_mut(output))
+        }
+        #[cfg(feature = "float")]
+        Kernel::AddF32(p) => kernels::add_f32(p, f32s(a)?, f32s(b)?, f32s_mut(output)?),
+        // Without `float`, `Model::from_bytes` refuses float blobs (as in `run_kernel`).
+        #[cfg(not(feature = "float"))]
+        Kernel::AddF32(_) => {
+            return Err(RunError::Op(crate::error::LoadError::Meta {
+                field: "precision",
+                problem: crate::error::Problem::NotCompiledIn,
+            }));
+        }
+        _ => Err(ParamError::Input),
+    };
+    done.map_err(RunError::Kernel)
 }
 
 #[inline(never)]
@@ -368,8 +416,45 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         Kernel::AvgPoolS8(p, q) => {
             kernels::avgpool2d_s8(p, q, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))
         }
+        // Adds read two operands: `run_op` runs them with `run_add`, never here.
+        Kernel::AddS8(_) | Kernel::AddF32(_) => Err(ParamError::Input),
     };
     // A loaded model passes every kernel check (the loader checks the same and more), so this
     // error is not expected; it is reported rather than trusted away.
     done.map_err(RunError::Kernel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn at(offset: usize, len: usize) -> Region {
+        Region { offset, len }
+    }
+
+    #[test]
+    fn add_regions_take_each_operand_from_its_side_of_the_output() {
+        let mut arena: [u8; 16] = core::array::from_fn(|i| i as u8);
+        let (a, b, out) = add_regions(&mut arena, at(0, 4), at(12, 4), at(6, 4)).unwrap();
+        assert_eq!((a, b), (&[0, 1, 2, 3][..], &[12, 13, 14, 15][..]));
+        out.fill(0xFF);
+        // One operand twice, both after the output; operands touching the output's ends.
+        let (a, b, out) = add_regions(&mut arena, at(4, 2), at(4, 2), at(0, 4)).unwrap();
+        assert_eq!((a, b, &*out), (&[4, 5][..], &[4, 5][..], &[0, 1, 2, 3][..]));
+        let (a, b, _) = add_regions(&mut arena, at(10, 6), at(0, 6), at(6, 4)).unwrap();
+        assert_eq!((a, b), (&[10, 11, 12, 13, 14, 15][..], &[0, 1, 2, 3, 4, 5][..]));
+        assert_eq!(arena[5..11], [5, 0xFF, 0xFF, 0xFF, 0xFF, 10]);
+    }
+
+    #[test]
+    fn add_regions_refuse_overlaps_and_regions_past_the_arena() {
+        let mut arena = [0u8; 16];
+        assert!(add_regions(&mut arena, at(0, 7), at(12, 4), at(6, 4)).is_none());
+        assert!(add_regions(&mut arena, at(0, 4), at(9, 4), at(6, 4)).is_none());
+        assert!(add_regions(&mut arena, at(0, 4), at(7, 1), at(6, 4)).is_none());
+        assert!(add_regions(&mut arena, at(0, 4), at(14, 4), at(6, 4)).is_none());
+        assert!(add_regions(&mut arena, at(0, 4), at(12, 4), at(14, 4)).is_none());
+        assert!(add_regions(&mut arena, at(usize::MAX, 2), at(12, 4), at(6, 4)).is_none());
+        assert!(add_regions(&mut arena, at(0, 4), at(12, 4), at(6, usize::MAX)).is_none());
+    }
 }

@@ -4,7 +4,9 @@
 //! - [`arch`]: one module per instruction set (x86-64 AVX2 and AVX-512 VNNI, aarch64 NEON
 //!   `sdot`, Cortex-M DSP `SMLAD`), each exporting the same kernel names, built on the shared
 //!   `driver` (im2col, tiling, requantization, fused pools) around a small dot-product
-//!   micro-kernel. Every one equals the reference bit for bit (property-tested per ISA).
+//!   micro-kernel. Every one equals the reference bit for bit (property-tested per ISA). The
+//!   element-wise add has no fast path (a tiny share of any model's work): every ISA runs the
+//!   reference.
 //! - This module: [`isa`] chooses once — at run time with the `std` feature on x86-64/aarch64,
 //!   from the compile-time target otherwise; the `force-scalar` feature (or [`set_isa`]) selects
 //!   the reference everywhere — and each kernel function below dispatches on it.
@@ -28,8 +30,8 @@ mod tests;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use params::{
-    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, FloatWeight, ParamError,
-    PoolGeometry,
+    AddF, AddS8, AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, FloatWeight,
+    ParamError, PoolGeometry,
 };
 
 /// An implementation of the int8 kernels.
@@ -201,6 +203,20 @@ pub fn avgpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) -> Res
     Ok(())
 }
 
+/// Float element-wise add (a residual connection) with fused activation. Scratch: none.
+///
+/// The reference on every ISA: the add is element-wise and well under 1% of a residual
+/// network's work, so it has no SIMD path.
+///
+/// # Errors
+/// [`ParamError`] unless [`AddF::check`] accepts the lengths; nothing is written then.
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
+pub fn add_f32(p: &AddF, a: &[f32], b: &[f32], output: &mut [f32]) -> Result<(), ParamError> {
+    p.check(a.len(), b.len(), output.len())?;
+    reference::add_f32(p.activation, a, b, output);
+    Ok(())
+}
+
 /// Scratch bytes [`conv2d_s8`] needs for a convolution of this geometry whose fused pool (if
 /// any) has `pool_window` pixels (1 without a pool): the most any implementation uses (the fast
 /// paths' driver: an effective bias per output channel, 4 alignment bytes, and one im2col patch
@@ -367,4 +383,21 @@ pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut
         reference::avgpool2d_s8(p, q, input, output);
         Ok(())
     })
+}
+
+/// int8 element-wise add (a residual connection), requantized to the output's scale, with fused
+/// activation range. Scratch: none.
+///
+/// The reference on every ISA: the add is element-wise and well under 1% of a residual
+/// network's work (a ResNet's convolutions dwarf it), so it has no SIMD path; the reference's
+/// f32 arithmetic is what tract-onnx computes, bit for bit.
+///
+/// # Errors
+/// [`ParamError`] unless [`AddS8::check`] accepts the op with these lengths; nothing is written
+/// then.
+#[inline(never)] // one kernel's frame at a time under the interpreter (firmware stack)
+pub fn add_s8(p: &AddS8, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    p.check(a.len(), b.len(), output.len())?;
+    reference::add_s8(p, a, b, output);
+    Ok(())
 }

@@ -650,6 +650,67 @@ impl DenseS8<'_> {
     }
 }
 
+/// An int8 element-wise add of two tensors of one shape (a residual connection), as tract-onnx
+/// runs ONNX `DequantizeLinear` → `Add` → `QuantizeLinear`: per element, in f32,
+/// `y = f32(a − a_zero_point)·a_scale + f32(b − b_zero_point)·b_scale`, then
+/// `clamp(round_half_even(y · inv_output_scale) + output_zero_point, act_min, act_max)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AddS8 {
+    /// Zero point of the first operand.
+    pub a_zero_point: i32,
+    /// Scale of the first operand.
+    pub a_scale: f32,
+    /// Zero point of the second operand.
+    pub b_zero_point: i32,
+    /// Scale of the second operand.
+    pub b_scale: f32,
+    /// `1.0 / output_scale`, one f32 division (tract's `f32::recip` of the output scale).
+    pub inv_output_scale: f32,
+    /// Zero point of the output.
+    pub output_zero_point: i32,
+    /// Lowest output (activation folded into the range).
+    pub act_min: i32,
+    /// Highest output.
+    pub act_max: i32,
+}
+
+impl AddS8 {
+    /// Checks the op against operands of `a_len` and `b_len` elements and an output of
+    /// `output_len`: zero points and activation range in int8, and three equal lengths. (Any
+    /// scales are sound; [`crate::Model::from_bytes`] checks that they are meaningful.)
+    ///
+    /// # Errors
+    /// [`ParamError::QuantRange`], [`ParamError::Input`] or [`ParamError::Output`].
+    pub fn check(&self, a_len: usize, b_len: usize, output_len: usize) -> Result<(), ParamError> {
+        quant_range(&[self.a_zero_point, self.b_zero_point, self.output_zero_point], self.act_min, self.act_max)?;
+        check_add_lengths(a_len, b_len, output_len)
+    }
+}
+
+/// A float element-wise add of two tensors of one shape, then the activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddF {
+    /// Activation applied to each sum.
+    pub activation: Activation,
+}
+
+impl AddF {
+    /// Checks the op against operands of `a_len` and `b_len` elements and an output of
+    /// `output_len`: the three lengths are equal.
+    ///
+    /// # Errors
+    /// [`ParamError::Input`] or [`ParamError::Output`].
+    pub fn check(&self, a_len: usize, b_len: usize, output_len: usize) -> Result<(), ParamError> {
+        check_add_lengths(a_len, b_len, output_len)
+    }
+}
+
+/// Both operands of an add have the same length, and the output that length too.
+fn check_add_lengths(a_len: usize, b_len: usize, output_len: usize) -> Result<(), ParamError> {
+    same(b_len, a_len, ParamError::Input)?;
+    same(output_len, a_len, ParamError::Output)
+}
+
 /// TensorFlow's (and burn's) `same` padding of one dimension: the zero rows (or columns)
 /// `(before, after)` around `n` input pixels that give a convolution or pool with a `k`-pixel
 /// window and stride `stride` exactly `ceil(n / stride)` outputs. An odd total puts the extra

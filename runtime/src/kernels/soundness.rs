@@ -1,7 +1,8 @@
 //! Soundness of the safe kernel API: every public kernel, given arguments that do not fit
 //! together (short per-channel multipliers, bias, weights, input, output or scratch; zero-sized
-//! or overflowing geometries; out-of-range zero points), returns a [`ParamError`] without
-//! panicking, without reading or writing out of bounds, and without touching the output.
+//! or overflowing geometries; out-of-range zero points; an add's operands of different
+//! lengths), returns a [`ParamError`] without panicking, without reading or writing out of
+//! bounds, and without touching the output.
 //!
 //! Each case runs through the dispatch point ([`super::conv2d_s8`] and friends, whatever ISA is
 //! selected) and through every ISA module this machine can run, called directly (so the SIMD
@@ -12,7 +13,8 @@
 //! multipliers in the AVX-512 `requantize`) and an index-out-of-bounds panic on the reference.
 
 use super::params::{
-    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, ParamError, PoolGeometry, PoolKind, Requantizer, Shape,
+    AddF, AddS8, AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, ParamError, PoolGeometry, PoolKind,
+    Requantizer, Shape,
 };
 use crate::format::Activation;
 use crate::format::packed_len;
@@ -458,6 +460,57 @@ fn float_kernels_reject_what_does_not_fit() {
     let g = PoolGeometry { size_w: 9, ..p };
     assert_eq!(super::maxpool2d_f32(&g, &x, &mut y), Err(ParamError::Geometry));
     assert_eq!(super::avgpool2d_f32(&g, &x, &mut y), Err(ParamError::Geometry));
+}
+
+/// The adds (reference on every ISA, through the dispatch point): operands and output of one
+/// length, zero points and activation range in int8; nothing written otherwise.
+#[test]
+fn add_kernels_reject_what_does_not_fit() {
+    let p = AddS8 {
+        a_zero_point: -128,
+        a_scale: 0.5,
+        b_zero_point: 127,
+        b_scale: 0.25,
+        inv_output_scale: 2.0,
+        output_zero_point: 3,
+        act_min: 3,
+        act_max: 127,
+    };
+    let run = |p: &AddS8, a: usize, b: usize, out: usize| {
+        let mut output = vec![0x55i8; out];
+        let r = super::add_s8(p, &vec![1i8; a], &vec![-1i8; b], &mut output);
+        if r.is_err() {
+            assert!(output.iter().all(|&v| v == 0x55), "output written on error");
+        }
+        r
+    };
+    assert_eq!(run(&p, 5, 5, 5), Ok(()));
+    assert_eq!(run(&p, 0, 0, 0), Ok(()));
+    assert_eq!(run(&p, 5, 4, 5), Err(ParamError::Input));
+    assert_eq!(run(&p, 4, 5, 5), Err(ParamError::Input));
+    assert_eq!(run(&p, 5, 5, 4), Err(ParamError::Output));
+    assert_eq!(run(&p, 5, 5, 6), Err(ParamError::Output));
+    assert_eq!(run(&AddS8 { b_zero_point: 128, ..p }, 5, 5, 5), Err(ParamError::QuantRange));
+    assert_eq!(run(&AddS8 { output_zero_point: -129, ..p }, 5, 5, 5), Err(ParamError::QuantRange));
+    assert_eq!(run(&AddS8 { act_min: 10, act_max: 9, ..p }, 5, 5, 5), Err(ParamError::QuantRange));
+    // Any scales are sound (they only change the values).
+    let odd = AddS8 { a_scale: f32::NAN, b_scale: f32::INFINITY, inv_output_scale: -0.0, ..p };
+    assert_eq!(run(&odd, 5, 5, 5), Ok(()));
+
+    let f = AddF { activation: Activation::Relu6 };
+    let run_f = |a: usize, b: usize, out: usize| {
+        let mut output = vec![-1.0f32; out];
+        let r = super::add_f32(&f, &vec![4.0f32; a], &vec![3.0f32; b], &mut output);
+        if r.is_err() {
+            assert!(output.iter().all(|&v| v == -1.0), "output written on error");
+        } else {
+            assert!(output.iter().all(|&v| v == 6.0));
+        }
+        r
+    };
+    assert_eq!(run_f(3, 3, 3), Ok(()));
+    assert_eq!(run_f(3, 2, 3), Err(ParamError::Input));
+    assert_eq!(run_f(3, 3, 2), Err(ParamError::Output));
 }
 
 #[test]

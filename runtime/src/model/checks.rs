@@ -1,13 +1,14 @@
 //! The field checks that several op kinds share: the record's codes and reserved fields, its
-//! shapes against the chain, fields an op kind leaves at zero, geometry, weight regions, int8
-//! requantization and accumulator bounds, and arena regions.
+//! shapes against its source, fields an op kind leaves at zero, geometry, weight regions, int8
+//! requantization and accumulator bounds, and arena regions (where the sources must still be
+//! intact).
 //!
 //! Each check returns the first failing field as a [`LoadError::Op`]; the callers fix the order.
 
 use bytemuck::Pod;
 
 use super::Region;
-use super::validate::Ctx;
+use super::validate::{Ctx, Tensor};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FusedPool, OpKind, OpRecord, Precision, Requant, TAP_GROUP};
 use crate::kernels::params::{AvgRequant, ConvGeometry, PoolGeometry, Requantizer, Shape};
@@ -128,8 +129,17 @@ pub(super) struct Codes {
     pub(super) requant: Requant,
 }
 
+/// The second operand's fields (`add` only).
+pub(super) fn input2_fields(r: &OpRecord) -> Fields<3> {
+    [
+        ("input2_offset", r.input2_offset),
+        ("input2_zero_point", r.input2_zero_point as u32),
+        ("input2_scale", r.input2_scale.to_bits()),
+    ]
+}
+
 /// Decodes `kind`, `activation`, `pool` and `requant`, and checks that `flags` and `reserved` are
-/// zero.
+/// zero, and the second operand's fields unless the op is an `add`.
 pub(super) fn decode(e: &OpErr, r: &OpRecord) -> Result<Codes, LoadError> {
     let kind = OpKind::from_u8(r.kind).ok_or(e.at("kind", Problem::Unknown))?;
     let activation = Activation::from_u8(r.activation).ok_or(e.at("activation", Problem::Unknown))?;
@@ -138,14 +148,17 @@ pub(super) fn decode(e: &OpErr, r: &OpRecord) -> Result<Codes, LoadError> {
     if r.flags != 0 {
         return Err(e.at("flags", Problem::Unknown));
     }
-    if r.reserved != [0; 8] {
+    if r.reserved != [0; 5] {
         return Err(e.at("reserved", Problem::Unknown));
+    }
+    if kind != OpKind::Add {
+        e.unused(&input2_fields(r))?;
     }
     Ok(Codes { kind, activation, pool, requant })
 }
 
-/// The op's input shape, which must be the previous op's output `chained` (`in_*`), and its
-/// declared output shape (`out_*`, no dimension zero).
+/// The op's input shape, which must be the shape `chained` of the tensor it reads (`in_*`), and
+/// its declared output shape (`out_*`, no dimension zero).
 pub(super) fn io_shapes(e: &OpErr, r: &OpRecord, chained: Shape) -> Result<(Shape, Shape), LoadError> {
     for (field, got, want) in [("in_h", r.in_h, chained.h), ("in_w", r.in_w, chained.w), ("in_c", r.in_c, chained.c)] {
         if got as usize != want {
@@ -161,7 +174,7 @@ pub(super) fn io_shapes(e: &OpErr, r: &OpRecord, chained: Shape) -> Result<(Shap
 }
 
 /// Float ops leave every int8 field zero and have no requantization; an int8 op's input zero
-/// point is the zero point `chained` of the previous op's output.
+/// point is the zero point `chained` of the tensor it reads.
 pub(super) fn precision_fields(
     e: &OpErr,
     r: &OpRecord,
@@ -509,18 +522,44 @@ fn scaled_below(bound: u64, mant: u64, exp: i32) -> bool {
 
 // ---------- arena ----------
 
-/// The op's arena regions, elements of `elem` bytes inside an arena of `arena` bytes: the input
-/// (`input` elements, where the previous op wrote, at `chained` when there is one), the output
-/// (`output` elements, disjoint from the input) and the scratch (disjoint from both, at least
-/// `needed` bytes).
+/// What an op reads, for [`arena_regions`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reads {
+    /// Index of the op.
+    pub(super) index: usize,
+    /// The tensor at `input_offset` ([`Ctx::tensor_at`]; `None`: no tensor is there).
+    pub(super) first: Option<Tensor>,
+    /// An add's second operand (resolved already).
+    pub(super) second: Option<Tensor>,
+}
+
+/// An op's arena regions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Regions {
+    /// The input (an add's first operand).
+    pub(super) input: Region,
+    /// An add's second operand (empty for other ops).
+    pub(super) input2: Region,
+    /// The output.
+    pub(super) output: Region,
+    /// The scratch buffer.
+    pub(super) scratch: Region,
+}
+
+/// The op's arena regions, elements of the precision's activation size inside the arena: the
+/// input (`input` elements, a tensor that `reads.first` found there and that no op since its
+/// producer overwrote), an add's second operand (likewise), the output (`output` elements,
+/// disjoint from both operands) and the scratch (disjoint from all of them, at least `needed`
+/// bytes).
 pub(super) fn arena_regions(
+    ctx: &Ctx<'_>,
     e: &OpErr,
     r: &OpRecord,
-    (arena, elem): (usize, usize),
     (input, output): (usize, usize),
-    chained: Option<usize>,
+    reads: Reads,
     needed: usize,
-) -> Result<(Region, Region, Region), LoadError> {
+) -> Result<Regions, LoadError> {
+    let (arena, elem) = (ctx.arena, ctx.precision.activation_size());
     let region = |field: &'static str, offset: u32, len: usize| -> Result<Region, LoadError> {
         let bytes = len.checked_mul(elem).ok_or(e.at(field, Problem::Overflow))?;
         let region = Region { offset: offset as usize, len: bytes };
@@ -534,22 +573,49 @@ pub(super) fn arena_regions(
         Ok(region)
     };
     let input = region("input_offset", r.input_offset, input)?;
-    if chained.is_some_and(|o| o != input.offset) {
-        return Err(e.at("input_offset", Problem::Mismatch));
+    let first = reads.first.ok_or(e.at("input_offset", Problem::Mismatch))?;
+    if !intact(ctx, input, first.producer, reads.index) {
+        return Err(e.at("input_offset", Problem::Overlap));
     }
     let output = region("output_offset", r.output_offset, output)?;
     if input.overlaps(&output) {
         return Err(e.at("output_offset", Problem::Overlap));
     }
+    let mut input2 = Region::default();
+    if let Some(second) = reads.second {
+        input2 = region("input2_offset", r.input2_offset, second.shape.len())?;
+        if !intact(ctx, input2, second.producer, reads.index) {
+            return Err(e.at("input2_offset", Problem::Overlap));
+        }
+        if input2.overlaps(&output) {
+            return Err(e.at("output_offset", Problem::Overlap));
+        }
+    }
     let scratch = Region { offset: r.scratch_offset as usize, len: r.scratch_len as usize };
     if scratch.offset.checked_add(scratch.len).is_none_or(|end| end > arena) {
         return Err(e.at("scratch_len", Problem::OutOfBounds));
     }
-    if scratch.overlaps(&input) || scratch.overlaps(&output) {
+    if scratch.overlaps(&input) || scratch.overlaps(&input2) || scratch.overlaps(&output) {
         return Err(e.at("scratch_offset", Problem::Overlap));
     }
     if scratch.len < needed {
         return Err(e.at("scratch_len", Problem::OutOfRange));
     }
-    Ok((input, output, scratch))
+    Ok(Regions { input, input2, output, scratch })
+}
+
+/// Whether the tensor in `region`, written by op `producer` (`None`: the model input, there
+/// before op 0), is still intact when op `index` runs: no op after the producer and before
+/// `index` has its output or scratch overlapping it. (Each of those ops was validated, so its
+/// regions lie in the arena and their lengths do not overflow.)
+fn intact(ctx: &Ctx<'_>, region: Region, producer: Option<usize>, index: usize) -> bool {
+    let from = producer.map_or(0, |j| j.saturating_add(1));
+    let between = ctx.records.get(from..index).unwrap_or_default();
+    let elem = ctx.precision.activation_size();
+    between.iter().all(|k| {
+        let out = Shape::new(k.out_h as usize, k.out_w as usize, k.out_c as usize);
+        let output = Region { offset: k.output_offset as usize, len: out.len().saturating_mul(elem) };
+        let scratch = Region { offset: k.scratch_offset as usize, len: k.scratch_len as usize };
+        !region.overlaps(&output) && !region.overlaps(&scratch)
+    })
 }

@@ -2,17 +2,20 @@
 //!
 //! Everything a kernel relies on is checked here (TFLite Micro's "prepare" phase): header and
 //! section bounds, checksum, every enum code, every shape and its arithmetic, that each op's input
-//! is the previous op's output, weight/bias/multiplier regions and their exact lengths and
-//! alignment, arena regions, zero points, multipliers, and that no int8 accumulator can overflow.
+//! (and an add's second operand) is the model input or an earlier op's output that nothing has
+//! overwritten since, weight/bias/multiplier regions and their exact lengths and alignment, arena
+//! regions, zero points, multipliers and scales, and that no int8 accumulator can overflow.
 //! The result borrows the blob and holds no copy of its plan: [`Model::ops`] decodes each op from
 //! its plan record when it is needed, with the same function that validated it (a few hundred
 //! instructions an op), so a `Model` is about 100 bytes and loading needs one op on the stack at a
-//! time, not the whole plan (the firmware's stack is what this saves).
+//! time, not the whole plan (the firmware's stack is what this saves). An op's sources are found
+//! the same way, by scanning the records before it (at most [`MAX_OPS`](crate::format::MAX_OPS)),
+//! not from a table of tensors.
 //!
 //! The checks live in three private modules:
 //! - `header`: the header, section bounds, checksum and metadata;
 //! - `validate`: each plan record, one function per op kind (conv2d, depthwise conv2d, pools,
-//!   dense);
+//!   dense, add), and where its operands come from;
 //! - `checks`: the field checks those share (unused fields, geometry, weight regions, int8
 //!   requantization and accumulator bounds).
 
@@ -25,9 +28,9 @@ use half::f16;
 use crate::error::{LoadError, Problem};
 use crate::format::{BLOB_ALIGN, Header, Meta, OpRecord, Precision, str_from_fixed};
 use crate::kernels::params::{
-    AvgRequant, ConvF, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, PoolGeometry, Shape,
+    AddF, AddS8, AvgRequant, ConvF, ConvS8, DenseF, DenseS8, DepthwiseF, DepthwiseS8, PoolGeometry, Shape,
 };
-use validate::{Chain, Ctx};
+use validate::Ctx;
 
 /// A byte range of the arena.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,6 +81,10 @@ pub enum Kernel<'a> {
     MaxPoolS8(PoolGeometry),
     /// int8 average pool.
     AvgPoolS8(PoolGeometry, AvgRequant),
+    /// int8 element-wise add.
+    AddS8(AddS8),
+    /// f32 element-wise add.
+    AddF32(AddF),
 }
 
 /// One validated op of the plan.
@@ -85,8 +92,11 @@ pub enum Kernel<'a> {
 pub struct Op<'a> {
     /// What to compute, with its weights.
     pub kernel: Kernel<'a>,
-    /// Arena bytes of the input.
+    /// Arena bytes of the input (an add's first operand).
     pub input: Region,
+    /// Arena bytes of an add's second operand (may be [`Op::input`] itself, as in `x + x`);
+    /// empty (offset and length 0) for every other op.
+    pub input2: Region,
     /// Arena bytes of the output.
     pub output: Region,
     /// Arena bytes of the scratch buffer.
@@ -116,17 +126,15 @@ pub struct Model<'a> {
 #[derive(Debug, Clone)]
 pub struct Ops<'a> {
     ctx: Ctx<'a>,
-    records: &'a [OpRecord],
     next: usize,
-    chain: Chain,
 }
 
 impl<'a> Ops<'a> {
     /// The next op, or the error that stops it (`None` after the last op or an error).
     pub(crate) fn try_next(&mut self) -> Option<Result<Op<'a>, LoadError>> {
-        let record = self.records.get(self.next)?;
-        let op = validate::validate_op(&self.ctx, self.next as u16, record, &mut self.chain);
-        self.next = if op.is_ok() { self.next + 1 } else { self.records.len() };
+        let record = self.ctx.records.get(self.next)?;
+        let op = validate::validate_op(&self.ctx, self.next as u16, record);
+        self.next = if op.is_ok() { self.next + 1 } else { self.ctx.records.len() };
         Some(op)
     }
 }
@@ -139,7 +147,7 @@ impl<'a> Iterator for Ops<'a> {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (0, Some(self.records.len().saturating_sub(self.next)))
+        (0, Some(self.ctx.records.len().saturating_sub(self.next)))
     }
 }
 
@@ -174,17 +182,20 @@ impl<'a> Model<'a> {
         let weights = section(weights_range)?;
 
         let model = Model { bytes, header, meta, precision, records, weights };
-        // Every op in turn, each checked against the previous one's output; one op at a time.
+        // Every op in turn, each checked against the ops before it; one op at a time.
         let mut ops = model.ops();
         while let Some(op) = ops.try_next() {
             op?;
         }
-        let chain = ops.chain;
-        let last = (records.len() - 1) as u16;
-        if chain.shape.len() != meta.class_count as usize {
-            return Err(LoadError::Op { index: last, field: "out_c", problem: Problem::Mismatch });
+        // The last op's output holds the logits (`read_header` checked that there is one op).
+        let index = records.len().saturating_sub(1) as u16;
+        let op_count = LoadError::Header { field: "op_count", problem: Problem::OutOfRange };
+        let last = records.last().ok_or(op_count)?;
+        let logits = Shape::new(last.out_h as usize, last.out_w as usize, last.out_c as usize);
+        if logits.len() != meta.class_count as usize {
+            return Err(LoadError::Op { index, field: "out_c", problem: Problem::Mismatch });
         }
-        if precision == Precision::Int8 && chain.zero_point != meta.output_zero_point {
+        if precision == Precision::Int8 && last.output_zero_point != meta.output_zero_point {
             return Err(LoadError::Meta { field: "output_zero_point", problem: Problem::Mismatch });
         }
         Ok(model)
@@ -192,16 +203,16 @@ impl<'a> Model<'a> {
 
     /// The validated ops, in execution order (see [`Ops`]).
     pub fn ops(&self) -> Ops<'a> {
-        let meta = self.meta;
         Ops {
-            ctx: Ctx { precision: self.precision, weights: self.weights, arena: self.header.arena_size as usize },
-            records: self.records,
-            next: 0,
-            chain: Chain {
-                shape: Shape::new(meta.input_h as usize, meta.input_w as usize, meta.input_c as usize),
-                offset: None,
-                zero_point: meta.input_zero_point,
+            ctx: Ctx {
+                precision: self.precision,
+                weights: self.weights,
+                arena: self.header.arena_size as usize,
+                records: self.records,
+                input: self.input_shape(),
+                input_zero_point: self.meta.input_zero_point,
             },
+            next: 0,
         }
     }
 
@@ -282,15 +293,4 @@ impl defmt::Format for Model<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A `Model` holds a copy of the header and a few references, no copy of the plan (with one
-    /// it was ~3 KB, and loading it set the firmware's stack high-water mark).
-    #[test]
-    fn a_model_holds_no_copy_of_its_plan() {
-        let size = core::mem::size_of::<Model<'static>>();
-        assert!(size <= core::mem::size_of::<Header>() + 8 * core::mem::size_of::<usize>(), "Model is {size} B");
-        assert!(size < core::mem::size_of::<Op<'static>>() * 2);
-    }
-}
+mod tests;

@@ -1,32 +1,43 @@
 //! One plan record to one [`Op`]: the steps every op shares, then one function per op kind with
 //! that kind's rules. The order of the checks is part of the format's contract (a blob with
 //! several faults reports the first), so the steps run exactly in the order written here.
+//!
+//! The plan is a graph in execution order: an op reads the output of an earlier op (the latest
+//! one whose `output_offset` is the op's input offset) or, when none wrote there, the model input
+//! (at op 0's `input_offset`). [`Ctx::tensor_at`] finds that source by scanning the records
+//! before the op, so validation keeps no table of tensors (firmware stack); `arena_regions` then
+//! checks that no op since the source wrote over it.
 
 use half::f16;
 
 use super::checks::{
-    Codes, I8_RANGE, OpErr, arena_regions, avg_requant, check_output_shape, conv_geometry, decode, float_params,
-    fused_pool_fields, int8_accumulation, io_shapes, pad_fields, pool_geometry, precision_fields, quant_fields,
-    uniform_fields, weight_fields, weights_and_bias, window_fields,
+    Codes, I8_RANGE, OpErr, Reads, arena_regions, avg_requant, check_output_shape, conv_geometry, decode, float_params,
+    fused_pool_fields, int8_accumulation, io_shapes, pad_fields, pool_geometry, pool_requant_fields, precision_fields,
+    quant_fields, uniform_fields, weight_fields, weights_and_bias, window_fields,
 };
 use super::{Kernel, Op};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FusedPool, OpKind, OpRecord, Precision, Requant};
 use crate::kernels;
-use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape};
+use crate::kernels::params::{
+    AddF, AddS8, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape,
+};
 
-/// What the previous op left for the next: its output shape, arena offset and zero point.
-#[derive(Debug, Clone)]
-pub(super) struct Chain {
-    /// Output shape.
+/// A tensor an op reads: the model input or an earlier op's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tensor {
+    /// Arena offset.
+    pub(super) offset: usize,
+    /// Shape.
     pub(super) shape: Shape,
-    /// Arena offset of the output (`None` before the first op, whose input may be anywhere).
-    pub(super) offset: Option<usize>,
-    /// Zero point of the output (int8).
+    /// Zero point (int8; 0 for a float op's output).
     pub(super) zero_point: i32,
+    /// Index of the op that wrote it; `None` for the model input.
+    pub(super) producer: Option<usize>,
 }
 
-/// What every op is checked against: the blob's precision, its weights section, the arena size.
+/// What every op is checked against: the blob's precision, its weights section, the arena size,
+/// the plan, and the model input.
 #[derive(Debug, Clone)]
 pub(super) struct Ctx<'a> {
     /// Precision of the blob.
@@ -35,46 +46,98 @@ pub(super) struct Ctx<'a> {
     pub(super) weights: &'a [u8],
     /// Bytes of arena.
     pub(super) arena: usize,
+    /// Every plan record (an op's sources are among the ones before it).
+    pub(super) records: &'a [OpRecord],
+    /// Shape of the model input (at op 0's `input_offset`).
+    pub(super) input: Shape,
+    /// Zero point of the model input.
+    pub(super) input_zero_point: i32,
 }
 
-/// Validates plan record `index` against the previous op's output `chain`, which it then
-/// advances to this op's output.
-pub(super) fn validate_op<'a>(
-    ctx: &Ctx<'a>,
-    index: u16,
-    r: &'a OpRecord,
-    chain: &mut Chain,
-) -> Result<Op<'a>, LoadError> {
-    let e = OpErr(index);
-    let codes = decode(&e, r)?;
-    let (input, output) = io_shapes(&e, r, chain.shape)?;
-    let int8 = ctx.precision == Precision::Int8;
-    precision_fields(&e, r, int8, codes.requant, chain.zero_point)?;
+impl Ctx<'_> {
+    /// The tensor op `index` finds at arena offset `offset`: the output of the latest op before it
+    /// whose `output_offset` is `offset`, else the model input if `offset` is op 0's
+    /// `input_offset`, else none. A scan of at most `index` records.
+    pub(super) fn tensor_at(&self, index: usize, offset: u32) -> Option<Tensor> {
+        let earlier = self.records.get(..index).unwrap_or(self.records);
+        match earlier.iter().rposition(|r| r.output_offset == offset) {
+            Some(j) => self.output_of(j),
+            None => self.records.first().filter(|first| first.input_offset == offset).map(|_| self.model_input()),
+        }
+    }
 
-    let kernel = match codes.kind {
-        OpKind::Conv2d => conv2d(ctx, &e, r, codes, input, output)?,
+    /// The tensor the op before op `index` wrote (the model input for op 0): what a chain reads.
+    pub(super) fn previous(&self, index: usize) -> Tensor {
+        index.checked_sub(1).and_then(|j| self.output_of(j)).unwrap_or(self.model_input())
+    }
+
+    /// The output of op `j` (a validated record: its `out_*` are its output shape).
+    fn output_of(&self, j: usize) -> Option<Tensor> {
+        let r = self.records.get(j)?;
+        Some(Tensor {
+            offset: r.output_offset as usize,
+            shape: Shape::new(r.out_h as usize, r.out_w as usize, r.out_c as usize),
+            zero_point: if self.precision == Precision::Int8 { r.output_zero_point } else { 0 },
+            producer: Some(j),
+        })
+    }
+
+    /// The model input, at op 0's `input_offset`.
+    fn model_input(&self) -> Tensor {
+        Tensor {
+            offset: self.records.first().map_or(0, |r| r.input_offset as usize),
+            shape: self.input,
+            zero_point: self.input_zero_point,
+            producer: None,
+        }
+    }
+}
+
+/// Validates plan record `index` (`r`), whose operands are the model input or outputs of the
+/// records before it in `ctx`.
+pub(super) fn validate_op<'a>(ctx: &Ctx<'a>, index: u16, r: &'a OpRecord) -> Result<Op<'a>, LoadError> {
+    let e = OpErr(index);
+    let at = index as usize;
+    let codes = decode(&e, r)?;
+    // An input offset where no tensor is is reported at `input_offset` in the arena step, where a
+    // chain always reported it; until then the op is checked against the previous op's output, as
+    // a chain's was.
+    let source = ctx.tensor_at(at, r.input_offset);
+    let first = source.unwrap_or_else(|| ctx.previous(at));
+    let (input, output) = io_shapes(&e, r, first.shape)?;
+    let int8 = ctx.precision == Precision::Int8;
+    precision_fields(&e, r, int8, codes.requant, first.zero_point)?;
+
+    let (kernel, second) = match codes.kind {
+        OpKind::Conv2d => (conv2d(ctx, &e, r, codes, input, output)?, None),
         #[cfg(feature = "depthwise")]
-        OpKind::DepthwiseConv2d => depthwise_conv2d(ctx, &e, r, codes, input, output)?,
+        OpKind::DepthwiseConv2d => (depthwise_conv2d(ctx, &e, r, codes, input, output)?, None),
         #[cfg(not(feature = "depthwise"))]
         OpKind::DepthwiseConv2d => return Err(e.at("kind", Problem::NotCompiledIn)),
-        OpKind::Dense => dense(ctx, &e, r, codes, input, output)?,
-        OpKind::MaxPool2d | OpKind::AvgPool2d => pool(ctx, &e, r, codes, input, output)?,
+        OpKind::Dense => (dense(ctx, &e, r, codes, input, output)?, None),
+        OpKind::MaxPool2d | OpKind::AvgPool2d => (pool(ctx, &e, r, codes, input, output)?, None),
+        OpKind::Add => {
+            let (kernel, second) = add(ctx, &e, r, codes, input, output)?;
+            (kernel, Some(second))
+        }
     };
 
-    let (input_region, output_region, scratch) = arena_regions(
+    let regions = arena_regions(
+        ctx,
         &e,
         r,
-        (ctx.arena, ctx.precision.activation_size()),
         (input.len(), output.len()),
-        chain.offset,
+        Reads { index: at, first: source, second },
         scratch_needed(&kernel),
     )?;
-    *chain = Chain {
-        shape: output,
-        offset: Some(output_region.offset),
-        zero_point: if int8 { r.output_zero_point } else { 0 },
-    };
-    Ok(Op { kernel, input: input_region, output: output_region, scratch, record: r })
+    Ok(Op {
+        kernel,
+        input: regions.input,
+        input2: regions.input2,
+        output: regions.output,
+        scratch: regions.scratch,
+        record: r,
+    })
 }
 
 /// Scratch bytes the op's kernel needs.
@@ -362,4 +425,103 @@ fn pool_s8<'a>(e: &OpErr, r: &OpRecord, g: PoolGeometry, avg: bool) -> Result<Ke
         return Err(e.at("output_zero_point", Problem::Mismatch));
     }
     Ok(Kernel::MaxPoolS8(g))
+}
+
+// ---------- add ----------
+
+use crate::format::MAX_ADD_SCALE_RATIO;
+
+/// An element-wise add: the first operand at `input_offset` (checked like every op's input), the
+/// second at `input2_offset`, which must resolve ([`Ctx::tensor_at`]) to a tensor of the same
+/// shape; the output has that shape too. No fused pool, requantization, geometry, weights or
+/// per-channel data; any activation. int8: each operand's zero point is its source's, the scales
+/// are normal positive f32s whose operand-to-output ratios are at most `2^16`
+/// ([`MAX_ADD_SCALE_RATIO`]), and the output zero point and activation range are int8. Float: the
+/// int8 fields of an add (second zero point, scales) are zero.
+#[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
+fn add<'a>(
+    ctx: &Ctx<'a>,
+    e: &OpErr,
+    r: &OpRecord,
+    codes: Codes,
+    input: Shape,
+    output: Shape,
+) -> Result<(Kernel<'a>, Tensor), LoadError> {
+    if codes.pool != FusedPool::None {
+        return Err(e.at("pool", Problem::Unknown));
+    }
+    if codes.requant != Requant::None {
+        return Err(e.at("requant", Problem::Unknown));
+    }
+    e.unused(&fused_pool_fields(r))?;
+    e.unused(&pad_fields(r))?;
+    e.unused(&window_fields(r))?;
+    e.unused(&weight_fields(r))?;
+    e.unused(&quant_fields(r))?;
+    check_output_shape(e, output, input)?;
+    let mismatch = e.at("input2_offset", Problem::Mismatch);
+    let index = e.0 as usize; // this op's
+    let second = ctx.tensor_at(index, r.input2_offset).ok_or(mismatch)?;
+    if second.shape != input {
+        return Err(mismatch);
+    }
+    let kernel = match ctx.precision {
+        Precision::Int8 => Kernel::AddS8(add_s8(e, r, second)?),
+        Precision::F32 | Precision::F16 => {
+            e.unused(&[
+                ("input2_zero_point", r.input2_zero_point as u32),
+                ("input_scale", r.input_scale.to_bits()),
+                ("input2_scale", r.input2_scale.to_bits()),
+                ("output_scale", r.output_scale.to_bits()),
+            ])?;
+            Kernel::AddF32(AddF { activation: codes.activation })
+        }
+    };
+    Ok((kernel, second))
+}
+
+/// The int8 rules of an add (`second`: the second operand's source; the first operand's zero
+/// point was checked with every op's).
+fn add_s8(e: &OpErr, r: &OpRecord, second: Tensor) -> Result<AddS8, LoadError> {
+    e.unused(&uniform_fields(r))?;
+    e.unused(&pool_requant_fields(r))?;
+    if r.input2_zero_point != second.zero_point {
+        return Err(e.at("input2_zero_point", Problem::Mismatch));
+    }
+    if !I8_RANGE.contains(&r.output_zero_point) {
+        return Err(e.at("output_zero_point", Problem::OutOfRange));
+    }
+    // The sum has no zero point of its own: the output's (as a dense layer's accumulation).
+    if r.conv_zero_point != r.output_zero_point {
+        return Err(e.at("conv_zero_point", Problem::Mismatch));
+    }
+    if !I8_RANGE.contains(&r.act_min) {
+        return Err(e.at("act_min", Problem::OutOfRange));
+    }
+    if !I8_RANGE.contains(&r.act_max) || r.act_max < r.act_min {
+        return Err(e.at("act_max", Problem::OutOfRange));
+    }
+    // Normal: not zero, subnormal, infinite or NaN, so `1 / output_scale` is finite too.
+    let scales = [("input_scale", r.input_scale), ("input2_scale", r.input2_scale), ("output_scale", r.output_scale)];
+    for (field, scale) in scales {
+        if !scale.is_normal() || scale.is_sign_negative() {
+            return Err(e.at(field, Problem::OutOfRange));
+        }
+    }
+    for (field, scale) in [("input_scale", r.input_scale), ("input2_scale", r.input2_scale)] {
+        // Both normal and positive: the ratio is a number (or +inf, which fails too).
+        if scale / r.output_scale > MAX_ADD_SCALE_RATIO {
+            return Err(e.at(field, Problem::AccumulatorOverflow));
+        }
+    }
+    Ok(AddS8 {
+        a_zero_point: r.input_zero_point,
+        a_scale: r.input_scale,
+        b_zero_point: r.input2_zero_point,
+        b_scale: r.input2_scale,
+        inv_output_scale: 1.0 / r.output_scale,
+        output_zero_point: r.output_zero_point,
+        act_min: r.act_min,
+        act_max: r.act_max,
+    })
 }

@@ -4,11 +4,13 @@
 //! maths is written down. They are always compiled, public, and never optimised in place: fast
 //! paths live in their own modules and are property-tested against these bit for bit.
 
+mod add;
 mod conv2d;
 mod dense;
 mod depthwise_conv2d;
 mod pool2d;
 
+pub use add::{add_f32, add_s8};
 pub use conv2d::{conv2d_f, conv2d_s8};
 pub use dense::{dense_f, dense_s8};
 pub use depthwise_conv2d::{depthwise_conv2d_f, depthwise_conv2d_s8};
