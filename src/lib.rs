@@ -86,8 +86,9 @@ pub fn float_ops(layers: &[Layer], input: Shape, rng: &mut Rng) -> Option<Vec<Pl
             }
             None => (vec![], vec![]),
         };
-        if let Some(op) = lower::layer_op(layer, shape, weights, bias).ok()? {
+        if let Some(mut op) = lower::layer_op(layer, shape, weights, bias).ok()? {
             shape = op.output;
+            op.inputs = vec![ops.len()];
             ops.push(op);
         }
     }
@@ -121,18 +122,31 @@ pub fn random_plan(layers: &[Layer], input: Shape, classes: usize, precision: Pr
     match precision {
         Precision::F32 => {}
         Precision::F16 => plan = lower::to_f16(plan),
-        Precision::Int8 => {
-            let mut x = QParams { scale: 1.0 / 255.0, zero_point: -128 };
-            for op in &mut plan.ops {
-                let q = random_quant(op, x, &mut rng)?;
-                x = q.output;
-                op.quant = Some(q);
-            }
-            plan.output_quant = Some(x);
-            plan.precision = Precision::Int8;
-        }
+        Precision::Int8 => quantize_randomly(&mut plan, &mut rng)?,
     }
     Some(fuse_pools(plan))
+}
+
+/// Gives every op of an unfused f32 plan random but consistent int8 parameters (each op's input
+/// quantization is that of the tensor it reads).
+fn quantize_randomly(plan: &mut Plan, rng: &mut Rng) -> Option<()> {
+    let mut tensors = vec![QParams { scale: 1.0 / 255.0, zero_point: -128 }];
+    for op in &mut plan.ops {
+        let operand = |k: usize| op.inputs.get(k).and_then(|&t| tensors.get(t).copied());
+        let x = operand(0)?;
+        let q = if op.kind == OpKind::Add {
+            let b = operand(1)?;
+            let range = mnistc::quantize::Range { lo: rng.uniform(-2.0, -0.5), hi: rng.uniform(0.5, 2.0) };
+            mnistc::quantize::add_quant(op.activation, x, b, range)
+        } else {
+            random_quant(op, x, rng)?
+        };
+        tensors.push(q.output);
+        op.quant = Some(q);
+    }
+    plan.output_quant = tensors.last().copied();
+    plan.precision = Precision::Int8;
+    Some(())
 }
 
 /// Output quantization for an activation: ReLU outputs start at the zero point −128.
@@ -147,6 +161,7 @@ fn random_out(activation: Activation, rng: &mut Rng) -> QParams {
 fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
     match op.kind {
         OpKind::MaxPool2d => Some(OpQuant::max_pool(x)),
+        OpKind::Add => None,
         OpKind::AvgPool2d => {
             let out = QParams { scale: x.scale * rng.uniform(0.8, 1.2), zero_point: x.zero_point };
             Some(OpQuant::avg_pool(x, out, avg_pool_requant(op.kernel[0] * op.kernel[1], x.scale, out.scale).ok()?))
@@ -174,6 +189,7 @@ fn random_quant(op: &mut PlanOp, x: QParams, rng: &mut Rng) -> Option<OpQuant> {
             op.bias = Bias::I32(bq);
             Some(OpQuant {
                 input: x,
+                input2: None,
                 conv,
                 output: conv,
                 requant: Some(requant_spec(x.scale, &scales, conv.scale).ok()?),
@@ -245,4 +261,63 @@ pub fn depthwise_plan(precision: Precision, seed: u64) -> Plan {
         Some(plan) => plan,
         None => unreachable!("the depthwise stack fits its 10x9x3 input"),
     }
+}
+
+/// A small int8/f16/f32 residual model on an 8x8x3 input, a graph that no chain can express:
+/// conv 4 (3x3 `same`, ReLU) → conv 4 (3x3 `same`) → add of the two (ReLU); then a 1x1 conv of
+/// the sum with a max pool fused into it, and, in parallel, an average pool of the sum itself;
+/// their add (no activation), dense 10. Seven ops after fusion, two of them adds reading tensors
+/// written several ops earlier.
+pub fn residual_plan(precision: Precision, seed: u64) -> Plan {
+    use spec::Activation::{None as Linear, Relu};
+    let mut rng = Rng::new(seed);
+    let input = Shape::new(8, 8, 3);
+    // (layer, inputs as tensor numbers: 0 the image, k + 1 op k's output)
+    let layers: [(Layer, &[usize]); 8] = [
+        (conv(4, [3, 3], [1, 1], true, Relu), &[0]),
+        (conv(4, [3, 3], [1, 1], true, Linear), &[1]),
+        (Layer::Add { activation: Relu }, &[2, 1]),
+        (conv(4, [1, 1], [1, 1], false, Linear), &[3]),
+        (pool(PoolKind::Max, [2, 2], [2, 2]), &[4]),
+        (pool(PoolKind::Avg, [2, 2], [2, 2]), &[3]),
+        (Layer::Add { activation: Linear }, &[5, 6]),
+        (dense(10, Linear), &[7]),
+    ];
+    let mut ops: Vec<PlanOp> = Vec::new();
+    for (layer, inputs) in layers {
+        let shape = if inputs[0] == 0 { input } else { ops[inputs[0] - 1].output };
+        let (weights, bias) = match lower::weight_shape(&layer, shape) {
+            Some((out, fan_in)) => {
+                let bound = (6.0 / fan_in as f32).sqrt();
+                let weights = (0..out * fan_in).map(|_| rng.uniform(-bound, bound)).collect();
+                (weights, (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect())
+            }
+            None => (vec![], vec![]),
+        };
+        let Ok(Some(mut op)) = lower::layer_op(&layer, shape, weights, bias) else {
+            unreachable!("the residual graph fits its 8x8x3 input")
+        };
+        op.inputs = inputs.to_vec();
+        ops.push(op);
+    }
+    let mut plan = Plan {
+        name: format!("residual-{seed}"),
+        dataset: "mnist".into(),
+        class_names: (0..10).map(|c| c.to_string()).collect(),
+        input,
+        precision: Precision::F32,
+        output_quant: None,
+        source_hash: [9; 32],
+        ops,
+    };
+    match precision {
+        Precision::F32 => {}
+        Precision::F16 => plan = lower::to_f16(plan),
+        Precision::Int8 => {
+            if quantize_randomly(&mut plan, &mut rng).is_none() {
+                unreachable!("every op of the residual graph quantizes")
+            }
+        }
+    }
+    fuse_pools(plan)
 }

@@ -8,7 +8,7 @@ use std::mem::{offset_of, size_of};
 use mnistc::lower::arena;
 use mnistc::lower::emit::{self, AlignedBytes};
 use mnistc::lower::plan::Precision;
-use mnistc_runtime::format::{Header, Meta, OpRecord};
+use mnistc_runtime::format::{FORMAT_VERSION, Header, Meta, OpRecord};
 use mnistc_runtime::{Input, LoadError, Model, Problem};
 use mnistc_suite::{Rng, depthwise_plan, every_op_plan};
 use proptest::prelude::*;
@@ -79,12 +79,48 @@ fn arena_plan_reuses_memory_and_keeps_each_ops_buffers_apart() {
     let scratch: usize = plan.ops.iter().map(|o| arena::scratch_bytes(o, plan.precision)).sum();
     let naive: usize = sizes.iter().map(|s| s * elem).sum::<usize>() + scratch;
     assert!(arena.size < naive, "arena {} should be smaller than one buffer per tensor ({naive})", arena.size);
-    for (i, &(input, output, _)) in arena.ops.iter().enumerate() {
-        let (a, b) = ((input, input + sizes[i]), (output, output + sizes[i + 1]));
+    for (i, at) in arena.ops.iter().enumerate() {
+        let (a, b) = ((at.input, at.input + sizes[i]), (at.output, at.output + sizes[i + 1]));
         assert!(a.1 <= b.0 || b.1 <= a.0, "op {i}: input {a:?} overlaps output {b:?}");
         if i > 0 {
-            assert_eq!(input, arena.ops[i - 1].1, "op {i} reads where op {} wrote", i - 1);
+            assert_eq!(at.input, arena.ops[i - 1].output, "op {i} reads where op {} wrote", i - 1);
         }
+    }
+}
+
+/// A residual graph: every op reads where the op that wrote its input wrote it, however many ops
+/// earlier, and no op in between (output or scratch) touches a tensor that is still to be read.
+#[test]
+fn arena_plan_keeps_residual_tensors_alive_across_their_branch() {
+    for precision in PRECISIONS {
+        let plan = mnistc_suite::residual_plan(precision, 2);
+        assert!(!plan.is_chain());
+        let arena = arena::plan_arena(&plan);
+        let elem = precision.activation_size();
+        let tensor = |t: usize| {
+            let offset = if t == 0 { arena.ops[0].input } else { arena.ops[t - 1].output };
+            (offset, offset + plan.tensor_shape(t).unwrap().len() * elem)
+        };
+        for (i, op) in plan.ops.iter().enumerate() {
+            let placed = [arena.ops[i].input, arena.ops[i].input2];
+            for (k, &t) in op.inputs.iter().enumerate() {
+                let (start, end) = tensor(t);
+                assert_eq!(placed[k], start, "op {i} operand {k} reads tensor {t}");
+                // Ops after the producer (op t - 1), or every op before i for the image.
+                for between in t..i {
+                    let w = arena.ops[between];
+                    let out = (w.output, w.output + plan.ops[between].output.len() * elem);
+                    let scratch = (w.scratch, w.scratch + arena::scratch_bytes(&plan.ops[between], precision));
+                    for (what, r) in [("output", out), ("scratch", scratch)] {
+                        assert!(
+                            r.0 == r.1 || r.1 <= start || end <= r.0,
+                            "op {between}'s {what} {r:?} overwrites tensor {t} before op {i} reads it"
+                        );
+                    }
+                }
+            }
+        }
+        load_and_run(emit::write(&plan).unwrap().bytes()).unwrap();
     }
 }
 
@@ -164,7 +200,7 @@ fn record_fields() -> Vec<Field> {
         pool_stride_w, weights_offset, weights_len, bias_offset, bias_len, quant_offset, quant_len,
         input_zero_point, conv_zero_point, output_zero_point, multiplier, shift, act_min, act_max,
         pool_multiplier, pool_shift, input_offset, output_offset, scratch_offset, scratch_len, input_scale,
-        output_scale, reserved)
+        output_scale, input2_offset, input2_zero_point, input2_scale, reserved)
 }
 
 /// Values a field of `size` bytes is set to: small, large, off by one, sign flips.
@@ -222,7 +258,9 @@ fn header_field_mutations_are_rejected_where_they_are() {
         let (rejected, _) = mutate_fields(&bytes, 0, &header_fields(), |name, result| {
             let ok = match (name, result) {
                 ("magic", Err(LoadError::BadMagic)) => true,
-                ("version", Err(LoadError::UnsupportedVersion { found, supported: 1 })) => *found != 1,
+                ("version", Err(LoadError::UnsupportedVersion { found, supported: FORMAT_VERSION })) => {
+                    *found != FORMAT_VERSION
+                }
                 ("total_len", Err(LoadError::Truncated { .. } | LoadError::LengthMismatch { .. })) => true,
                 ("checksum", Err(LoadError::ChecksumMismatch { .. })) => true,
                 // Section fields are reported on the header, or (arena) on the op whose region no longer fits.
@@ -341,7 +379,7 @@ fn specific_mutations_give_specific_errors() {
     assert_eq!(set(0, "act_max", &(-129i32).to_le_bytes()), op(0, "act_max", Problem::OutOfRange));
     assert_eq!(set(0, "scratch_len", &(arena_size + 1).to_le_bytes()), op(0, "scratch_len", Problem::OutOfBounds));
     assert_eq!(set(1, "pool_multiplier", &5i32.to_le_bytes()), op(1, "pool_multiplier", Problem::OutOfRange));
-    assert_eq!(set(0, "reserved", &[1; 32]), op(0, "reserved", Problem::Unknown));
+    assert_eq!(set(0, "reserved", &[1; 20]), op(0, "reserved", Problem::Unknown));
 }
 
 /// A depthwise op's own rules: as many output channels as input channels, no fused pool, weights

@@ -301,7 +301,7 @@ fn build_reuses_the_training_that_train_stored_in_the_cache() {
 
 /// Every model shipped in `models/` builds (briefly trained) and its blob passes `check` against
 /// tract: a spec that validates must deploy, the MLPs with their explicit `flatten` included, and
-/// the CIFAR-10 depthwise-separable CNN (whose 600 images and one epoch teach it nothing yet:
+/// the CIFAR-10 depthwise-separable CNN and ResNet-8 (whose 600 images and one epoch teach them nothing:
 /// only the digit models' accuracy is asserted).
 #[test]
 fn every_shipped_model_builds_and_checks() {
@@ -315,7 +315,7 @@ fn every_shipped_model_builds_and_checks() {
         .collect();
     models.sort();
     let names: Vec<String> = models.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["cifar-dscnn", "digits", "fashion-mlp", "fashion", "mlp"]);
+    assert_eq!(names, ["cifar-dscnn", "cifar-resnet8", "digits", "fashion-mlp", "fashion", "mlp"]);
     for (model, name) in models.iter().zip(&names) {
         let out = dir.path().join(format!("{name}.bin"));
         let (code, stdout, err) = mnistc(&[
@@ -346,11 +346,12 @@ fn every_shipped_model_builds_and_checks() {
 }
 
 mod cifar {
-    //! CIFAR-10 end to end through the command line: a small colour CNN with batchnorms and a global
-    //! average pool (`tests/fixtures/cifar-chain.toml`) trained for two epochs on 5,000 images with
-    //! the CIFAR augmentation, lowered to int8 (batchnorms folded, the pool fused), run by the
-    //! runtime, bit-exact with tract layer by layer, and classifying a colour PNG exactly as it
-    //! classifies the same pixels from the test batch.
+    //! CIFAR-10 end to end through the command line: a small colour residual CNN with batchnorms,
+    //! an identity shortcut and a global average pool (`tests/fixtures/cifar-residual.toml`)
+    //! trained for two epochs on 5,000 images with the CIFAR augmentation, lowered to int8
+    //! (batchnorms folded, pools fused where a conv feeds them alone, the add reading the block's
+    //! input three ops back), run by the runtime, bit-exact with tract layer by layer, and
+    //! classifying a colour PNG exactly as it classifies the same pixels from the test batch.
 
     use std::path::Path;
     use std::sync::OnceLock;
@@ -371,7 +372,7 @@ mod cifar {
         static BUILT: OnceLock<(tempfile::TempDir, serde_json::Value)> = OnceLock::new();
         BUILT.get_or_init(|| {
             let dir = tempfile::tempdir().unwrap();
-            let model = workspace_root().join("tests/fixtures/cifar-chain.toml");
+            let model = workspace_root().join("tests/fixtures/cifar-residual.toml");
             let (code, out, err) = mnistc(&[
                 "build",
                 &path(&model),
@@ -421,8 +422,17 @@ mod cifar {
         assert_eq!((shape.h, shape.w, shape.c), (32, 32, 3));
         assert_eq!(model.dataset(), "cifar-10");
         assert_eq!(model.class_name(3), "cat");
-        // The batchnorms are folded and the global average pool fused: conv, conv, conv, dense.
-        assert_eq!(model.op_count(), 4);
+        // The batchnorms are folded, the first max pool and the global average pool fused: conv
+        // (+ max pool), conv, conv, add (of op 2 and op 0's output), max pool, conv (+ global
+        // average pool), dense.
+        let kinds: Vec<u8> = model.ops().map(|op| op.record.kind).collect();
+        assert_eq!(kinds, [1, 1, 1, 6, 2, 1, 4]);
+        let ops: Vec<_> = model.ops().collect();
+        assert_eq!(ops[3].input.offset, ops[2].output.offset);
+        assert_eq!(ops[3].input2.offset, ops[0].output.offset);
+        let (code, out, err) = mnistc(&["inspect", &path(&dir.path().join("c.bin"))]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("reads") && out.contains("op2 + op0"), "{out}");
         // `eval` on the full test batch reproduces the build's number.
         let (code, out, err) =
             mnistc(&["eval", &path(&dir.path().join("c.bin")), "--data", &path(&data_dir()), "--json"]);

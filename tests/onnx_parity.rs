@@ -683,3 +683,30 @@ fn check_reports_unusable_inputs() {
     bad[20] ^= 1;
     assert!(matches!(check(&bad, &onnx, &[0; 198], false), Err(CheckError::Blob(_))));
 }
+
+/// A residual graph (two adds reading tensors written ops earlier, a conv whose pool is fused and
+/// a pool that is not): bit-exact with tract in int8 on every op, within tolerance in float; the
+/// int8 add is tract's `DequantizeLinear` → `Add` → `QuantizeLinear`.
+#[test]
+fn residual_plan_passes_the_per_layer_check_in_every_precision() {
+    for precision in PRECISIONS {
+        let plan = mnistc_suite::residual_plan(precision, 5);
+        assert!(!plan.is_chain());
+        let (blob, onnx) = blob_and_onnx(&plan);
+        let images = random_pixels(64, plan.input, 97);
+        assert!(distinct_outputs(&blob, &images) > 10, "{precision:?}: the fixture's outputs are degenerate");
+        let report = check(&blob, &onnx, &images, true).unwrap();
+        let kinds: Vec<&str> = report.layers.iter().map(|l| l.kind).collect();
+        assert_eq!(kinds, ["conv2d", "conv2d", "add", "conv2d", "avgpool2d", "add", "dense"]);
+        assert_parity(&report, precision, "residual plan");
+        let model = onnx::model_proto(&plan).unwrap();
+        let adds = node_types(&model).iter().filter(|t| *t == "Add").count();
+        assert_eq!(adds, 2);
+        if precision == Precision::Int8 {
+            // Each add dequantizes its two operands and quantizes its sum.
+            let types = node_types(&model);
+            assert_eq!(types.iter().filter(|t| *t == "DequantizeLinear").count(), 2 * 2 + 1);
+            assert_eq!(types.iter().filter(|t| *t == "QuantizeLinear").count(), 2 + 1);
+        }
+    }
+}

@@ -254,7 +254,7 @@ fn unknown_keys_are_errors_with_line_and_allowed_keys() {
     let (line, key, kind, shown) = invalid(&text);
     assert_eq!((line, key.as_str(), kind), (12, "layers[0].kernal", InvalidKind::UnknownKey));
     assert!(shown.contains("did you mean `kernel`?"), "{shown}");
-    assert!(shown.contains("type, filters, kernel, stride, padding, activation"), "{shown}");
+    assert!(shown.contains("type, name, inputs, filters, kernel, stride, padding, activation"), "{shown}");
 
     let (line, key, _, shown) =
         invalid(&format!("{}\n[trian]\nepochs = 3\n", with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\n")));
@@ -466,4 +466,131 @@ fn overrides_and_training_key() {
     let mut lr = spec.clone();
     lr.train.learning_rate *= 2.0;
     assert_ne!(lr.training_key_json(), key);
+}
+
+/// Graphs: `name`, `inputs` and `add`, the shipped ResNet-8, and every graph error naming its key
+/// and line.
+mod graphs {
+    use super::*;
+    use mnistc::spec::InputRef;
+
+    /// conv "a" (line 9), conv (line 14), add of the two (line 19), then the head.
+    const RESIDUAL: &str = "[[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\nname = \"a\"\n\
+         [[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\npadding = \"same\"\n\
+         [[layers]]\ntype = \"add\"\ninputs = \"a\"\nactivation = \"relu\"\nname = \"sum\"\n\
+         [[layers]]\ntype = \"dense\"\nunits = 10\n";
+
+    #[test]
+    fn a_residual_add_resolves_its_inputs_and_shapes() {
+        let spec = ModelSpec::parse(&with_layers(RESIDUAL), "x").unwrap();
+        assert_eq!(spec.inputs_of(0), [InputRef::Input]);
+        assert_eq!(spec.inputs_of(1), [InputRef::Layer(0)]);
+        // One name: added to the layer right before the add.
+        assert_eq!(spec.inputs_of(2), [InputRef::Layer(1), InputRef::Layer(0)]);
+        assert_eq!(spec.layers[2].layer, Layer::Add { activation: Activation::Relu });
+        assert_eq!(spec.layers[2].name.as_deref(), Some("sum"));
+        assert!(!spec.is_chain());
+        let shapes = spec.shapes().unwrap();
+        assert_eq!(shapes[2].output, TensorShape::Spatial { height: 26, width: 26, channels: 4 });
+        assert_eq!((shapes[2].params, shapes[2].macs), (0, 0));
+        // Two names, in either order, and the model input by its reserved name.
+        let two = RESIDUAL
+            .replace("inputs = \"a\"", "inputs = [\"a\", \"b\"]")
+            .replace("padding = \"same\"\n", "padding = \"same\"\nname = \"b\"\n");
+        let spec = ModelSpec::parse(&with_layers(&two), "x").unwrap();
+        assert_eq!(spec.inputs_of(2), [InputRef::Layer(0), InputRef::Layer(1)]);
+        // A chain's training key did not change when graphs came; a graph's names its inputs.
+        let chain = ModelSpec::from_path(&model_path("digits")).unwrap();
+        assert!(chain.is_chain());
+        assert!(!chain.training_key_json().contains("inputs"));
+        assert!(
+            spec.training_key_json().contains("\"inputs\":[{\"layer\":0},{\"layer\":1}]"),
+            "{}",
+            spec.training_key_json()
+        );
+    }
+
+    #[test]
+    fn the_shipped_resnet8_is_the_mlperf_tiny_network() {
+        let spec = ModelSpec::from_path(&model_path("cifar-resnet8")).unwrap();
+        assert_eq!(spec.data.dataset, Dataset::Cifar10);
+        let shapes = spec.shapes().unwrap();
+        let adds: Vec<usize> = spec
+            .layers
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matches!(l.layer, Layer::Add { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(adds.len(), 3);
+        let out = |i: usize| shapes[i].output;
+        let spatial = |h, c| TensorShape::Spatial { height: h, width: h, channels: c };
+        assert_eq!([out(adds[0]), out(adds[1]), out(adds[2])], [spatial(32, 16), spatial(16, 32), spatial(8, 64)]);
+        // Identity shortcut in stack 1, 1x1/2 convs in stacks 2 and 3.
+        assert_eq!(spec.inputs_of(adds[0])[1], InputRef::Layer(1));
+        for &a in &adds[1..] {
+            let InputRef::Layer(shortcut) = spec.inputs_of(a)[0] else { panic!() };
+            assert!(matches!(
+                spec.layers[shortcut].layer,
+                Layer::Conv2d { kernel: [1, 1], stride: [2, 2], activation: Activation::None, .. }
+            ));
+        }
+        // Keras counts 78,666 parameters for the reference, its batchnorms' 480 running statistics
+        // included; ours leaves those out. MACs: 12.5 M, as MLPerf Tiny quotes.
+        assert_eq!(spec.total_params().unwrap(), 78_186);
+        assert_eq!(spec.total_macs().unwrap(), 12_501_632);
+    }
+
+    #[test]
+    fn graph_errors_name_the_key_and_line() {
+        let bad = |from: &str, to: &str| invalid(&with_layers(&RESIDUAL.replace(from, to)));
+        // Unknown name, with the closest suggested and the names listed.
+        let (line, key, kind, msg) = bad("inputs = \"a\"", "inputs = \"sun\"");
+        assert_eq!((line, key.as_str(), kind), (21, "layers[2].inputs", InvalidKind::BadValue));
+        assert!(msg.contains("no layer is named `sun`; did you mean `sum`? named layers: a, sum"), "{msg}");
+        // A later layer that leads back here: a cycle, with its path.
+        let (line, key, _, msg) =
+            bad("filters = 4\nkernel = 3\npadding", "filters = 4\nkernel = 3\ninputs = \"sum\"\npadding");
+        assert_eq!((line, key.as_str()), (18, "layers[1].inputs"));
+        assert!(msg.contains("`sum` (layers[2]) -> layers[1] -> `sum` (layers[2])"), "{msg}");
+        assert!(msg.contains("the inputs form a cycle"), "{msg}");
+        // Mismatched shapes at an add: both named with their shapes.
+        let (line, key, kind, msg) = bad("padding = \"same\"\n", "padding = \"valid\"\n");
+        assert_eq!((line, key.as_str(), kind), (21, "layers[2].inputs", InvalidKind::Inconsistent));
+        assert!(msg.contains("(26, 26, 4)") && msg.contains("(24, 24, 4)"), "{msg}");
+        // A duplicate name, the reserved one, and an add without inputs.
+        let (line, _, _, msg) = bad("name = \"sum\"", "name = \"a\"");
+        assert_eq!(line, 23);
+        assert!(msg.contains("already used by layers[0] (line 13)"), "{msg}");
+        let (_, _, _, msg) = bad("name = \"sum\"", "name = \"input\"");
+        assert!(msg.contains("reserved") || msg.contains("names the model's input"), "{msg}");
+        let (line, key, kind, _) = bad("inputs = \"a\"\n", "");
+        assert_eq!((line, key.as_str(), kind), (19, "layers[2].inputs", InvalidKind::Missing));
+        // Three inputs; a dead branch; inputs on a batchnorm.
+        let (_, _, _, msg) = bad("inputs = \"a\"", "inputs = [\"a\", \"a\", \"a\"]");
+        assert!(msg.contains("3 inputs given"), "{msg}");
+        let (line, key, _, msg) = bad("[[layers]]\ntype = \"dense\"", "[[layers]]\ntype = \"dense\"\ninputs = \"a\"");
+        assert_eq!((line, key.as_str()), (19, "layers[2].type"));
+        assert!(msg.contains("never used"), "{msg}");
+        let (_, key, _, _) = bad(
+            "[[layers]]\ntype = \"add\"",
+            "[[layers]]\ntype = \"batchnorm\"\ninputs = \"a\"\n[[layers]]\ntype = \"add\"",
+        );
+        assert_eq!(key, "layers[2].inputs");
+    }
+
+    #[test]
+    fn a_batchnormed_layer_is_read_through_its_batchnorm() {
+        let text = with_layers(
+            "[[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\nname = \"raw\"\n\
+             [[layers]]\ntype = \"batchnorm\"\nname = \"normed\"\n\
+             [[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\npadding = \"same\"\n\
+             [[layers]]\ntype = \"add\"\ninputs = \"raw\"\n\
+             [[layers]]\ntype = \"dense\"\nunits = 10\n",
+        );
+        let (line, key, _, msg) = invalid(&text);
+        assert_eq!((line, key.as_str()), (24, "layers[3].inputs"));
+        assert!(msg.contains("normalized by the batchnorm"), "{msg}");
+        ModelSpec::parse(&text.replace("inputs = \"raw\"", "inputs = \"normed\""), "x").unwrap();
+    }
 }

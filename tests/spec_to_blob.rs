@@ -342,3 +342,86 @@ precision = "f32"
         assert!(worst <= 1e-4 * largest.max(1.0), "folded and unfolded differ by {worst} (logits up to {largest})");
     }
 }
+
+mod residual {
+    //! The shipped MLPerf Tiny ResNet-8 (`models/cifar-resnet8.toml`): the burn network, which runs
+    //! the graph with its adds and batchnorms, and the runtime's f32 blob, where each batchnorm is
+    //! folded and each add reads its shortcut from the arena, give the same logits; the int8 blob
+    //! deploys (arena and op count as planned) and is bit-exact with tract on every op.
+
+    use mnistc::data::{Images, Rng};
+    use mnistc::lower::{self, emit};
+    use mnistc::pipeline;
+    use mnistc::spec::ModelSpec;
+    use mnistc::train::{self, Device, TrainedModel};
+    use mnistc::verify::check::check;
+    use mnistc_runtime::{Activations, Input};
+    use mnistc_suite::workspace_root;
+
+    fn colour_images(n: usize, seed: u64) -> Images {
+        let mut rng = Rng::new(seed);
+        let pixels = (0..n * 32 * 32 * 3).map(|_| rng.below(256) as u8).collect();
+        Images { n, height: 32, width: 32, channels: 3, pixels, labels: (0..n).map(|i| (i % 10) as u8).collect() }
+    }
+
+    fn resnet8() -> (ModelSpec, TrainedModel) {
+        let spec = ModelSpec::from_path(&workspace_root().join("models/cifar-resnet8.toml")).unwrap();
+        let model = TrainedModel::seeded(&spec, 8).unwrap();
+        (spec, model)
+    }
+
+    #[test]
+    fn the_graph_runs_the_same_in_burn_and_on_the_runtime() {
+        let (_, model) = resnet8();
+        let images = colour_images(4, 1);
+        let burn = train::predict_logits(&model, &images, Device::Cpu).unwrap();
+        let plan = lower::fuse_pools(lower::float_plan(&model, [0; 32]).unwrap());
+        // Stem, then per stack two convs (+ a 1x1 shortcut) and an add; the global average pool
+        // stays an op of its own (it reads an add, not a conv); dense.
+        let kinds: Vec<&str> = plan.ops.iter().map(|o| o.kind.name()).collect();
+        #[rustfmt::skip]
+        assert_eq!(kinds, [
+            "conv2d",
+            "conv2d", "conv2d", "add",
+            "conv2d", "conv2d", "conv2d", "add",
+            "conv2d", "conv2d", "conv2d", "add",
+            "avgpool2d", "dense",
+        ]);
+        assert_eq!(plan.ops[3].inputs, [3, 1], "stack 1 adds its input (the stem) back");
+        assert_eq!(plan.ops[7].inputs, [7, 6]);
+        let blob = emit::write(&plan).unwrap();
+        let device = blob.model();
+        let mut arena = vec![0u8; device.arena_size()];
+        let (mut worst, mut largest) = (0.0f32, 0.0f32);
+        for (img, expected) in images.pixels.chunks(3072).zip(burn.values.chunks(10)) {
+            let Activations::F32(got) = device.run_logits(Input::Pixels(img), &mut arena).unwrap() else {
+                panic!("an f32 blob gives f32 logits")
+            };
+            for (g, e) in got.iter().zip(expected) {
+                worst = worst.max((g - e).abs());
+                largest = largest.max(e.abs());
+            }
+        }
+        assert!(largest > 0.1, "the logits are too small to compare: {largest}");
+        assert!(worst <= 1e-4 * largest.max(1.0), "burn and the runtime differ by {worst} (logits up to {largest})");
+    }
+
+    #[test]
+    fn the_int8_resnet8_deploys_and_matches_tract_on_every_op() {
+        let (spec, model) = resnet8();
+        let deployed = pipeline::deploy(&spec, &model, &colour_images(32, 2), &colour_images(8, 3), [1; 32]).unwrap();
+        let blob = deployed.blob.bytes();
+        let device = deployed.blob.model();
+        assert_eq!(device.op_count(), 14);
+        // The largest moment: stack 1's second conv, with the stem's 32x32x16 output kept for the
+        // add, the conv's input and output (3 x 16 KiB), and the conv's im2col scratch.
+        let arena = device.arena_size();
+        assert!((3 * 16_384..3 * 16_384 + 2_048).contains(&arena), "arena {arena}");
+        let onnx = mnistc::export::onnx::export(&deployed.plan).unwrap();
+        let images = colour_images(3, 4);
+        let report = check(blob, &onnx, &images.pixels, true).unwrap();
+        assert!(report.passed, "{}", serde_json::to_string_pretty(&report).unwrap());
+        assert_eq!(report.max_lsb_diff, 0);
+        assert!(report.layers.iter().all(|l| l.max_lsb_diff == 0));
+    }
+}

@@ -358,8 +358,12 @@ fn reference_logits(model: &TrainedModel, image: &[u8]) -> Vec<f32> {
                 (x, c, h, w) = (y, units, 1, 1);
             }
             Layer::Dropout { .. } | Layer::Flatten => {}
-            // tests/spec_to_blob.rs (`batchnorm_and_global_avgpool`) covers these against the runtime's f32 blob.
-            other @ (Layer::DepthwiseConv2d { .. } | Layer::BatchNorm { .. } | Layer::GlobalAvgPool) => {
+            // tests/spec_to_blob.rs (`batchnorm_and_global_avgpool`, `residual`) covers these against
+            // the runtime's f32 blob.
+            other @ (Layer::DepthwiseConv2d { .. }
+            | Layer::BatchNorm { .. }
+            | Layer::GlobalAvgPool
+            | Layer::Add { .. }) => {
                 panic!("the models of this test have no {} layer", other.type_name())
             }
         }

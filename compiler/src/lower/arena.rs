@@ -89,11 +89,24 @@ fn conv_geometry(op: &PlanOp) -> ConvGeometry {
     }
 }
 
-/// Arena placement of a plan: per op its input, output and scratch offsets, and the total.
+/// Where one op's buffers sit in the arena (byte offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpPlacement {
+    /// The (first) input.
+    pub input: usize,
+    /// An `add`'s second operand (0 for other ops).
+    pub input2: usize,
+    /// The output.
+    pub output: usize,
+    /// The scratch buffer.
+    pub scratch: usize,
+}
+
+/// Arena placement of a plan: per op its buffers' offsets, and the total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArenaPlan {
-    /// `(input, output, scratch)` byte offsets per op.
-    pub ops: Vec<(usize, usize, usize)>,
+    /// Per op, in order.
+    pub ops: Vec<OpPlacement>,
     /// Arena bytes.
     pub size: usize,
 }
@@ -102,20 +115,41 @@ pub struct ArenaPlan {
 pub const ARENA_ALIGN: usize = 16;
 
 /// Plans the arena of `plan`: the input and every op's output, live from the op that writes them
-/// to the op that reads them, plus each op's scratch.
+/// to the last op that reads them (a residual's input stays live across its branch), plus each
+/// op's scratch.
 pub fn plan_arena(plan: &Plan) -> ArenaPlan {
     let elem = plan.precision.activation_size();
     let n = plan.ops.len();
-    let mut buffers = vec![Buffer { size: plan.input.len() * elem, first: 0, last: 0 }];
+    let mut last_reader = vec![0usize; n + 1];
     for (i, op) in plan.ops.iter().enumerate() {
-        // Read by the next op; the last op's output (the logits) by the caller.
-        buffers.push(Buffer { size: op.output.len() * elem, first: i, last: (i + 1).min(n - 1) });
+        for &t in &op.inputs {
+            if let Some(r) = last_reader.get_mut(t) {
+                *r = (*r).max(i);
+            }
+        }
+    }
+    let mut buffers = vec![Buffer { size: plan.input.len() * elem, first: 0, last: last_reader[0] }];
+    for (i, op) in plan.ops.iter().enumerate() {
+        // The last op's output (the logits) is read by the caller, after the last step.
+        let last = if i + 1 == n { i } else { last_reader[i + 1].max(i) };
+        buffers.push(Buffer { size: op.output.len() * elem, first: i, last });
     }
     for (i, op) in plan.ops.iter().enumerate() {
         buffers.push(Buffer { size: scratch_bytes(op, plan.precision), first: i, last: i });
     }
     let layout = place(&buffers, ARENA_ALIGN);
-    let ops = (0..n).map(|i| (layout.offsets[i], layout.offsets[i + 1], layout.offsets[n + 1 + i])).collect();
+    let tensor = |t: Option<&usize>| t.and_then(|&t| layout.offsets.get(t).copied()).unwrap_or(0);
+    let ops = plan
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| OpPlacement {
+            input: tensor(op.inputs.first()),
+            input2: tensor(op.inputs.get(1)),
+            output: layout.offsets[i + 1],
+            scratch: layout.offsets[n + 1 + i],
+        })
+        .collect();
     ArenaPlan { ops, size: layout.size.max(1) }
 }
 

@@ -131,7 +131,7 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
         r.out_h = dim(i, "out_h", op.output.h)?;
         r.out_w = dim(i, "out_w", op.output.w)?;
         r.out_c = dim(i, "out_c", op.output.c)?;
-        if op.kind != OpKind::Dense {
+        if !matches!(op.kind, OpKind::Dense | OpKind::Add) {
             r.kernel_h = dim(i, "kernel_h", op.kernel[0])?;
             r.kernel_w = dim(i, "kernel_w", op.kernel[1])?;
             r.stride_h = dim(i, "stride_h", op.stride[0])?;
@@ -155,7 +155,7 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
             r.pool_stride_h = dim(i, "pool_stride_h", p.stride[0])?;
             r.pool_stride_w = dim(i, "pool_stride_w", p.stride[1])?;
         }
-        if matches!(op.kind, OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense) {
+        if matches!(op.kind, OpKind::Conv2d | OpKind::DepthwiseConv2d | OpKind::Dense | OpKind::Add) {
             r.activation = op.activation as u8;
         }
         let inconsistent = |what| BlobError::Inconsistent { op: i, what };
@@ -224,15 +224,22 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
                     (r.quant_offset, r.quant_len) = push_aligned(&mut weights, bytemuck::cast_slice(m));
                 }
             }
+            if let Some(b) = q.input2 {
+                r.input2_zero_point = b.zero_point;
+                r.input2_scale = b.scale;
+            }
             if let Some((multiplier, shift)) = q.pool_requant {
                 r.pool_multiplier = multiplier;
                 r.pool_shift = shift;
             }
         }
-        let (input, output, scratch) = arena.ops[i];
-        r.input_offset = input as u32;
-        r.output_offset = output as u32;
-        r.scratch_offset = scratch as u32;
+        let at = arena.ops[i];
+        r.input_offset = at.input as u32;
+        r.output_offset = at.output as u32;
+        r.scratch_offset = at.scratch as u32;
+        if op.kind == OpKind::Add {
+            r.input2_offset = at.input2 as u32;
+        }
         r.scratch_len = scratch_bytes(op, plan.precision) as u32;
         if r.scratch_len == 0 {
             r.scratch_offset = 0;

@@ -214,6 +214,7 @@ pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) 
     };
     let op = |kind, output, kernel, stride, pads, activation, weights, bias| PlanOp {
         kind,
+        inputs: Vec::new(),
         input,
         output,
         kernel,
@@ -276,23 +277,39 @@ pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) 
             let (weights, bias) = (Weights::F32(weights), Bias::F32(bias));
             op(OpKind::Dense, Shape::new(1, 1, units), [0; 2], [0; 2], [0; 4], activation(act), weights, bias)
         }
+        Layer::Add { activation: act } => {
+            op(OpKind::Add, input, [0; 2], [0; 2], [0; 4], activation(act), Weights::None, Bias::None)
+        }
         Layer::Dropout { .. } | Layer::Flatten | Layer::BatchNorm { .. } => return Ok(None),
     }))
 }
 
 /// The ops of `spec`; `source(layer_index, input, out, per_out)` gives the weights (OHWI or
-/// `[out][in]`) and bias of each weighted layer.
+/// `[out][in]`) and bias of each weighted layer. Each op reads the tensors its layer's `inputs`
+/// name (see [`PlanOp::inputs`]).
 fn build_ops(
     spec: &ModelSpec,
     mut source: impl FnMut(usize, Shape, usize, usize) -> Result<(Vec<f32>, Vec<f32>), LowerError>,
 ) -> Result<Vec<PlanOp>, LowerError> {
     let shapes = spec.shapes()?;
     let mut ops: Vec<PlanOp> = Vec::new();
-    // What the runtime's next op reads: the last emitted op's output (or the model input). A
-    // flatten (explicit or implicit) is a no-op on NHWC activations, so a dense layer after it
-    // reads the spatial tensor itself; only the weight order remembers the flatten.
-    let mut current = Shape::new(spec.input.height, spec.input.width, spec.input.channels);
+    // The tensor each spec layer's output is on the device: its own op's output, or, for layers
+    // that are no op (dropout, flatten, a batchnorm folded into the op before it), the tensor it
+    // reads. A flatten (explicit or implicit) is a no-op on NHWC activations, so a dense layer
+    // after it reads the spatial tensor itself; only the weight order remembers the flatten.
+    let mut layer_tensor: Vec<usize> = Vec::with_capacity(shapes.len());
+    let model_input = Shape::new(spec.input.height, spec.input.width, spec.input.channels);
+    let tensor_shape = |ops: &[PlanOp], t: usize| t.checked_sub(1).map_or(model_input, |k| ops[k].output);
     for s in &shapes {
+        let inputs: Vec<usize> = spec
+            .inputs_of(s.index)
+            .iter()
+            .map(|r| match *r {
+                spec::InputRef::Input => 0,
+                spec::InputRef::Layer(j) => layer_tensor[j],
+            })
+            .collect();
+        let current = tensor_shape(&ops, inputs[0]);
         let (weights, bias) = match weight_shape(&s.layer, current) {
             Some((out, per_out)) => source(s.index, current, out, per_out)?,
             None => (Vec::new(), Vec::new()),
@@ -304,19 +321,29 @@ fn build_ops(
         })?;
         if let Layer::BatchNorm { activation: act, .. } = s.layer {
             // Folded into the op before it (validation puts a conv2d or dense there, without an
-            // activation of its own): only the activation moves. The trained weights arrive
-            // folded already (`fold_batchnorm`); other sources (shapes, seeded weights) need no
-            // more.
+            // activation of its own, read by nothing else): only the activation moves. The
+            // trained weights arrive folded already (`fold_batchnorm`); other sources (shapes,
+            // seeded weights) need no more.
             if let Some(last) = ops.last_mut() {
                 last.activation = activation(act);
             }
+            layer_tensor.push(inputs[0]);
             continue;
         }
-        if let Some(op) = op {
-            let (h, w, c) = s.output.hwc();
-            debug_assert_eq!(op.output, Shape::new(h, w, c), "layer {}: lowering and shape inference differ", s.index);
-            current = op.output;
-            ops.push(op);
+        match op {
+            Some(mut op) => {
+                let (h, w, c) = s.output.hwc();
+                debug_assert_eq!(
+                    op.output,
+                    Shape::new(h, w, c),
+                    "layer {}: lowering and shape inference differ",
+                    s.index
+                );
+                op.inputs = inputs;
+                ops.push(op);
+                layer_tensor.push(ops.len());
+            }
+            None => layer_tensor.push(inputs[0]),
         }
     }
     Ok(ops)

@@ -58,7 +58,10 @@ pub use mnistc_runtime::kernels::params::PoolKind;
 pub struct PlanOp {
     /// What the op computes.
     pub kind: OpKind,
-    /// Input shape.
+    /// What the op reads, as tensor numbers: 0 is the model input, `k + 1` the output of op `k`
+    /// (one tensor; two for an add). In a chain, op `i` reads tensor `i`.
+    pub inputs: Vec<usize>,
+    /// Input shape (of each input: an add's operands have one shape).
     pub input: Shape,
     /// Output shape (after a fused pool).
     pub output: Shape,
@@ -123,8 +126,10 @@ pub enum RequantSpec {
 /// int8 parameters of an op.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpQuant {
-    /// The input's scale and zero point.
+    /// The input's scale and zero point (an add's first operand's).
     pub input: QParams,
+    /// An add's second operand's scale and zero point (`None` for other ops).
+    pub input2: Option<QParams>,
     /// Scale and zero point of the conv/dense result (before a fused pool); equals `output`
     /// unless an average pool is fused.
     pub conv: QParams,
@@ -156,6 +161,7 @@ impl OpQuant {
     fn pool(x: QParams, y: QParams, pool_requant: Option<(i32, i32)>) -> Self {
         OpQuant {
             input: x,
+            input2: None,
             conv: x,
             output: y,
             weight_scales: vec![],
@@ -179,7 +185,7 @@ impl PlanOp {
             }
             OpKind::DepthwiseConv2d => (self.output.len() * self.kernel[0] * self.kernel[1]) as u64,
             OpKind::Dense => (self.input.len() * self.output.c) as u64,
-            OpKind::MaxPool2d | OpKind::AvgPool2d => 0,
+            OpKind::MaxPool2d | OpKind::AvgPool2d | OpKind::Add => 0,
         }
     }
 
@@ -215,5 +221,31 @@ impl Plan {
     /// Total multiply-accumulates of one inference.
     pub fn macs(&self) -> u64 {
         self.ops.iter().map(PlanOp::macs).sum()
+    }
+
+    /// Shape of tensor `t` (0: the model input, `k + 1`: op `k`'s output).
+    pub fn tensor_shape(&self, t: usize) -> Option<Shape> {
+        match t.checked_sub(1) {
+            None => Some(self.input),
+            Some(k) => self.ops.get(k).map(|op| op.output),
+        }
+    }
+
+    /// Whether every op reads the output of the op before it (op 0 the model input).
+    pub fn is_chain(&self) -> bool {
+        self.ops.iter().enumerate().all(|(i, op)| op.inputs == [i])
+    }
+
+    /// How many ops read each tensor (numbered as in [`PlanOp::inputs`]).
+    pub fn reader_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.ops.len() + 1];
+        for op in &self.ops {
+            for &t in &op.inputs {
+                if let Some(c) = counts.get_mut(t) {
+                    *c += 1;
+                }
+            }
+        }
+        counts
     }
 }

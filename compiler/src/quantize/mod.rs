@@ -85,10 +85,17 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
         return Err(QuantizeError::NotFloat);
     }
     let mut out = plan.clone();
-    let mut x = INPUT_QPARAMS;
+    // Per tensor (0: the input, k + 1: op k's output) its quantization.
+    let mut tensors: Vec<QParams> = vec![INPUT_QPARAMS];
     for (i, (op, &range)) in out.ops.iter_mut().zip(ranges).enumerate() {
         let scale_err = |source| QuantizeError::Scale { op: i, source };
+        let operand = |k: usize| op.inputs.get(k).and_then(|&t| tensors.get(t).copied());
+        let x = operand(0).ok_or(QuantizeError::NotFloat)?;
         let q = match op.kind {
+            OpKind::Add => {
+                let b = operand(1).ok_or(QuantizeError::NotFloat)?;
+                add_quant(op.activation, x, b, range)
+            }
             OpKind::MaxPool2d => OpQuant::max_pool(x),
             OpKind::AvgPool2d => {
                 let window = op.kernel[0] * op.kernel[1];
@@ -138,6 +145,7 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                 op.bias = Bias::I32(bq);
                 OpQuant {
                     input: x,
+                    input2: None,
                     conv: y,
                     output: y,
                     requant: Some(requant_spec(x.scale, &scales, y.scale).map_err(scale_err)?),
@@ -148,12 +156,38 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                 }
             }
         };
-        x = q.output;
+        tensors.push(q.output);
         op.quant = Some(q);
     }
     out.precision = Precision::Int8;
-    out.output_quant = Some(x);
+    out.output_quant = tensors.last().copied();
     Ok(out)
+}
+
+/// The parameters of an add of `a` and `b` whose float sum (after `activation`) spans `range`:
+/// its own output scale and zero point (widened, if need be, to within
+/// [`MAX_ADD_SCALE_RATIO`](mnistc_runtime::format::MAX_ADD_SCALE_RATIO) of
+/// the operands'), and the activation as a clamp. A relu6 caps at `q(6)` computed as tract's
+/// `QuantizeLinear` computes it: `round_half_even(6 · (1/s)) + zp`.
+pub fn add_quant(activation: Activation, a: QParams, b: QParams, range: Range) -> OpQuant {
+    let floor = a.scale.max(b.scale) / mnistc_runtime::format::MAX_ADD_SCALE_RATIO * 1.001;
+    let y = widen(activation, output_qparams(activation, range), range, floor);
+    let act_max = match activation {
+        Activation::Relu6 => (((6.0f32 * y.scale.recip()).round_ties_even() as i32) + y.zero_point).clamp(-128, 127),
+        _ => 127,
+    };
+    let act_min = if activation == Activation::None { -128 } else { y.zero_point.clamp(-128, 127) };
+    OpQuant {
+        input: a,
+        input2: Some(b),
+        conv: y,
+        output: y,
+        weight_scales: vec![],
+        requant: None,
+        act_min,
+        act_max,
+        pool_requant: None,
+    }
 }
 
 #[cfg(test)]

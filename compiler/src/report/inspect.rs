@@ -41,6 +41,8 @@ pub struct OpInfo {
     pub output_quant: Option<(f32, i32)>,
     /// Arena offsets `[input, output]`.
     pub arena: [usize; 2],
+    /// What the op reads: `input` (the image) or `op{j}` (op j's output), two for an add.
+    pub reads: Vec<String>,
 }
 
 /// A blob's contents.
@@ -84,8 +86,20 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
     let precision = model.precision();
     let mut ops = Vec::new();
     let mut weights_and_biases = 0;
+    let mut outputs: Vec<usize> = Vec::new();
     for (index, op) in model.ops().enumerate() {
         let r = op.record;
+        // The tensor at an offset is the latest earlier op's output written there, else the
+        // image (the runtime's own rule, checked at load).
+        let source = |offset: usize| match outputs.iter().rposition(|&o| o == offset) {
+            Some(j) => format!("op{j}"),
+            None => "input".to_string(),
+        };
+        let mut reads = vec![source(op.input.offset)];
+        if op.input2.len > 0 {
+            reads.push(source(op.input2.offset));
+        }
+        outputs.push(op.output.offset);
         let kind = OpKind::from_u8(r.kind);
         let mut name = kind.map_or("?", |k| k.name()).to_string();
         name.push_str(FusedPool::from_u8(r.pool).map_or("", FusedPool::suffix));
@@ -130,6 +144,7 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
             input_quant: int8.then_some((r.input_scale, r.input_zero_point)),
             output_quant: int8.then_some((r.output_scale, r.output_zero_point)),
             arena: [op.input.offset, op.output.offset],
+            reads,
         });
     }
     let flash_bytes = model.bytes().len();
@@ -151,8 +166,18 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
 }
 
 impl Inspection {
+    /// Whether some op reads something other than the op before it (a graph: the table then
+    /// shows what each op reads).
+    pub fn is_graph(&self) -> bool {
+        self.ops.iter().enumerate().any(|(i, o)| {
+            let previous = if i == 0 { "input".to_string() } else { format!("op{}", i - 1) };
+            o.reads != [previous]
+        })
+    }
+
     /// A readable table of the plan and the totals.
     pub fn render(&self) -> String {
+        let graph = self.is_graph();
         let mut s = format!(
             "{} ({}, {}), input {}x{}x{}, {} classes\n\n",
             self.name,
@@ -164,8 +189,18 @@ impl Inspection {
             self.classes.len()
         );
         s.push_str(&format!(
-            "{:<3} {:<20} {:<13} {:<13} {:<16} {:<7} {:>8} {:>10} {:<12} {}\n",
-            "#", "op", "input", "output", "kernel/stride", "act", "params", "MACs", "requant", "quant (in -> out)"
+            "{:<3} {:<20} {:<13} {:<13} {:<16} {:<7} {:>8} {:>10} {:<12} {}{}\n",
+            "#",
+            "op",
+            "input",
+            "output",
+            "kernel/stride",
+            "act",
+            "params",
+            "MACs",
+            "requant",
+            "quant (in -> out)",
+            if graph { "  reads" } else { "" }
         ));
         for o in &self.ops {
             let shape = |v: [usize; 3]| format!("{}x{}x{}", v[0], v[1], v[2]);
@@ -177,8 +212,9 @@ impl Inspection {
                 (Some((si, zi)), Some((so, zo))) => format!("{si:.5}@{zi} -> {so:.5}@{zo}"),
                 _ => "-".into(),
             };
+            let reads = if graph { format!("  {}", o.reads.join(" + ")) } else { String::new() };
             s.push_str(&format!(
-                "{:<3} {:<20} {:<13} {:<13} {:<16} {:<7} {:>8} {:>10} {:<12} {}\n",
+                "{:<3} {:<20} {:<13} {:<13} {:<16} {:<7} {:>8} {:>10} {:<12} {}{}\n",
                 o.index,
                 o.op,
                 shape(o.input),
@@ -188,7 +224,8 @@ impl Inspection {
                 o.params,
                 o.macs,
                 o.requant.as_deref().unwrap_or("-"),
-                quant
+                quant,
+                reads
             ));
         }
         s.push_str(&format!(

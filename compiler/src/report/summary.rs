@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::spec::{Activation, Layer, LayerShape, ModelSpec, Padding, SpecError};
+use crate::spec::{Activation, InputRef, Layer, LayerShape, ModelSpec, Padding, SpecError};
 
 /// The summary of a model.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -21,6 +21,10 @@ pub struct Summary {
     pub classes: usize,
     /// Per-layer shapes and costs.
     pub layers: Vec<LayerShape>,
+    /// Per layer its `name`, if it has one.
+    pub names: Vec<Option<String>>,
+    /// Whether every layer reads the one before it (then the table has no graph columns).
+    pub chain: bool,
     /// Sum of parameters.
     pub total_params: usize,
     /// Sum of MACs.
@@ -42,6 +46,8 @@ pub fn summarize(spec: &ModelSpec) -> Result<Summary, SpecError> {
         total_params: layers.iter().map(|l| l.params).sum(),
         total_macs: layers.iter().map(|l| l.macs).sum(),
         layers,
+        names: spec.layers.iter().map(|l| l.name.clone()).collect(),
+        chain: spec.is_chain(),
     })
 }
 
@@ -96,48 +102,66 @@ pub fn describe(layer: &Layer) -> String {
         Layer::Flatten => "flatten".to_string(),
         Layer::BatchNorm { activation, .. } => format!("batchnorm{}", act(activation)),
         Layer::GlobalAvgPool => "global_avgpool".to_string(),
+        Layer::Add { activation } => format!("add{}", act(activation)),
     }
 }
 
 impl Summary {
-    /// The table as text.
+    /// How the table names a layer's input: `input`, the layer's name, or `#j`.
+    fn source_label(&self, source: InputRef) -> String {
+        match source {
+            InputRef::Input => "input".to_string(),
+            InputRef::Layer(j) => match self.names.get(j).and_then(Option::as_deref) {
+                Some(name) => name.to_string(),
+                None => format!("#{j}"),
+            },
+        }
+    }
+
+    /// The table as text. A graph (a model with an `add` or `inputs`) gets two more columns:
+    /// each layer's name and what it is connected to (its inputs), as Keras shows functional
+    /// models.
     pub fn render(&self) -> String {
-        let rows: Vec<[String; 5]> = self
+        let rows: Vec<Vec<String>> = self
             .layers
             .iter()
             .map(|l| {
-                [
-                    l.index.to_string(),
-                    describe(&l.layer),
-                    l.output.display(),
-                    thousands(l.params as u64),
-                    thousands(l.macs),
-                ]
+                let mut row = vec![l.index.to_string()];
+                if !self.chain {
+                    row.push(self.names.get(l.index).cloned().flatten().unwrap_or_default());
+                }
+                row.extend([describe(&l.layer), l.output.display(), thousands(l.params as u64), thousands(l.macs)]);
+                if !self.chain {
+                    let inputs: Vec<String> = l.inputs.iter().map(|&s| self.source_label(s)).collect();
+                    row.push(inputs.join(", "));
+                }
+                row
             })
             .collect();
-        let head = ["#", "Layer", "Output shape", "Params", "MACs"];
-        let mut widths = head.map(str::len);
+        let mut head = vec!["#", "Layer", "Output shape", "Params", "MACs"];
+        // Numbers right-aligned, text left.
+        let mut right = vec![true, false, false, true, true];
+        if !self.chain {
+            head.insert(1, "Name");
+            right.insert(1, false);
+            head.push("Connected to");
+            right.push(false);
+        }
+        let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
         for r in &rows {
             for (w, c) in widths.iter_mut().zip(r) {
                 *w = (*w).max(c.len());
             }
         }
         let total_w = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-        let line = |out: &mut String, r: &[String; 5]| {
-            let _ = writeln!(
-                out,
-                "{:>w0$}  {:<w1$}  {:<w2$}  {:>w3$}  {:>w4$}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                w0 = widths[0],
-                w1 = widths[1],
-                w2 = widths[2],
-                w3 = widths[3],
-                w4 = widths[4]
-            );
+        let line = |out: &mut String, r: &[String]| {
+            let cells: Vec<String> = r
+                .iter()
+                .zip(&widths)
+                .zip(&right)
+                .map(|((c, &w), &right)| if right { format!("{c:>w$}") } else { format!("{c:<w$}") })
+                .collect();
+            let _ = writeln!(out, "{}", cells.join("  ").trim_end());
         };
         let (h, w, c) = self.input;
         let mut out = String::new();
@@ -147,7 +171,7 @@ impl Summary {
             self.name, self.origin, self.dataset, self.classes
         );
         let _ = writeln!(out, "{}", "=".repeat(total_w));
-        line(&mut out, &head.map(String::from));
+        line(&mut out, &head.iter().map(|h| h.to_string()).collect::<Vec<_>>());
         let _ = writeln!(out, "{}", "-".repeat(total_w));
         for r in &rows {
             line(&mut out, r);
@@ -165,15 +189,26 @@ impl Summary {
         out
     }
 
-    /// The summary as JSON (`layers[]` with `index`, `type`, `description`, `input`,
-    /// `output`, `params`, `macs`; `total_params`, `total_macs`).
+    /// The summary as JSON (`layers[]` with `index`, `name` (or null), `type`, `description`,
+    /// `inputs` (`"input"` or a layer index), `input`, `output`, `params`, `macs`;
+    /// `total_params`, `total_macs`).
     pub fn to_json(&self) -> serde_json::Value {
         let layers: Vec<serde_json::Value> = self
             .layers
             .iter()
             .map(|l| {
+                let inputs: Vec<serde_json::Value> = l
+                    .inputs
+                    .iter()
+                    .map(|s| match s {
+                        InputRef::Input => serde_json::json!("input"),
+                        InputRef::Layer(j) => serde_json::json!(j),
+                    })
+                    .collect();
                 serde_json::json!({
                     "index": l.index,
+                    "name": self.names.get(l.index).cloned().flatten(),
+                    "inputs": inputs,
                     "type": l.layer.type_name(),
                     "description": describe(&l.layer),
                     "layer": l.layer,

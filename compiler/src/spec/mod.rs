@@ -61,11 +61,29 @@ pub struct InputSpec {
     pub classes: usize,
 }
 
+/// Where a layer reads its input from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputRef {
+    /// The model's input image (`inputs = ["input"]`).
+    Input,
+    /// The output of `layers[i]`.
+    Layer(usize),
+}
+
 /// One `[[layers]]` entry.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LayerSpec {
     /// The layer with every parameter resolved.
     pub layer: Layer,
+    /// The layer's `name`, by which later layers' `inputs` refer to its output.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// What the layer reads, resolved: one source, two for an `add`. Without an `inputs` key
+    /// (and in specs written before graphs existed, where it is empty) a layer reads the layer
+    /// before it, the first layer the model input: see [`ModelSpec::inputs_of`].
+    #[serde(default)]
+    pub inputs: Vec<InputRef>,
     /// 1-based line of the layer's table in the source (0 when unknown).
     pub line: usize,
     /// 1-based line of each key given in the source, for later error messages.
@@ -152,6 +170,12 @@ pub enum Layer {
     },
     /// The mean of each channel over the whole feature map: `(h, w, c)` → `(1, 1, c)`.
     GlobalAvgPool,
+    /// The element-wise sum of two tensors of the same shape (a residual connection), followed
+    /// by `activation`.
+    Add {
+        /// Activation applied to the sum.
+        activation: Activation,
+    },
 }
 
 impl Layer {
@@ -167,6 +191,7 @@ impl Layer {
             Layer::Flatten => "flatten",
             Layer::BatchNorm { .. } => "batchnorm",
             Layer::GlobalAvgPool => "global_avgpool",
+            Layer::Add { .. } => "add",
         }
     }
 
@@ -208,6 +233,11 @@ impl Activation {
             Activation::Relu6 => "relu6",
         }
     }
+}
+
+/// The input a layer reads when it names none: the layer before it, or the model input.
+pub fn default_input(index: usize) -> InputRef {
+    index.checked_sub(1).map_or(InputRef::Input, InputRef::Layer)
 }
 
 /// `[data]`.
@@ -384,12 +414,22 @@ pub struct Overrides {
     pub seed: Option<u64>,
 }
 
+/// A layer in the training key: its parameters, and its inputs only when they are not the
+/// default chain (so the keys of chain models did not change when graphs came).
+#[derive(Serialize)]
+struct KeyLayer<'a> {
+    #[serde(flatten)]
+    layer: &'a Layer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inputs: Option<Vec<InputRef>>,
+}
+
 /// The canonical form of everything that influences training (for cache keys).
 #[derive(Serialize)]
 struct TrainingKey<'a> {
     key_version: u32,
     input: &'a InputSpec,
-    layers: Vec<&'a Layer>,
+    layers: Vec<KeyLayer<'a>>,
     data: &'a DataSpec,
     train: &'a TrainSpec,
 }
@@ -494,12 +534,36 @@ impl ModelSpec {
         let key = TrainingKey {
             key_version: 1,
             input: &self.input,
-            layers: self.layers.iter().map(|l| &l.layer).collect(),
+            layers: (0..self.layers.len())
+                .map(|i| KeyLayer {
+                    layer: &self.layers[i].layer,
+                    inputs: (!self.is_default_input(i)).then(|| self.inputs_of(i)),
+                })
+                .collect(),
             data: &self.data,
             train: &self.train,
         };
         // Serializing plain structs, enums and numbers into a String cannot fail.
         serde_json::to_string(&key).unwrap_or_default()
+    }
+
+    /// What `layers[index]` reads: its resolved `inputs`, or by default the layer before it (the
+    /// model input for the first layer).
+    pub fn inputs_of(&self, index: usize) -> Vec<InputRef> {
+        match self.layers.get(index) {
+            Some(l) if !l.inputs.is_empty() => l.inputs.clone(),
+            _ => vec![default_input(index)],
+        }
+    }
+
+    /// Whether `layers[index]` reads just the layer before it (the model input for the first).
+    pub fn is_default_input(&self, index: usize) -> bool {
+        self.inputs_of(index) == [default_input(index)]
+    }
+
+    /// Whether every layer reads the one before it (no `add`, no `inputs` elsewhere).
+    pub fn is_chain(&self) -> bool {
+        (0..self.layers.len()).all(|i| self.is_default_input(i))
     }
 
     /// Indices (into `layers`) of the layers that carry weights, in order.

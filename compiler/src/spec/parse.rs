@@ -7,8 +7,8 @@ use super::error::{InvalidKind, SpecError};
 use super::reader::{Source, Table, Value};
 use super::shape;
 use super::{
-    Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InputSpec, Layer, LayerSpec, LrSchedule,
-    ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec,
+    Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InputRef, InputSpec, Layer, LayerSpec, LrSchedule,
+    ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec, default_input,
 };
 
 const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target"];
@@ -43,14 +43,19 @@ const LAYER_TYPES: &[(&str, &str)] = &[
     ("flatten", "flatten"),
     ("batchnorm", "batchnorm"),
     ("global_avgpool", "global_avgpool"),
+    ("add", "add"),
 ];
-const CONV_KEYS: &[&str] = &["type", "filters", "kernel", "stride", "padding", "activation"];
-const DEPTHWISE_KEYS: &[&str] = &["type", "kernel", "stride", "padding", "activation"];
-const POOL_KEYS: &[&str] = &["type", "size", "stride"];
-const DENSE_KEYS: &[&str] = &["type", "units", "activation"];
-const DROPOUT_KEYS: &[&str] = &["type", "rate"];
-const FLATTEN_KEYS: &[&str] = &["type"];
-const BATCHNORM_KEYS: &[&str] = &["type", "epsilon", "momentum", "activation"];
+const CONV_KEYS: &[&str] = &["type", "name", "inputs", "filters", "kernel", "stride", "padding", "activation"];
+const DEPTHWISE_KEYS: &[&str] = &["type", "name", "inputs", "kernel", "stride", "padding", "activation"];
+const POOL_KEYS: &[&str] = &["type", "name", "inputs", "size", "stride"];
+const DENSE_KEYS: &[&str] = &["type", "name", "inputs", "units", "activation"];
+const DROPOUT_KEYS: &[&str] = &["type", "name", "inputs", "rate"];
+const FLATTEN_KEYS: &[&str] = &["type", "name", "inputs"];
+// No `inputs`: a batchnorm normalizes the layer right before it (see `check_batchnorm_follows`).
+const BATCHNORM_KEYS: &[&str] = &["type", "name", "epsilon", "momentum", "activation"];
+const ADD_KEYS: &[&str] = &["type", "name", "inputs", "activation"];
+/// The name `inputs` uses for the model's input image.
+const MODEL_INPUT: &str = "input";
 
 const ACTIVATIONS: &[(&str, Activation)] =
     &[("relu", Activation::Relu), ("relu6", Activation::Relu6), ("none", Activation::None)];
@@ -227,12 +232,26 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
     }
     let type_of = |i: usize| tables.get(i).and_then(|t| t.get("type")).and_then(|v| v.str().ok());
     let last_dense = (0..tables.len()).rposition(|i| type_of(i) == Some("dense"));
+    let names = read_layer_names(&tables)?;
 
     let mut layers = Vec::with_capacity(tables.len());
     for (i, t) in tables.iter().enumerate() {
         let kind = t
-            .require("type", "one of conv2d, maxpool2d, avgpool2d, global_avgpool, dense, batchnorm, dropout, flatten")?
+            .require(
+                "type",
+                "one of conv2d, depthwise_conv2d, maxpool2d, avgpool2d, global_avgpool, dense, batchnorm, add, \
+                 dropout, flatten",
+            )?
             .choice(LAYER_TYPES)?;
+        if kind == "batchnorm"
+            && let Some(v) = t.get("inputs")
+        {
+            return Err(v.err(
+                InvalidKind::Inconsistent,
+                "a batchnorm normalizes the layer right before it (it is folded into that layer's weights), \
+                 so it takes no `inputs`; put the batchnorm right after the layer it normalizes",
+            ));
+        }
         // A layer normalized by the next one defaults to no activation: the batchnorm carries it.
         let before_batchnorm = type_of(i + 1) == Some("batchnorm");
         let (layer, keys) = match kind {
@@ -288,15 +307,22 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
                 t.check_keys(FLATTEN_KEYS, "for a global_avgpool layer")?;
                 (Layer::GlobalAvgPool, FLATTEN_KEYS)
             }
+            "add" => {
+                t.check_keys(ADD_KEYS, "for an add layer")?;
+                (Layer::Add { activation: read_activation(t, Activation::None)? }, ADD_KEYS)
+            }
             _ => {
                 t.check_keys(FLATTEN_KEYS, "for a flatten layer")?;
                 (Layer::Flatten, FLATTEN_KEYS)
             }
         };
-        layers.push(LayerSpec { layer, line: t.line, key_lines: key_lines(t, keys) });
+        let inputs = read_inputs(t, i, kind == "add", &names)?;
+        let name = names.iter().find(|(_, (j, _))| *j == i).map(|(n, _)| n.clone());
+        layers.push(LayerSpec { layer, name, inputs, line: t.line, key_lines: key_lines(t, keys) });
     }
 
-    // Whole-model checks, in file order: shapes first, then the classifier head.
+    // Whole-model checks, in file order: the graph, shapes, then the classifier head.
+    check_graph(&tables, &layers)?;
     if let Err(e) = shape::infer(input, &layers) {
         let t = &tables[e.index];
         return Err(t.src.error(t.line_of(e.key), t.key_path(e.key), InvalidKind::Inconsistent, e.message));
@@ -345,6 +371,197 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
         }
     }
     Ok(layers)
+}
+
+/// The `name` of every layer: `name → (layer index, line)`; names are unique, not `input`, and
+/// made of ASCII letters, digits, `-`, `_` and `.`.
+fn read_layer_names(tables: &[Table<'_, '_>]) -> Result<BTreeMap<String, (usize, usize)>, SpecError> {
+    let mut names: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (i, t) in tables.iter().enumerate() {
+        let Some(v) = t.get("name") else { continue };
+        let name = v.str()?;
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            return Err(v.err(
+                InvalidKind::BadValue,
+                format!("`{name}` is not a valid layer name; use 1 to 64 ASCII letters, digits, '-', '_' or '.'"),
+            ));
+        }
+        if name == MODEL_INPUT {
+            return Err(v.err(
+                InvalidKind::BadValue,
+                "`input` names the model's input image in `inputs`; choose another name for this layer",
+            ));
+        }
+        if let Some(&(j, line)) = names.get(name) {
+            return Err(v.err(
+                InvalidKind::Inconsistent,
+                format!("the name `{name}` is already used by layers[{j}] (line {line}); layer names must be unique"),
+            ));
+        }
+        names.insert(name.to_string(), (i, v.line));
+    }
+    Ok(names)
+}
+
+/// The resolved `inputs` of layer `i`: by default the layer before it (the model input for the
+/// first layer); an `add` names two inputs, or one, which is then added to the layer before it.
+fn read_inputs(
+    t: &Table<'_, '_>,
+    i: usize,
+    is_add: bool,
+    names: &BTreeMap<String, (usize, usize)>,
+) -> Result<Vec<InputRef>, SpecError> {
+    let Some(v) = t.get("inputs") else {
+        if is_add {
+            return Err(t.src.error(
+                t.line,
+                t.key_path("inputs"),
+                InvalidKind::Missing,
+                "missing; an add sums two layers' outputs: name them, e.g. inputs = [\"block1\", \"shortcut1\"] \
+                 (or name one, which is added to the layer right before the add)",
+            ));
+        }
+        return Ok(vec![default_input(i)]);
+    };
+    let single = matches!(v.raw(), toml::de::DeValue::String(_));
+    let items = if single { vec![v] } else { v.items()? };
+    let wanted = if is_add { "two layer names (or one, added to the layer before)" } else { "one layer name" };
+    if items.len() > if is_add { 2 } else { 1 } {
+        return Err(t.src.error(
+            t.line_of("inputs"),
+            t.key_path("inputs"),
+            InvalidKind::BadValue,
+            format!("{} inputs given; this layer takes {wanted}", items.len()),
+        ));
+    }
+    let mut out = Vec::with_capacity(2);
+    if is_add && items.len() == 1 {
+        out.push(default_input(i));
+    }
+    for item in &items {
+        let name = item.str()?;
+        if name == MODEL_INPUT {
+            out.push(InputRef::Input);
+            continue;
+        }
+        let Some(&(j, _)) = names.get(name) else {
+            let known: Vec<&str> = names.keys().map(String::as_str).collect();
+            let hint =
+                super::reader::closest(name, &known).map(|s| format!("did you mean `{s}`? ")).unwrap_or_default();
+            let listed = if known.is_empty() {
+                "no layer has a `name` yet".to_string()
+            } else {
+                format!("named layers: {}", known.join(", "))
+            };
+            return Err(item.err(
+                InvalidKind::BadValue,
+                format!("no layer is named `{name}`; {hint}{listed} (and `input` for the model input)"),
+            ));
+        };
+        out.push(InputRef::Layer(j));
+    }
+    Ok(out)
+}
+
+/// The graph rules: every input comes from an earlier layer (a later one would be a cycle or
+/// an order the network cannot run in), every layer's output is used (the last layer's gives the
+/// logits), and nothing but its batchnorm reads a layer that a batchnorm normalizes.
+fn check_graph(tables: &[Table<'_, '_>], layers: &[LayerSpec]) -> Result<(), SpecError> {
+    let inputs_line = |i: usize| tables[i].line_of("inputs");
+    let label = |j: usize| match &layers[j].name {
+        Some(n) => format!("`{n}` (layers[{j}])"),
+        None => format!("layers[{j}]"),
+    };
+    for (i, l) in layers.iter().enumerate() {
+        for &source in &l.inputs {
+            let InputRef::Layer(j) = source else { continue };
+            if j < i {
+                continue;
+            }
+            let t = &tables[i];
+            let message = match cycle_through(layers, j, i) {
+                Some(path) => {
+                    let path: Vec<String> = path.iter().map(|&k| label(k)).collect();
+                    format!(
+                        "the inputs form a cycle: {}; a network must not feed a layer's output back into it",
+                        path.join(" -> ")
+                    )
+                }
+                None => format!(
+                    "{} comes after this layer; a layer can only read layers above it in the file \
+                     (move it up)",
+                    label(j)
+                ),
+            };
+            return Err(t.src.error(inputs_line(i), t.key_path("inputs"), InvalidKind::Inconsistent, message));
+        }
+    }
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); layers.len()];
+    for (i, l) in layers.iter().enumerate() {
+        for &source in &l.inputs {
+            if let InputRef::Layer(j) = source {
+                readers[j].push(i);
+            }
+        }
+    }
+    for (j, r) in readers.iter().enumerate() {
+        if j + 1 < layers.len() && r.is_empty() {
+            let t = &tables[j];
+            return Err(t.src.error(
+                t.line,
+                t.key_path("type"),
+                InvalidKind::Inconsistent,
+                format!(
+                    "the output of {} is never used: the layer after it reads other `inputs`; \
+                     name this layer in a later layer's `inputs`, or remove it",
+                    label(j)
+                ),
+            ));
+        }
+        let normalized = layers.get(j + 1).is_some_and(|n| matches!(n.layer, Layer::BatchNorm { .. }));
+        if normalized && let Some(&other) = r.iter().find(|&&k| k != j + 1) {
+            let t = &tables[other];
+            return Err(t.src.error(
+                inputs_line(other),
+                t.key_path("inputs"),
+                InvalidKind::Inconsistent,
+                format!(
+                    "{} is normalized by the batchnorm after it (folded into its weights), so its raw \
+                     output does not exist on the device; read the batchnorm instead (give it a `name`)",
+                    label(j)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A path `from → … → to → from` through the inputs of `layers` when `to` is reachable from
+/// `from` by following inputs (a cycle, since `to` reads `from`), else `None`.
+fn cycle_through(layers: &[LayerSpec], from: usize, to: usize) -> Option<Vec<usize>> {
+    let mut stack = vec![(from, vec![from])];
+    let mut seen = vec![false; layers.len()];
+    while let Some((k, path)) = stack.pop() {
+        if k == to {
+            let mut cycle = path;
+            cycle.push(from);
+            return Some(cycle.into_iter().rev().collect());
+        }
+        if std::mem::replace(&mut seen[k], true) {
+            continue;
+        }
+        for &source in &layers[k].inputs {
+            if let InputRef::Layer(j) = source {
+                let mut next = path.clone();
+                next.push(j);
+                stack.push((j, next));
+            }
+        }
+    }
+    None
 }
 
 /// A batchnorm is folded into the conv2d, depthwise_conv2d or dense layer right before it, which must therefore

@@ -355,7 +355,7 @@ impl<'a, 'i> Value<'a, 'i> {
 }
 
 /// The allowed name closest to `name`, when it is close enough to be a likely typo.
-fn closest<'s>(name: &str, allowed: &[&'s str]) -> Option<&'s str> {
+pub(crate) fn closest<'s>(name: &str, allowed: &[&'s str]) -> Option<&'s str> {
     allowed
         .iter()
         .map(|&a| (strsim::levenshtein(name, a), a))

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{InputSpec, Layer, LayerSpec, Padding};
+use super::{InputRef, InputSpec, Layer, LayerSpec, Padding, default_input};
 
 /// A tensor shape for one image (batch dimension excluded).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +69,10 @@ pub struct LayerShape {
     pub index: usize,
     /// The layer.
     pub layer: Layer,
-    /// Input shape.
+    /// What the layer reads (two sources for an `add`).
+    #[serde(default)]
+    pub inputs: Vec<InputRef>,
+    /// Input shape (of the first input; an `add`'s inputs all have this shape).
     pub input: TensorShape,
     /// Output shape.
     pub output: TensorShape,
@@ -111,12 +114,49 @@ fn conv_window(
     }
 }
 
+/// How a shape error names a layer's input: `the model input` or `layers[3] ("stack1")`.
+pub(crate) fn describe_input(layers: &[LayerSpec], source: InputRef) -> String {
+    match source {
+        InputRef::Input => "the model input".to_string(),
+        InputRef::Layer(j) => match layers.get(j).and_then(|l| l.name.as_deref()) {
+            Some(name) => format!("layers[{j}] (\"{name}\")"),
+            None => format!("layers[{j}]"),
+        },
+    }
+}
+
 pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<LayerShape>, ShapeError> {
-    let mut shape = TensorShape::Spatial { height: input.height, width: input.width, channels: input.channels };
-    let mut out = Vec::with_capacity(layers.len());
+    let model_input = TensorShape::Spatial { height: input.height, width: input.width, channels: input.channels };
+    let mut out: Vec<LayerShape> = Vec::with_capacity(layers.len());
     for (index, spec) in layers.iter().enumerate() {
         let layer = spec.layer;
         let err = |key: &'static str, message: String| ShapeError { index, key, message };
+        let sources = if spec.inputs.is_empty() { vec![default_input(index)] } else { spec.inputs.clone() };
+        let mut source_shapes = Vec::with_capacity(sources.len());
+        for &source in &sources {
+            source_shapes.push(match source {
+                InputRef::Input => model_input,
+                InputRef::Layer(j) => match out.get(j) {
+                    Some(s) => s.output,
+                    None => return Err(err("inputs", format!("layers[{j}] does not come before this layer"))),
+                },
+            });
+        }
+        let Some(&shape) = source_shapes.first() else {
+            return Err(err("inputs", "the layer has no input".to_string()));
+        };
+        if let Some(k) = source_shapes.iter().position(|s| *s != shape) {
+            return Err(err(
+                "inputs",
+                format!(
+                    "an add needs inputs of one shape, but {} is {} and {} is {}",
+                    describe_input(layers, sources[0]),
+                    shape.display(),
+                    describe_input(layers, sources[k]),
+                    source_shapes[k].display()
+                ),
+            ));
+        }
         let spatial = |what: &str| match shape {
             TensorShape::Spatial { height, width, channels } => Ok((height, width, channels)),
             TensorShape::Flat { len } => Err(err(
@@ -177,9 +217,9 @@ pub(crate) fn infer(input: &InputSpec, layers: &[LayerSpec]) -> Result<Vec<Layer
                 spatial("flatten")?;
                 (TensorShape::Flat { len: shape.len() }, 0, 0)
             }
+            Layer::Add { .. } => (shape, 0, 0),
         };
-        out.push(LayerShape { index, layer, input: shape, output, params, macs });
-        shape = output;
+        out.push(LayerShape { index, layer, inputs: sources, input: shape, output, params, macs });
     }
     Ok(out)
 }

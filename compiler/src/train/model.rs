@@ -18,7 +18,7 @@ use burn::tensor::activation::{relu, relu6};
 
 use super::error::TrainError;
 use super::{LayerKind, TrainedLayer};
-use crate::spec::{Activation, Init, Layer, ModelSpec, Padding};
+use crate::spec::{Activation, Init, InputRef, Layer, ModelSpec, Padding};
 
 /// A conv2d (or depthwise conv2d: groups = channels) layer and its activation.
 #[derive(Module, Debug)]
@@ -46,6 +46,13 @@ pub(crate) struct NormBlock {
     activation: Activation,
 }
 
+/// A residual sum and its activation (no parameters).
+#[derive(Module, Debug)]
+pub(crate) struct AddBlock {
+    #[module(skip)]
+    activation: Activation,
+}
+
 /// An explicit flatten (no parameters).
 #[derive(Module, Debug, Default)]
 pub(crate) struct FlattenBlock;
@@ -60,18 +67,28 @@ pub(crate) enum Block {
     Dropout(Dropout),
     Flatten(FlattenBlock),
     Norm(NormBlock),
+    Add(AddBlock),
 }
 
-/// The whole network.
+/// The whole network: one block per spec layer, run in order, each on the outputs its layer
+/// names as `inputs`.
 #[derive(Module, Debug)]
 pub(crate) struct Net {
     blocks: Vec<Block>,
+    /// Per block, what it reads: 0 is the model input, `j + 1` the output of block `j`.
+    #[module(skip)]
+    sources: Vec<Vec<usize>>,
+    /// Per tensor (numbered as in `sources`), the last block that reads it: after that block it
+    /// is dropped (the logits, read by nobody, live to the end).
+    #[module(skip)]
+    last_reader: Vec<usize>,
 }
 
 /// A callback receiving `(layer index, layer output)`.
 type Observer<'a> = dyn FnMut(usize, &Tensor<2>) + 'a;
 
 /// Activations between blocks: still spatial, or already flattened.
+#[derive(Clone)]
 enum Act {
     Spatial(Tensor<4>),
     Flat(Tensor<2>),
@@ -239,8 +256,26 @@ impl Net {
                 }
                 Layer::Dropout { rate } => Block::Dropout(DropoutConfig::new(rate).init()),
                 Layer::Flatten => Block::Flatten(FlattenBlock),
+                Layer::Add { activation } => Block::Add(AddBlock { activation }),
             };
             blocks.push(block);
+        }
+        let sources: Vec<Vec<usize>> = (0..blocks.len())
+            .map(|i| {
+                spec.inputs_of(i)
+                    .iter()
+                    .map(|s| match s {
+                        InputRef::Input => 0,
+                        InputRef::Layer(j) => j + 1,
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut last_reader = vec![blocks.len(); blocks.len() + 1];
+        for (i, s) in sources.iter().enumerate() {
+            for &t in s {
+                last_reader[t] = i;
+            }
         }
         if let Some(mut rest) = trained_iter
             && let Some(extra) = rest.next()
@@ -252,7 +287,7 @@ impl Net {
                 ),
             });
         }
-        Ok(Net { blocks })
+        Ok(Net { blocks, sources, last_reader })
     }
 
     /// Logits `[batch, classes]` for inputs `[batch, channels, height, width]`.
@@ -267,9 +302,31 @@ impl Net {
     }
 
     fn run(&self, x: Tensor<4>, mut observe: Option<&mut Observer<'_>>) -> Tensor<2> {
+        // Tensor 0 is the input, tensor j + 1 block j's output; each is dropped after its last
+        // reader (a chain holds one at a time, as before graphs).
+        let mut tensors: Vec<Option<Act>> = Vec::with_capacity(self.blocks.len() + 1);
         let mut act = Act::Spatial(x);
+        tensors.push(Some(act.clone()));
         for (i, block) in self.blocks.iter().enumerate() {
-            act = match (block, act) {
+            let mut take = |t: usize| -> Option<Act> {
+                let slot = tensors.get_mut(t)?;
+                if self.last_reader.get(t) == Some(&i) { slot.take() } else { slot.clone() }
+            };
+            let sources = self.sources.get(i).map_or(&[][..], Vec::as_slice);
+            let mut inputs = sources.iter().filter_map(|&t| take(t));
+            // A validated spec gives every block its inputs (one, two for an add).
+            let Some(first) = inputs.next() else { break };
+            let second = inputs.next();
+            drop(inputs);
+            let out = match (block, first) {
+                (Block::Add(b), Act::Spatial(t)) => match second {
+                    Some(Act::Spatial(u)) => Act::Spatial(activate(t + u, b.activation)),
+                    _ => Act::Spatial(t),
+                },
+                (Block::Add(b), Act::Flat(t)) => match second {
+                    Some(Act::Flat(u)) => Act::Flat(activate(t + u, b.activation)),
+                    _ => Act::Flat(t),
+                },
                 (Block::Conv(b), Act::Spatial(t)) => Act::Spatial(activate(b.conv.forward(t), b.activation)),
                 (Block::MaxPool(p), Act::Spatial(t)) => Act::Spatial(p.forward(t)),
                 (Block::AvgPool(p), Act::Spatial(t)) => Act::Spatial(p.forward(t)),
@@ -284,11 +341,13 @@ impl Net {
                 (_, a @ Act::Flat(_)) => a,
             };
             if let Some(observe) = observe.as_mut() {
-                match &act {
+                match &out {
                     Act::Flat(t) => observe(i, t),
                     Act::Spatial(t) => observe(i, &t.clone().flatten(1, 3)),
                 }
             }
+            tensors.push(Some(out.clone()));
+            act = out;
         }
         act.flat()
     }

@@ -1,5 +1,5 @@
 //! The float graph (F32 and F16 plans): `Conv` (depthwise: `group` = channels), `Relu` /
-//! `Clip`, `MaxPool` / `AveragePool`, `Flatten` + `Gemm`.
+//! `Clip`, `MaxPool` / `AveragePool`, `Flatten` + `Gemm`, `Add`.
 
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
@@ -12,12 +12,41 @@ use crate::lower::plan::{Activation, Bias, OpKind, Plan, PlanOp, Pool, PoolKind,
 
 pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
     let mut b = GraphBuilder::default();
-    let mut x = INPUT_NAME.to_string();
-    // Whether `x` is `[1, n]` (after a dense layer) rather than `[1, C, H, W]`.
-    let mut flat = false;
+    // Per tensor (0: the input, k + 1: op k's output) its name, and whether it is `[1, n]` (after
+    // a dense layer) rather than `[1, C, H, W]`.
+    let mut tensors: Vec<(String, bool)> = vec![(INPUT_NAME.to_string(), false)];
+    let (mut x, mut flat) = (INPUT_NAME.to_string(), false);
     for (i, op) in plan.ops.iter().enumerate() {
         let p = op_output_name(i);
+        let operand = |k: usize| {
+            op.inputs
+                .get(k)
+                .and_then(|&t| tensors.get(t).cloned())
+                .ok_or_else(|| inconsistent(i, op, "reads a tensor not written yet"))
+        };
+        (x, flat) = operand(0)?;
         let mut y = x.clone();
+        if op.kind == OpKind::Add {
+            // Both operands in one form: `[1, n]` when both are, else `[1, C, H, W]`.
+            let (mut other, other_flat) = operand(1)?;
+            if flat != other_flat {
+                let shape =
+                    b.i64s(format!("{p}.shape"), &[4], &[1, op.input.c as i64, op.input.h as i64, op.input.w as i64]);
+                if flat {
+                    y = b.node("Reshape", &[&y, &shape], format!("{p}.a.nchw"), vec![]);
+                } else {
+                    other = b.node("Reshape", &[&other, &shape], format!("{p}.b.nchw"), vec![]);
+                }
+                flat = false;
+            }
+            let sum = b.node("Add", &[&y, &other], format!("{p}.add"), vec![]);
+            let y = activation(&mut b, &p, &sum, op.activation);
+            x = b.rename_last(&y, &p);
+            let dims = if flat { vec![1, op.output.c] } else { nchw(op.output).to_vec() };
+            b.value_info(&x, DataType::Float, &dims);
+            tensors.push((x.clone(), flat));
+            continue;
+        }
         if flat && op.kind != OpKind::Dense {
             let shape = b.i64s(format!("{p}.shape"), &[4], &[1, op.input.len() as i64, 1, 1]);
             y = b.node("Reshape", &[&y, &shape], format!("{p}.nchw"), vec![]);
@@ -62,6 +91,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                 let kind = if op.kind == OpKind::MaxPool2d { PoolKind::Max } else { PoolKind::Avg };
                 pool_node(&mut b, &p, &y, &Pool { kind, size: op.kernel, stride: op.stride })
             }
+            OpKind::Add => unreachable!("handled above"),
             OpKind::Dense => {
                 if !flat {
                     y = b.node("Flatten", &[&y], format!("{p}.flat"), vec![attr_int("axis", 1)]);
@@ -80,6 +110,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
         } else {
             b.value_info(&x, DataType::Float, &nchw(op.output));
         }
+        tensors.push((x.clone(), flat));
     }
     let last = plan.ops.last().ok_or(OnnxError::Empty)?;
     if flat {

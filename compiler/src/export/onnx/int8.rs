@@ -1,6 +1,6 @@
 //! The int8 graph: `QuantizeLinear`, `QLinearConv` (convolutions, depthwise convolutions with
-//! `group` = channels, dense layers and average pools), int8 `Clip` and `MaxPool`,
-//! `DequantizeLinear`.
+//! `group` = channels, dense layers and average pools), int8 `Clip` and `MaxPool`, an add as
+//! `DequantizeLinear` → `Add` → `QuantizeLinear`, and `DequantizeLinear` for the logits.
 
 use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
@@ -10,7 +10,7 @@ use super::validate::{INPUT_SCALE, INPUT_ZERO_POINT};
 use super::{
     INPUT_NAME, INPUT_Q_NAME, OnnxError, dense_hwc_to_chw, flatten_logits, io, nchw, ohwi_to_oihw, op_output_name,
 };
-use crate::lower::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, RequantSpec, Weights};
+use crate::lower::plan::{Activation, Bias, OpKind, OpQuant, Plan, PlanOp, PoolKind, QParams, RequantSpec, Weights};
 use mnistc_runtime::quant::uniform_scale;
 
 pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
@@ -19,11 +19,20 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
     let zero_point = b.i8_scalar(format!("{INPUT_Q_NAME}.zero_point"), INPUT_ZERO_POINT as i8);
     let mut x = b.node("QuantizeLinear", &[INPUT_NAME, &scale, &zero_point], INPUT_Q_NAME, vec![]);
     b.value_info(&x, DataType::Int8, &nchw(plan.input));
+    // Per tensor (0: the quantized input, k + 1: op k's output) its name.
+    let mut tensors: Vec<String> = vec![x.clone()];
     for (i, op) in plan.ops.iter().enumerate() {
         let p = op_output_name(i);
         let err = |what: &str| OnnxError::Op { op: i, kind: op.kind.name(), what: what.into() };
         let q = op.quant.as_ref().ok_or_else(|| err("int8 op without quantization parameters"))?;
+        let operand = |k: usize| op.inputs.get(k).and_then(|&t| tensors.get(t).cloned());
+        x = operand(0).ok_or_else(|| err("reads a tensor not written yet"))?;
         let y = match op.kind {
+            OpKind::Add => {
+                let other = operand(1).ok_or_else(|| err("an add needs a second operand"))?;
+                let b_q = q.input2.ok_or_else(|| err("an add needs its second operand's quantization"))?;
+                add(&mut b, &p, [(&x, q.input), (&other, b_q)], op.activation, q.output)
+            }
             OpKind::Conv2d => {
                 let (w, bias) = params(op).ok_or_else(|| err("an int8 conv needs int8 weights and int32 bias"))?;
                 let (o, c, [kh, kw]) = (op.output.c, op.input.c, op.kernel);
@@ -95,6 +104,7 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
         };
         x = b.rename_last(&y, &p);
         b.value_info(&x, DataType::Int8, &nchw(op.output));
+        tensors.push(x.clone());
     }
     let last = plan.ops.last().ok_or(OnnxError::Empty)?;
     let out =
@@ -198,6 +208,32 @@ fn clamp(b: &mut GraphBuilder, p: &str, x: &str, q: &OpQuant) -> String {
     let lo = b.i8_scalar(format!("{p}.clip.min"), q.act_min.clamp(-128, 127) as i8);
     let hi = b.i8_scalar(format!("{p}.clip.max"), q.act_max.clamp(-128, 127) as i8);
     b.node("Clip", &[x, &lo, &hi], format!("{p}.clip"), vec![])
+}
+
+/// An int8 add as ONNX's QDQ form: `DequantizeLinear` of each operand with its real scale and
+/// zero point, a float `Add`, the activation in float (`Relu`, `Clip(0, 6)`), `QuantizeLinear`
+/// to the output's. tract runs exactly this in f32 (an `Add` has two inputs, so tract does not
+/// fold the dequantization away), and the runtime's `add_s8` computes the same f32 operations.
+fn add(b: &mut GraphBuilder, p: &str, operands: [(&str, QParams); 2], activation: Activation, y_q: QParams) -> String {
+    let mut real = Vec::with_capacity(2);
+    for (k, (x, q)) in operands.into_iter().enumerate() {
+        let scale = b.f32_scalar(format!("{p}.x{k}.scale"), q.scale);
+        let zero_point = b.i8_scalar(format!("{p}.x{k}.zero_point"), zp(q));
+        real.push(b.node("DequantizeLinear", &[x, &scale, &zero_point], format!("{p}.x{k}.real"), vec![]));
+    }
+    let sum = b.node("Add", &[&real[0], &real[1]], format!("{p}.add"), vec![]);
+    let y = match activation {
+        Activation::None => sum,
+        Activation::Relu => b.node("Relu", &[&sum], format!("{p}.relu"), vec![]),
+        Activation::Relu6 => {
+            let lo = b.f32_scalar(format!("{p}.relu6.min"), 0.0);
+            let hi = b.f32_scalar(format!("{p}.relu6.max"), 6.0);
+            b.node("Clip", &[&sum, &lo, &hi], format!("{p}.relu6"), vec![])
+        }
+    };
+    let scale = b.f32_scalar(format!("{p}.y_scale"), y_q.scale);
+    let zero_point = b.i8_scalar(format!("{p}.y_zero_point"), zp(y_q));
+    b.node("QuantizeLinear", &[&y, &scale, &zero_point], format!("{p}.q"), vec![])
 }
 
 fn max_pool(b: &mut GraphBuilder, p: &str, x: &str, size: [usize; 2], stride: [usize; 2]) -> String {

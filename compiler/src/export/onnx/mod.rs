@@ -4,6 +4,8 @@
 //! # Interface
 //! * Input [`INPUT_NAME`] (`input`): float32 `[1, C, H, W]`, NCHW, `pixel / 255`.
 //! * Output [`OUTPUT_NAME`] (`logits`): float32 `[1, classes]`, in the runtime's logit order.
+//! * Ops read the tensors the plan names ([`crate::lower::plan::PlanOp::inputs`]): the input or
+//!   an earlier op's output, so residual graphs export as they run.
 //! * The output of plan op `i` is the tensor [`op_output_name`]`(i)` (`op{i}`): float32 in float
 //!   graphs (`[1, C, H, W]`, or `[1, units]` after a dense layer), int8 `[1, C, H, W]` in int8
 //!   graphs (a dense layer gives `[1, units, 1, 1]`). These shapes are also recorded as
@@ -24,11 +26,13 @@
 //! | conv | `Conv` (weights OHWI → OIHW, `pads = [top, left, bottom, right]`, which is ONNX's `[x1_begin, x2_begin, x1_end, x2_end]`), then `Relu` or `Clip(0, 6)`, then `MaxPool` / `AveragePool` for a fused pool |
 //! | max / avg pool | `MaxPool` / `AveragePool` (no padding, floor) |
 //! | dense | `Flatten` (from 4-D), `Gemm(transB = 1)` with the weight columns permuted from the plan's NHWC `(h, w, c)` order to ONNX's NCHW flatten order `(c, h, w)`, then the activation |
+//! | add | `Add` (a `[1, n]` operand reshaped to `[1, n, 1, 1]` when the other is 4-D), then the activation |
 //! | logits | `Identity`, or `Transpose(0, 2, 3, 1)` + `Flatten` when the last op's output is spatial |
 //!
 //! A spatial op after a dense layer first `Reshape`s `[1, n]` to `[1, n, 1, 1]`.
 //!
-//! int8 plans carry the integer arithmetic explicitly (no float op runs on dequantized values):
+//! int8 plans carry the integer arithmetic explicitly (only an add runs in float, as the runtime's
+//! add does):
 //!
 //! | plan op | ONNX |
 //! |---------|------|
@@ -38,6 +42,7 @@
 //! | max pool (fused or standalone) | `MaxPool` on int8 |
 //! | avg pool (fused or standalone) | depthwise `QLinearConv` (`group = C`, all-ones int8 weights `[C, 1, kh, kw]`, per-tensor weight scale = the pool's multiplier, zero point 0, no bias, strides = pool stride): the runtime's sum of `x − zp` with its uniform requantization |
 //! | dense | `QLinearConv` whose kernel covers the whole input (`[units, C, H, W]`, the dense weights permuted to CHW), output `[1, units, 1, 1]`; a dense after a dense is a 1×1 `QLinearConv` |
+//! | add | `DequantizeLinear` of each operand (real scale and zero point), `Add`, `Relu` / `Clip(0, 6)`, `QuantizeLinear` to the output's scale and zero point |
 //! | logits | `DequantizeLinear(output scale, zero point)`, then `Flatten` (with `Transpose(0, 2, 3, 1)` first when the last op's output is spatial) |
 //!
 //! ONNX expresses requantization by scales, not by multipliers, and runtimes compute the

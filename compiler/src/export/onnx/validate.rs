@@ -1,4 +1,5 @@
-//! What [`super::export`] checks before it writes a graph: shapes chain and match the geometry,
+//! What [`super::export`] checks before it writes a graph: each op reads tensors written before
+//! it, of its input's shape and quantization; shapes match the geometry,
 //! weights match the precision, and int8 parameters are ones ONNX expresses exactly.
 
 use crate::lower::plan::{Bias, OpKind, OpQuant, Plan, PlanOp, Pool, PoolKind, Precision, QParams, Shape, Weights};
@@ -39,28 +40,44 @@ pub(super) fn plan(plan: &Plan) -> Result<(), OnnxError> {
         return Err(OnnxError::Op { op: 0, kind: plan.ops[0].kind.name(), what: "empty input shape".into() });
     }
     let int8 = plan.precision == Precision::Int8;
-    let mut shape = plan.input;
-    let mut q = QParams { scale: INPUT_SCALE, zero_point: INPUT_ZERO_POINT };
+    // Per tensor (0: the input, k + 1: op k's output) its shape and quantization.
+    let mut tensors = vec![(plan.input, QParams { scale: INPUT_SCALE, zero_point: INPUT_ZERO_POINT })];
+    let mut q = tensors[0].1;
     for (i, op) in plan.ops.iter().enumerate() {
         let err = |what: String| OnnxError::Op { op: i, kind: op.kind.name(), what };
-        if op.input != shape {
-            return Err(err(format!("input {} does not match the previous output {}", fmt(op.input), fmt(shape))));
+        let arity = if op.kind == OpKind::Add { 2 } else { 1 };
+        if op.inputs.len() != arity {
+            return Err(err(format!("{} inputs, the op takes {arity}", op.inputs.len())));
+        }
+        let mut sources = Vec::with_capacity(arity);
+        for &t in &op.inputs {
+            let &(shape, tq) =
+                tensors.get(t).ok_or_else(|| err(format!("reads tensor {t}, which is not written yet")))?;
+            if op.input != shape {
+                return Err(err(format!("input {} does not match tensor {t}, which is {}", fmt(op.input), fmt(shape))));
+            }
+            sources.push(tq);
         }
         geometry(op).map_err(err)?;
         weights(op, plan.precision).map_err(err)?;
         if int8 {
             let oq = op.quant.as_ref().ok_or_else(|| err("int8 op without quantization parameters".into()))?;
-            if oq.input != q {
-                return Err(err(format!(
-                    "input quantization (scale {}, zero point {}) differs from the previous output's \
-                     (scale {}, zero point {})",
-                    oq.input.scale, oq.input.zero_point, q.scale, q.zero_point
-                )));
+            let given = [Some(oq.input), oq.input2];
+            for (k, (&want, got)) in sources.iter().zip(given).enumerate() {
+                if got != Some(want) {
+                    return Err(err(format!(
+                        "operand {k}'s quantization {got:?} differs from its tensor's (scale {}, zero point {})",
+                        want.scale, want.zero_point
+                    )));
+                }
+            }
+            if arity == 1 && oq.input2.is_some() {
+                return Err(err("a second operand's quantization on a one-input op".into()));
             }
             quant(op, oq).map_err(err)?;
             q = oq.output;
         }
-        shape = op.output;
+        tensors.push((op.output, op.quant.as_ref().map_or(q, |oq| oq.output)));
     }
     if int8 {
         match plan.output_quant {
@@ -151,6 +168,12 @@ fn geometry(op: &PlanOp) -> Result<(), String> {
             }
             Shape::new(1, 1, op.output.c)
         }
+        OpKind::Add => {
+            if op.fused_pool.is_some() {
+                return Err("an add cannot have a fused pool".into());
+            }
+            op.input
+        }
     };
     if op.output != want {
         return Err(format!("output {} does not match the geometry, which gives {}", fmt(op.output), fmt(want)));
@@ -163,9 +186,9 @@ fn weights(op: &PlanOp, precision: Precision) -> Result<(), String> {
         OpKind::Conv2d => (op.output.c * op.kernel[0] * op.kernel[1] * op.input.c, op.output.c),
         OpKind::DepthwiseConv2d => (op.output.c * op.kernel[0] * op.kernel[1], op.output.c),
         OpKind::Dense => (op.output.c * op.input.len(), op.output.c),
-        OpKind::MaxPool2d | OpKind::AvgPool2d => {
+        OpKind::MaxPool2d | OpKind::AvgPool2d | OpKind::Add => {
             if op.weights != Weights::None || op.bias != Bias::None {
-                return Err("a pool has no weights or bias".into());
+                return Err(format!("a {} has no weights or bias", op.kind.name()));
             }
             return Ok(());
         }
@@ -244,6 +267,17 @@ fn quant(op: &PlanOp, q: &OpQuant) -> Result<(), String> {
                         return Err("pool requantization without an average pool".into());
                     }
                 }
+            }
+        }
+        OpKind::Add => {
+            let b = q.input2.ok_or("an add without its second operand's quantization")?;
+            qparams("second operand", b)?;
+            if q.requant.is_some() || q.pool_requant.is_some() || q.output != q.conv {
+                return Err("an add has only its output quantization".into());
+            }
+            let ratio = q.input.scale.max(b.scale) / q.output.scale;
+            if ratio > mnistc_runtime::format::MAX_ADD_SCALE_RATIO {
+                return Err(format!("an operand's scale is {ratio} times the output's (at most 65536)"));
             }
         }
         OpKind::MaxPool2d | OpKind::AvgPool2d => {
