@@ -26,7 +26,7 @@
 use super::patch_len;
 use crate::format::TAP_GROUP;
 use crate::kernels::params::{
-    AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, PoolKind, Requantizer,
+    AddS8, AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, PoolKind, Requantizer,
 };
 use crate::quant;
 
@@ -599,6 +599,36 @@ pub(crate) unsafe fn depthwise_conv2d_s8<M: Micro>(
                 c0 += n;
             }
         }
+    }
+    Ok(())
+}
+
+/// `1.5 · 2^23`: adding and subtracting it rounds an f32 of magnitude below `2^22` to the nearest
+/// integer, ties to even (the FPU's default rounding), in two additions.
+const ROUNDING_MAGIC: f32 = 12_582_912.0;
+
+/// `round_half_even(v) as i32` for what an add can produce, without `libm::rintf` (a software
+/// routine on the Cortex-M): exact below `2^22` in magnitude; at or above it, where the result
+/// saturates the int8 output whatever its last bits, `v` is converted as it is (NaN gives 0 and
+/// infinities saturate, as they do after `rintf`).
+#[inline(always)]
+fn round_to_i32(v: f32) -> i32 {
+    let r = if v.abs() < 4_194_304.0 { (v + ROUNDING_MAGIC) - ROUNDING_MAGIC } else { v };
+    r as i32
+}
+
+/// int8 add: the reference's f32 operations in the reference's order, with the zero points
+/// subtracted in i32 (exact: [`AddS8::check`] keeps them in int8) and [`round_to_i32`] for
+/// `rintf`, so every element equals the reference's; the loop has no call left, so the compiler
+/// vectorizes it where the ISA allows. Checks its arguments first ([`AddS8::check`]).
+#[inline(always)]
+pub(crate) fn add_s8(p: &AddS8, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    p.check(a.len(), b.len(), output.len())?;
+    let (za, zb) = (p.a_zero_point, p.b_zero_point);
+    for ((o, &x), &y) in output.iter_mut().zip(a).zip(b) {
+        let sum = (x as i32 - za) as f32 * p.a_scale + (y as i32 - zb) as f32 * p.b_scale;
+        let q = round_to_i32(sum * p.inv_output_scale).saturating_add(p.output_zero_point);
+        *o = q.max(p.act_min).min(p.act_max) as i8;
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! One property suite, instantiated per ISA: every fast kernel (conv2d, depthwise conv2d, dense,
-//! pools) equals the reference bit for bit
+//! pools, add) equals the reference bit for bit
 //! on random shapes (odd channel counts, several channel blocks, `k` tails, 1×1, kernel = input,
 //! stride > kernel, `same` padding with even kernels, overlapping fused and standalone pools), random weights and
 //! extreme values (−128/127, zero points at the ends), both requantization paths.
@@ -10,7 +10,8 @@
 use proptest::prelude::*;
 
 use super::params::{
-    AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads,
+    AddS8, AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer, Shape,
+    same_pads,
 };
 use super::{conv2d_s8_scratch_size, dense_s8_scratch_size, reference};
 use crate::quant::multiplier_from_scale;
@@ -331,6 +332,41 @@ pub(crate) fn run_depthwise(t: &DepthwiseCase, f: impl FnOnce(&DepthwiseS8<'_>, 
     out
 }
 
+/// A scale for an add: exact ties (powers of two, where halves occur), ordinary values, and
+/// extremes far past what validation accepts (the kernels must still agree).
+fn add_scale() -> impl Strategy<Value = f32> + Clone {
+    prop_oneof![
+        2 => (-3i32..=3).prop_map(|e| 2f32.powi(e)),
+        3 => (-12.0f32..2.0).prop_map(|e| 10f32.powf(e)),
+        1 => (-40i32..=40).prop_map(|e| 2f32.powi(e) * 1.37),
+    ]
+}
+
+/// A random int8 add: odd lengths, extreme operands and zero points, any clamp range.
+pub(crate) fn add_case() -> impl Strategy<Value = (AddS8, Vec<i8>, Vec<i8>)> {
+    (1usize..300).prop_flat_map(|n| {
+        (
+            (zero_point(), add_scale(), zero_point(), add_scale(), add_scale(), zero_point()),
+            (-128i32..=127, -128i32..=127),
+            proptest::collection::vec(extreme_i8(), n),
+            proptest::collection::vec(extreme_i8(), n),
+        )
+            .prop_map(|((za, sa, zb, sb, inv, zo), (lo, hi), a, b)| {
+                let p = AddS8 {
+                    a_zero_point: za,
+                    a_scale: sa,
+                    b_zero_point: zb,
+                    b_scale: sb,
+                    inv_output_scale: inv,
+                    output_zero_point: zo,
+                    act_min: lo.min(hi),
+                    act_max: lo.max(hi),
+                };
+                (p, a, b)
+            })
+    })
+}
+
 /// The property suite for one ISA module (`$isa`: its [`super::Isa`], `$m`: its module path).
 macro_rules! isa_suite {
     ($name:ident, $isa:expr, $m:path) => {
@@ -369,6 +405,17 @@ macro_rules! isa_suite {
                     let want = run_depthwise(&t, |op, x, out| reference::depthwise_conv2d_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).
                     let got = run_depthwise(&t, |op, x, out| unsafe { isa::depthwise_conv2d_s8(op, x, out) }.expect("a valid case"));
+                    prop_assert_eq!(got, want);
+                }
+
+                #[test]
+                fn add_s8_equals_reference((p, a, b) in add_case()) {
+                    if !available() { return Ok(()); }
+                    let mut want = vec![0i8; a.len()];
+                    let mut got = vec![1i8; a.len()];
+                    reference::add_s8(&p, &a, &b, &mut want);
+                    // SAFETY: the ISA is available (checked above).
+                    unsafe { isa::add_s8(&p, &a, &b, &mut got) }.expect("a valid case");
                     prop_assert_eq!(got, want);
                 }
 

@@ -7,7 +7,7 @@ use core::arch::x86_64::*;
 
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
-use crate::kernels::params::{AvgRequant, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, Requantizer};
+use crate::kernels::params::{AddS8, AvgRequant, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, Requantizer};
 
 /// Whether this CPU has AVX2 (detected at run time with `std`, else the compile-time target).
 pub fn is_available() -> bool {
@@ -180,6 +180,20 @@ pub unsafe fn dense_s8(
 pub unsafe fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     // SAFETY: the ISA is available (this function's own contract).
     unsafe { driver::depthwise_conv2d_s8::<Avx2>(op, input, output) }
+}
+
+/// int8 element-wise add (see [`crate::kernels::reference::add_s8`]): the driver's loop, equal to
+/// the reference bit for bit, without its software rounding call.
+///
+/// # Errors
+/// Checks every argument first, like [`crate::kernels::add_s8`], and returns its [`ParamError`]
+/// without touching anything: the ISA is the only precondition left to the caller.
+///
+/// # Safety
+/// The CPU must have AVX2 ([`is_available`]).
+#[target_feature(enable = "avx2")]
+pub unsafe fn add_s8(p: &AddS8, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
+    driver::add_s8(p, a, b, output)
 }
 
 /// int8 max pool (see [`crate::kernels::reference::maxpool2d_s8`]), vectorized by the compiler.
