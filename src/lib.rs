@@ -264,24 +264,27 @@ pub fn depthwise_plan(precision: Precision, seed: u64) -> Plan {
 }
 
 /// A small int8/f16/f32 residual model on an 8x8x3 input, a graph that no chain can express:
-/// conv 4 (3x3 `same`, ReLU) → conv 4 (3x3 `same`) → add of the two (ReLU); then a 1x1 conv of
-/// the sum with a max pool fused into it, and, in parallel, an average pool of the sum itself;
-/// their add (no activation), dense 10. Seven ops after fusion, two of them adds reading tensors
-/// written several ops earlier.
+/// conv 4 (3x3 `same`, ReLU) → conv 4 (3x3 `same`, ReLU) → conv 4 (3x3 `same`) → add of the last
+/// and the first (ReLU); then a 1x1 conv of the sum with a max pool fused into it, and, in
+/// parallel, an average pool of the sum itself; their add (no activation), dense 10. Eight ops
+/// after pool fusion, two of them adds reading tensors written several ops earlier; in int8 the
+/// first add is fused into the conv before it ([`lower::fuse_residual_adds`]: seven ops, the sum
+/// written over the first conv's output).
 pub fn residual_plan(precision: Precision, seed: u64) -> Plan {
     use spec::Activation::{None as Linear, Relu};
     let mut rng = Rng::new(seed);
     let input = Shape::new(8, 8, 3);
     // (layer, inputs as tensor numbers: 0 the image, k + 1 op k's output)
-    let layers: [(Layer, &[usize]); 8] = [
+    let layers: [(Layer, &[usize]); 9] = [
         (conv(4, [3, 3], [1, 1], true, Relu), &[0]),
-        (conv(4, [3, 3], [1, 1], true, Linear), &[1]),
-        (Layer::Add { activation: Relu }, &[2, 1]),
-        (conv(4, [1, 1], [1, 1], false, Linear), &[3]),
-        (pool(PoolKind::Max, [2, 2], [2, 2]), &[4]),
-        (pool(PoolKind::Avg, [2, 2], [2, 2]), &[3]),
-        (Layer::Add { activation: Linear }, &[5, 6]),
-        (dense(10, Linear), &[7]),
+        (conv(4, [3, 3], [1, 1], true, Relu), &[1]),
+        (conv(4, [3, 3], [1, 1], true, Linear), &[2]),
+        (Layer::Add { activation: Relu }, &[3, 1]),
+        (conv(4, [1, 1], [1, 1], false, Linear), &[4]),
+        (pool(PoolKind::Max, [2, 2], [2, 2]), &[5]),
+        (pool(PoolKind::Avg, [2, 2], [2, 2]), &[4]),
+        (Layer::Add { activation: Linear }, &[6, 7]),
+        (dense(10, Linear), &[8]),
     ];
     let mut ops: Vec<PlanOp> = Vec::new();
     for (layer, inputs) in layers {
@@ -319,5 +322,5 @@ pub fn residual_plan(precision: Precision, seed: u64) -> Plan {
             }
         }
     }
-    fuse_pools(plan)
+    lower::fuse(plan)
 }

@@ -23,6 +23,10 @@ fn depthwise_blob_of(precision: Precision) -> Vec<u8> {
     emit::write(&depthwise_plan(precision, 11)).expect("the depthwise fixture writes").to_vec()
 }
 
+fn residual_blob_of(precision: Precision) -> Vec<u8> {
+    emit::write(&mnistc_suite::residual_plan(precision, 11)).expect("the residual fixture writes").to_vec()
+}
+
 fn arena_for(model: &Model<'_>) -> Vec<u8> {
     vec![0u8; model.arena_size()]
 }
@@ -200,7 +204,7 @@ fn record_fields() -> Vec<Field> {
         pool_stride_w, weights_offset, weights_len, bias_offset, bias_len, quant_offset, quant_len,
         input_zero_point, conv_zero_point, output_zero_point, multiplier, shift, act_min, act_max,
         pool_multiplier, pool_shift, input_offset, output_offset, scratch_offset, scratch_len, input_scale,
-        output_scale, input2_offset, input2_zero_point, input2_scale, reserved)
+        output_scale, input2_offset, input2_zero_point, input2_scale, conv_scale, reserved)
 }
 
 /// Values a field of `size` bytes is set to: small, large, off by one, sign flips.
@@ -323,7 +327,8 @@ fn metadata_field_mutations_are_rejected_or_harmless() {
 
 #[test]
 fn plan_record_mutations_are_rejected_at_their_op_or_harmless() {
-    for (precision, bytes) in PRECISIONS.into_iter().flat_map(|p| [(p, blob_of(p)), (p, depthwise_blob_of(p))]) {
+    let blobs = |p| [(p, blob_of(p)), (p, depthwise_blob_of(p)), (p, residual_blob_of(p))];
+    for (precision, bytes) in PRECISIONS.into_iter().flat_map(blobs) {
         let plan_offset = u32::from_le_bytes(bytes[24..28].try_into().unwrap()) as usize;
         let n = u16::from_le_bytes(bytes[28..30].try_into().unwrap()) as usize;
         let mut rejected_total = 0;
@@ -379,7 +384,7 @@ fn specific_mutations_give_specific_errors() {
     assert_eq!(set(0, "act_max", &(-129i32).to_le_bytes()), op(0, "act_max", Problem::OutOfRange));
     assert_eq!(set(0, "scratch_len", &(arena_size + 1).to_le_bytes()), op(0, "scratch_len", Problem::OutOfBounds));
     assert_eq!(set(1, "pool_multiplier", &5i32.to_le_bytes()), op(1, "pool_multiplier", Problem::OutOfRange));
-    assert_eq!(set(0, "reserved", &[1; 20]), op(0, "reserved", Problem::Unknown));
+    assert_eq!(set(0, "reserved", &[1; 16]), op(0, "reserved", Problem::Unknown));
 }
 
 /// A depthwise op's own rules: as many output channels as input channels, no fused pool, weights

@@ -529,7 +529,7 @@ mod graphs {
         // Identity shortcut in stack 1, 1x1/2 convs in stacks 2 and 3.
         assert_eq!(spec.inputs_of(adds[0])[1], InputRef::Layer(1));
         for &a in &adds[1..] {
-            let InputRef::Layer(shortcut) = spec.inputs_of(a)[0] else { panic!() };
+            let InputRef::Layer(shortcut) = spec.inputs_of(a)[1] else { panic!() };
             assert!(matches!(
                 spec.layers[shortcut].layer,
                 Layer::Conv2d { kernel: [1, 1], stride: [2, 2], activation: Activation::None, .. }

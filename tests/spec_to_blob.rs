@@ -376,7 +376,7 @@ mod residual {
         let images = colour_images(4, 1);
         let burn = train::predict_logits(&model, &images, Device::Cpu).unwrap();
         let plan = lower::fuse_pools(lower::float_plan(&model, [0; 32]).unwrap());
-        // Stem, then per stack two convs (+ a 1x1 shortcut) and an add; the global average pool
+        // Stem, then per stack (a 1x1 shortcut +) two convs and an add; the global average pool
         // stays an op of its own (it reads an add, not a conv); dense.
         let kinds: Vec<&str> = plan.ops.iter().map(|o| o.kind.name()).collect();
         #[rustfmt::skip]
@@ -388,7 +388,7 @@ mod residual {
             "avgpool2d", "dense",
         ]);
         assert_eq!(plan.ops[3].inputs, [3, 1], "stack 1 adds its input (the stem) back");
-        assert_eq!(plan.ops[7].inputs, [7, 6]);
+        assert_eq!(plan.ops[7].inputs, [7, 5], "stack 2 adds its shortcut conv's output");
         let blob = emit::write(&plan).unwrap();
         let device = blob.model();
         let mut arena = vec![0u8; device.arena_size()];
@@ -412,11 +412,15 @@ mod residual {
         let deployed = pipeline::deploy(&spec, &model, &colour_images(32, 2), &colour_images(8, 3), [1; 32]).unwrap();
         let blob = deployed.blob.bytes();
         let device = deployed.blob.model();
-        assert_eq!(device.op_count(), 14);
-        // The largest moment: stack 1's second conv, with the stem's 32x32x16 output kept for the
-        // add, the conv's input and output (3 x 16 KiB), and the conv's im2col scratch.
+        // Each stack's add is fused into the main path's last conv, which writes the sum over
+        // the other operand (the stem; the shortcut convs' outputs): 11 ops.
+        assert_eq!(device.op_count(), 11);
+        assert_eq!(deployed.plan.ops.iter().filter(|o| o.residual).count(), 3);
+        // The largest moment: stack 1's convs, with the stem's 32x32x16 output kept for the
+        // sum (written over it in place) and the branch's 32x32x16 tensor (2 x 16 KiB), plus a
+        // conv's im2col scratch: under MLPerf Tiny's TFLite Micro arena (55,984 B) by 40 %.
         let arena = device.arena_size();
-        assert!((3 * 16_384..3 * 16_384 + 2_048).contains(&arena), "arena {arena}");
+        assert!((2 * 16_384..34_000).contains(&arena), "arena {arena}");
         let onnx = mnistc::export::onnx::export(&deployed.plan).unwrap();
         let images = colour_images(3, 4);
         let report = check(blob, &onnx, &images.pixels, true).unwrap();

@@ -208,12 +208,12 @@ pub fn lower_trained(
     let mut float = lower::float_plan(model, source_hash)?;
     float.name = spec.name.clone();
     Ok(match lower::precision(spec.quantize.precision) {
-        Precision::F32 => (lower::fuse_pools(float), 0),
-        Precision::F16 => (lower::fuse_pools(lower::to_f16(float)), 0),
+        Precision::F32 => (lower::fuse(float), 0),
+        Precision::F16 => (lower::fuse(lower::to_f16(float)), 0),
         Precision::Int8 => {
             let images = calibration_images(train_set, spec.quantize.calibration);
             let ranges = quantize::calibrate(&float, &images.pixels, spec.quantize.method)?;
-            (lower::fuse_pools(quantize::quantize(&float, &ranges)?), images.n)
+            (lower::fuse(quantize::quantize(&float, &ranges)?), images.n)
         }
     })
 }

@@ -50,7 +50,9 @@
 //! An `add` computes, per element and in f32 (as ONNX `DequantizeLinear` → `Add` →
 //! `QuantizeLinear` does in tract), `y = f32(a − a_zp)·a_scale + f32(b − b_zp)·b_scale`, then
 //! `clamp(round_half_even(y · (1/out_scale)) + out_zp, act_min, act_max)` with
-//! `1/out_scale` one f32 division; a fused relu/relu6 is the clamp range, as for a conv.
+//! `1/out_scale` one f32 division; a fused relu/relu6 is the clamp range, as for a conv. An int8
+//! conv2d may carry such an add of a residual tensor into its own output, in place
+//! ([`FLAG_RESIDUAL`]): the residual network's add costs no tensor of its own in the arena.
 
 use crate::kernels::params::ParamError;
 use bytemuck::{Pod, Zeroable};
@@ -62,6 +64,14 @@ compile_error!("mnistc-runtime reads its little-endian blobs in place and suppor
 pub const MAGIC: [u8; 4] = *b"MNCB";
 /// The layout version this runtime reads (and the compiler writes).
 pub const FORMAT_VERSION: u16 = 2;
+/// [`OpRecord::flags`] bit: an int8 `conv2d` without a fused pool adds a residual tensor to its
+/// output, in place. The residual is the tensor at `input2_offset`, which must equal
+/// `output_offset` (the op overwrites the residual as it reads it), with `input2_zero_point` and
+/// `input2_scale`. The convolution is requantized to `conv_zero_point` and `conv_scale` over the
+/// whole int8 range (no activation of its own), then added to the residual exactly as an `add`
+/// op adds its operands (the convolution's output being the first), with `output_scale`,
+/// `output_zero_point` and the `act_min..=act_max` clamp (the add's activation).
+pub const FLAG_RESIDUAL: u32 = 1;
 /// Largest `input_scale / output_scale` (and `input2_scale / output_scale`) of an int8 add:
 /// `2^16`. With `|x − zp| <= 255` an operand then contributes at most `255 · 2^16 < 2^24` output
 /// steps, so `|y · (1/output_scale)| < 2^25` (with the f32 roundings' few ulps to spare): the
@@ -361,7 +371,7 @@ pub struct OpRecord {
     pub pool: u8,
     /// [`Requant`] as `u8` (int8 conv and dense).
     pub requant: u8,
-    /// Flags (reserved, 0).
+    /// Flags: [`FLAG_RESIDUAL`] on an int8 `conv2d`, else 0.
     pub flags: u32,
     /// Input height.
     pub in_h: u16,
@@ -447,8 +457,11 @@ pub struct OpRecord {
     pub input2_zero_point: i32,
     /// `add`, int8: scale of the second operand (0.0 otherwise).
     pub input2_scale: f32,
+    /// int8 `conv2d` with [`FLAG_RESIDUAL`]: scale of the convolution's own output, before the
+    /// residual add (0.0 otherwise).
+    pub conv_scale: f32,
     /// Reserved for later ops (0).
-    pub reserved: [u32; 5],
+    pub reserved: [u32; 4],
 }
 
 const _: () = assert!(core::mem::size_of::<Header>() == 64);

@@ -448,6 +448,7 @@ proptest! {
             act_min: t.act.0,
             act_max: t.act.1,
             pool,
+            residual: None,
             weights: &packed,
             bias: &t.bias,
         };

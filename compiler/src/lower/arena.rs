@@ -116,7 +116,8 @@ pub const ARENA_ALIGN: usize = 16;
 
 /// Plans the arena of `plan`: the input and every op's output, live from the op that writes them
 /// to the last op that reads them (a residual's input stays live across its branch), plus each
-/// op's scratch.
+/// op's scratch. An op with a fused residual add writes over its residual: its output and the
+/// residual are one buffer, live from the residual's writer to the output's last reader.
 pub fn plan_arena(plan: &Plan) -> ArenaPlan {
     let elem = plan.precision.activation_size();
     let n = plan.ops.len();
@@ -128,17 +129,32 @@ pub fn plan_arena(plan: &Plan) -> ArenaPlan {
             }
         }
     }
+    // Tensor t lives in buffer `buffer_of[t]`.
+    let mut buffer_of: Vec<usize> = Vec::with_capacity(n + 1);
     let mut buffers = vec![Buffer { size: plan.input.len() * elem, first: 0, last: last_reader[0] }];
+    buffer_of.push(0);
     for (i, op) in plan.ops.iter().enumerate() {
         // The last op's output (the logits) is read by the caller, after the last step.
         let last = if i + 1 == n { i } else { last_reader[i + 1].max(i) };
-        buffers.push(Buffer { size: op.output.len() * elem, first: i, last });
+        match op.inputs.get(1).filter(|_| op.residual).and_then(|&r| buffer_of.get(r).copied()) {
+            Some(b) => {
+                buffers[b].last = buffers[b].last.max(last);
+                buffer_of.push(b);
+            }
+            None => {
+                buffer_of.push(buffers.len());
+                buffers.push(Buffer { size: op.output.len() * elem, first: i, last });
+            }
+        }
     }
+    let first_scratch = buffers.len();
     for (i, op) in plan.ops.iter().enumerate() {
         buffers.push(Buffer { size: scratch_bytes(op, plan.precision), first: i, last: i });
     }
     let layout = place(&buffers, ARENA_ALIGN);
-    let tensor = |t: Option<&usize>| t.and_then(|&t| layout.offsets.get(t).copied()).unwrap_or(0);
+    let tensor = |t: Option<&usize>| {
+        t.and_then(|&t| buffer_of.get(t)).and_then(|&b| layout.offsets.get(b).copied()).unwrap_or(0)
+    };
     let ops = plan
         .ops
         .iter()
@@ -146,8 +162,8 @@ pub fn plan_arena(plan: &Plan) -> ArenaPlan {
         .map(|(i, op)| OpPlacement {
             input: tensor(op.inputs.first()),
             input2: tensor(op.inputs.get(1)),
-            output: layout.offsets[i + 1],
-            scratch: layout.offsets[n + 1 + i],
+            output: tensor(Some(&(i + 1))),
+            scratch: layout.offsets[first_scratch + i],
         })
         .collect();
     ArenaPlan { ops, size: layout.size.max(1) }

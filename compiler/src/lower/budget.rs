@@ -93,7 +93,7 @@ pub fn estimate(spec: &ModelSpec) -> Result<Footprint, EstimateError> {
             q
         }
     };
-    Ok(emit::write(&lower::fuse_pools(plan))?.footprint())
+    Ok(emit::write(&lower::fuse(plan))?.footprint())
 }
 
 /// The budgets of `target` that `footprint` exceeds.

@@ -228,6 +228,10 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
                 r.input2_zero_point = b.zero_point;
                 r.input2_scale = b.scale;
             }
+            if op.residual {
+                r.flags = format::FLAG_RESIDUAL;
+                r.conv_scale = q.conv.scale;
+            }
             if let Some((multiplier, shift)) = q.pool_requant {
                 r.pool_multiplier = multiplier;
                 r.pool_shift = shift;
@@ -237,7 +241,7 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
         r.input_offset = at.input as u32;
         r.output_offset = at.output as u32;
         r.scratch_offset = at.scratch as u32;
-        if op.kind == OpKind::Add {
+        if op.kind == OpKind::Add || op.residual {
             r.input2_offset = at.input2 as u32;
         }
         r.scratch_len = scratch_bytes(op, plan.precision) as u32;

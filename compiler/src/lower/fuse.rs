@@ -1,7 +1,78 @@
-//! Conv → pool fusion: a pool that directly follows a convolution is merged into it, so the
-//! full convolution output never sits in RAM.
+//! Fusion: a pool that directly follows a convolution is merged into it, so the full
+//! convolution output never sits in RAM; in int8 plans, a residual add is merged into the
+//! convolution right before it, which then writes the sum over the shortcut tensor in place.
 
-use super::plan::{OpKind, Plan, PlanOp, Pool, PoolKind};
+use super::plan::{Activation, OpKind, OpQuant, Plan, PlanOp, Pool, PoolKind, Precision};
+
+/// Every fusion, in order: [`fuse_pools`], then [`fuse_residual_adds`].
+pub fn fuse(plan: Plan) -> Plan {
+    fuse_residual_adds(fuse_pools(plan))
+}
+
+/// Merges each int8 add into the convolution that produces one of its operands, when that
+/// convolution is the op right before the add, has no pool or activation of its own and no other
+/// reader, and the add is the last reader of its other operand (the residual), which is not the
+/// convolution's own input: the merged op writes the sum over the residual in place, so the
+/// convolution's output never takes arena space (in a ResNet stack, one feature map less at the
+/// peak). Numbers do not change: the runtime requantizes the convolution to its own scale and adds
+/// exactly as the add op does. Float plans are returned as they are.
+pub fn fuse_residual_adds(mut plan: Plan) -> Plan {
+    if plan.precision != Precision::Int8 {
+        return plan;
+    }
+    let readers = plan.reader_counts();
+    let mut last_reader = vec![usize::MAX; plan.ops.len() + 1];
+    for (i, op) in plan.ops.iter().enumerate() {
+        for &t in &op.inputs {
+            last_reader[t] = i;
+        }
+    }
+    let mut renumber: Vec<usize> = vec![0; plan.ops.len() + 1];
+    let mut ops: Vec<PlanOp> = Vec::with_capacity(plan.ops.len());
+    for (i, mut op) in plan.ops.drain(..).enumerate() {
+        let old = op.inputs.clone();
+        op.inputs = op.inputs.iter().map(|&t| renumber.get(t).copied().unwrap_or(t)).collect();
+        // The convolution's tensor is `i` (op i − 1's output); the other operand the residual.
+        let fusable = op.kind == OpKind::Add
+            && old.len() == 2
+            && readers[i] == 1
+            && old.contains(&i)
+            && ops.last().is_some_and(|conv| {
+                let full_range = conv.quant.as_ref().is_some_and(|q| (q.act_min, q.act_max) == (-128, 127));
+                let residual = if old[0] == i { old[1] } else { old[0] };
+                conv.kind == OpKind::Conv2d
+                    && conv.fused_pool.is_none()
+                    && !conv.residual
+                    && conv.activation == Activation::None
+                    && full_range
+                    && residual != i
+                    && last_reader[residual] == i
+                    && conv.inputs.first() != Some(&renumber[residual])
+            });
+        if let (true, Some(conv), Some(add_q)) = (fusable, ops.last_mut(), op.quant.as_ref()) {
+            let k = usize::from(old[0] == i); // the residual's position among the add's operands
+            let residual_q = if k == 0 { add_q.input } else { add_q.input2.unwrap_or(add_q.input) };
+            if let Some(conv_q) = conv.quant.as_mut() {
+                *conv_q = OpQuant {
+                    input2: Some(residual_q),
+                    output: add_q.output,
+                    act_min: add_q.act_min,
+                    act_max: add_q.act_max,
+                    ..conv_q.clone()
+                };
+            }
+            conv.residual = true;
+            conv.activation = op.activation;
+            conv.inputs.push(op.inputs[k]);
+            renumber[i + 1] = ops.len();
+            continue;
+        }
+        ops.push(op);
+        renumber[i + 1] = ops.len();
+    }
+    plan.ops = ops;
+    plan
+}
 
 /// Merges every pool op that directly follows a convolution and is the only reader of its
 /// output into that convolution (a conv output that a residual connection also reads stays a

@@ -29,7 +29,7 @@ pub mod fuse;
 pub mod plan;
 
 pub use fold_batchnorm::fold_batchnorm;
-pub use fuse::fuse_pools;
+pub use fuse::{fuse, fuse_pools, fuse_residual_adds};
 pub use mnistc_runtime::kernels::params::same_pads;
 
 use crate::spec::{self, Layer, ModelSpec, Padding};
@@ -222,6 +222,7 @@ pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) 
         pads,
         activation,
         fused_pool: None,
+        residual: false,
         weights,
         bias,
         quant: None,

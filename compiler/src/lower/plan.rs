@@ -75,6 +75,10 @@ pub struct PlanOp {
     pub activation: Activation,
     /// Pool fused onto a convolution's output.
     pub fused_pool: Option<Pool>,
+    /// An int8 conv2d with a residual add fused into it: `inputs[1]` is added to the
+    /// convolution's output, in place (the op writes over that tensor). `activation`, the
+    /// quantization's `output`, clamp and `input2` are then the add's, `conv` the convolution's.
+    pub residual: bool,
     /// Weights (none for pools): conv2d OHWI, dense `[out][in]` (inputs in NHWC order), both
     /// packed by the blob writer for int8; depthwise conv2d `[channel][kh][kw]` (the blob
     /// stores it `[kh][kw][channel]`).

@@ -386,9 +386,23 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                     for (p, a) in acc.iter().enumerate().take(n_px) {
                         let base = (first + p) * out + oc0;
                         let Some(dst) = output.get_mut(base..base + n) else { return Err(ParamError::Output) };
-                        // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), `dst` has n elements, the
-                        // per-channel multipliers hold out >= oc0 + n.
-                        unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, dst) };
+                        match &op.residual {
+                            None => {
+                                // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), `dst` has n
+                                // elements, the per-channel multipliers hold out >= oc0 + n.
+                                unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, dst) };
+                            }
+                            Some(add) => {
+                                // The convolution's values first, then the add with the residual
+                                // that `dst` holds, in place.
+                                let conv = &mut q[..n];
+                                // SAFETY: as above; `conv` has n elements.
+                                unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, conv) };
+                                for (d, &c) in dst.iter_mut().zip(conv.iter()) {
+                                    *d = add_one_s8(add, c, *d);
+                                }
+                            }
+                        }
                     }
                 }
                 first += n_px;
@@ -617,6 +631,15 @@ fn round_to_i32(v: f32) -> i32 {
     r as i32
 }
 
+/// One element of [`add_s8`]: `a + b` as the add's parameters say (zero points in int8, as
+/// [`AddS8::check`] ensures).
+#[inline(always)]
+pub(crate) fn add_one_s8(p: &AddS8, a: i8, b: i8) -> i8 {
+    let sum = (a as i32 - p.a_zero_point) as f32 * p.a_scale + (b as i32 - p.b_zero_point) as f32 * p.b_scale;
+    let q = round_to_i32(sum * p.inv_output_scale).saturating_add(p.output_zero_point);
+    q.max(p.act_min).min(p.act_max) as i8
+}
+
 /// int8 add: the reference's f32 operations in the reference's order, with the zero points
 /// subtracted in i32 (exact: [`AddS8::check`] keeps them in int8) and [`round_to_i32`] for
 /// `rintf`, so every element equals the reference's; the loop has no call left, so the compiler
@@ -624,11 +647,8 @@ fn round_to_i32(v: f32) -> i32 {
 #[inline(always)]
 pub(crate) fn add_s8(p: &AddS8, a: &[i8], b: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
     p.check(a.len(), b.len(), output.len())?;
-    let (za, zb) = (p.a_zero_point, p.b_zero_point);
     for ((o, &x), &y) in output.iter_mut().zip(a).zip(b) {
-        let sum = (x as i32 - za) as f32 * p.a_scale + (y as i32 - zb) as f32 * p.b_scale;
-        let q = round_to_i32(sum * p.inv_output_scale).saturating_add(p.output_zero_point);
-        *o = q.max(p.act_min).min(p.act_max) as i8;
+        *o = add_one_s8(p, x, y);
     }
     Ok(())
 }

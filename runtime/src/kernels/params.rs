@@ -539,6 +539,10 @@ pub struct ConvS8<'a> {
     pub act_max: i32,
     /// Fused pool; an average pool carries its requantization.
     pub pool: Option<(PoolKind, PoolGeometry, AvgRequant)>,
+    /// A residual add fused after the requantization (no pool then): the output buffer holds
+    /// the residual tensor on entry, and each element becomes `add(conv, residual)` with these
+    /// parameters (the convolution's output is the add's first operand).
+    pub residual: Option<AddS8>,
     /// Weights, packed (`[ceil(K/4)][out][4]`, zero past `K`).
     pub weights: &'a [i8],
     /// One bias per output channel (scale `s_in · s_w[c]`).
@@ -580,6 +584,14 @@ impl ConvS8<'_> {
             if *kind == PoolKind::Avg {
                 avg.check(p.window_len())?;
             }
+        }
+        if let Some(add) = &self.residual {
+            // The residual is added to the convolution's own output: no pool between them.
+            if self.pool.is_some() {
+                return Err(ParamError::Geometry);
+            }
+            let n = g.output.len();
+            add.check(n, n, n)?;
         }
         let (k, out) = (g.filter_len(), g.output.c);
         same(self.weights.len(), packed_weights_len(k, out)?, ParamError::Weights)?;

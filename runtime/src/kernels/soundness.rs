@@ -66,6 +66,7 @@ impl ConvData {
             act_min: -128,
             act_max: 127,
             pool: None,
+            residual: None,
             weights: &self.weights,
             bias: &self.bias,
         }

@@ -1,5 +1,5 @@
 //! One property suite, instantiated per ISA: every fast kernel (conv2d, depthwise conv2d, dense,
-//! pools, add) equals the reference bit for bit
+//! pools, add, a conv2d with a fused residual add) equals the reference bit for bit
 //! on random shapes (odd channel counts, several channel blocks, `k` tails, 1×1, kernel = input,
 //! stride > kernel, `same` padding with even kernels, overlapping fused and standalone pools), random weights and
 //! extreme values (−128/127, zero points at the ends), both requantization paths.
@@ -29,6 +29,9 @@ pub(crate) struct ConvCase {
     pub per_channel: bool,
     pub pool_scale: f32,
     pub act: (i32, i32),
+    /// A fused residual add (used only without a pool) and the residual tensor the output
+    /// buffer holds on entry.
+    pub residual: Option<(AddS8, Vec<i8>)>,
 }
 
 fn extreme_i8() -> impl Strategy<Value = i8> + Clone {
@@ -96,8 +99,17 @@ fn geometry() -> impl Strategy<Value = (ConvGeometry, Option<(PoolKind, PoolGeom
 pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
     geometry().prop_flat_map(|(g, pool)| {
         let k = g.filter_len();
+        let residual = if pool.is_some() {
+            Just(None).boxed()
+        } else {
+            proptest::option::of(
+                (add_case_params(), prop::collection::vec(extreme_i8(), g.output.len())).prop_map(|(p, r)| (p, r)),
+            )
+            .boxed()
+        };
         (
             Just((g, pool)),
+            residual,
             prop::collection::vec(extreme_i8(), g.input.len()),
             prop::collection::vec(extreme_i8(), g.output.c * k),
             prop::collection::vec(-200_000i32..200_000, g.output.c),
@@ -107,7 +119,17 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
             (0.2f32..1.5, -128i32..=127, -128i32..=127),
         )
             .prop_map(
-                |((geometry, pool), input, weights, bias, zps, fractions, per_channel, (pool_scale, a, b))| {
+                |(
+                    (geometry, pool),
+                    residual,
+                    input,
+                    weights,
+                    bias,
+                    zps,
+                    fractions,
+                    per_channel,
+                    (pool_scale, a, b),
+                )| {
                     let top = max_multiplier(geometry.filter_len(), &bias);
                     ConvCase {
                         geometry,
@@ -120,6 +142,7 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
                         per_channel,
                         pool_scale,
                         act: (a.min(b), a.max(b)),
+                        residual,
                     }
                 },
             )
@@ -152,11 +175,15 @@ pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8
         act_min: t.act.0,
         act_max: t.act.1,
         pool,
+        residual: t.residual.as_ref().map(|(p, _)| *p),
         weights: &t.weights,
         bias: &t.bias,
     };
     let out_len = t.pool.map_or(t.geometry.output.len(), |(_, p)| p.output.len());
-    let mut out = vec![0i8; out_len];
+    let mut out = match &t.residual {
+        Some((_, r)) => r.clone(),
+        None => vec![0i8; out_len],
+    };
     let mut scratch = vec![0xA5u8; conv2d_s8_scratch_size(&t.geometry, t.pool.map_or(1, |(_, p)| p.window_len()))];
     f(&op, &t.input, &mut out, &mut scratch);
     out
@@ -342,28 +369,25 @@ fn add_scale() -> impl Strategy<Value = f32> + Clone {
     ]
 }
 
+/// Random add parameters: extreme zero points, scales from [`add_scale`], any clamp range.
+fn add_case_params() -> impl Strategy<Value = AddS8> {
+    ((zero_point(), add_scale(), zero_point(), add_scale(), add_scale(), zero_point()), (-128i32..=127, -128i32..=127))
+        .prop_map(|((za, sa, zb, sb, inv, zo), (lo, hi))| AddS8 {
+            a_zero_point: za,
+            a_scale: sa,
+            b_zero_point: zb,
+            b_scale: sb,
+            inv_output_scale: inv,
+            output_zero_point: zo,
+            act_min: lo.min(hi),
+            act_max: lo.max(hi),
+        })
+}
+
 /// A random int8 add: odd lengths, extreme operands and zero points, any clamp range.
 pub(crate) fn add_case() -> impl Strategy<Value = (AddS8, Vec<i8>, Vec<i8>)> {
     (1usize..300).prop_flat_map(|n| {
-        (
-            (zero_point(), add_scale(), zero_point(), add_scale(), add_scale(), zero_point()),
-            (-128i32..=127, -128i32..=127),
-            proptest::collection::vec(extreme_i8(), n),
-            proptest::collection::vec(extreme_i8(), n),
-        )
-            .prop_map(|((za, sa, zb, sb, inv, zo), (lo, hi), a, b)| {
-                let p = AddS8 {
-                    a_zero_point: za,
-                    a_scale: sa,
-                    b_zero_point: zb,
-                    b_scale: sb,
-                    inv_output_scale: inv,
-                    output_zero_point: zo,
-                    act_min: lo.min(hi),
-                    act_max: lo.max(hi),
-                };
-                (p, a, b)
-            })
+        (add_case_params(), proptest::collection::vec(extreme_i8(), n), proptest::collection::vec(extreme_i8(), n))
     })
 }
 
@@ -472,6 +496,7 @@ macro_rules! isa_suite {
                         per_channel: true,
                         pool_scale: 1.0,
                         act: (-128, 127),
+                        residual: None,
                     };
                     let want = run_conv(&t, |op, x, out, _| reference::conv2d_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).

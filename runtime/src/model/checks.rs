@@ -10,7 +10,7 @@ use bytemuck::Pod;
 use super::Region;
 use super::validate::{Ctx, Tensor};
 use crate::error::{LoadError, Problem};
-use crate::format::{Activation, FusedPool, OpKind, OpRecord, Precision, Requant, TAP_GROUP};
+use crate::format::{Activation, FLAG_RESIDUAL, FusedPool, OpKind, OpRecord, Precision, Requant, TAP_GROUP};
 use crate::kernels::params::{AvgRequant, ConvGeometry, PoolGeometry, Requantizer, Shape};
 use crate::quant;
 
@@ -127,6 +127,8 @@ pub(super) struct Codes {
     pub(super) pool: FusedPool,
     /// int8 requantization.
     pub(super) requant: Requant,
+    /// [`crate::format::FLAG_RESIDUAL`]: a conv2d that adds a residual tensor in place.
+    pub(super) residual: bool,
 }
 
 /// The second operand's fields (`add` only).
@@ -138,23 +140,28 @@ pub(super) fn input2_fields(r: &OpRecord) -> Fields<3> {
     ]
 }
 
-/// Decodes `kind`, `activation`, `pool` and `requant`, and checks that `flags` and `reserved` are
-/// zero, and the second operand's fields unless the op is an `add`.
+/// Decodes `kind`, `activation`, `pool` and `requant`, and checks that `flags` is zero (or
+/// [`FLAG_RESIDUAL`] on a conv2d), `reserved` too, the second operand's fields unless the op is an
+/// `add` or a residual conv2d, and `conv_scale` unless it is the latter.
 pub(super) fn decode(e: &OpErr, r: &OpRecord) -> Result<Codes, LoadError> {
     let kind = OpKind::from_u8(r.kind).ok_or(e.at("kind", Problem::Unknown))?;
     let activation = Activation::from_u8(r.activation).ok_or(e.at("activation", Problem::Unknown))?;
     let pool = FusedPool::from_u8(r.pool).ok_or(e.at("pool", Problem::Unknown))?;
     let requant = Requant::from_u8(r.requant).ok_or(e.at("requant", Problem::Unknown))?;
-    if r.flags != 0 {
+    let residual = r.flags == FLAG_RESIDUAL && kind == OpKind::Conv2d;
+    if r.flags != 0 && !residual {
         return Err(e.at("flags", Problem::Unknown));
     }
-    if r.reserved != [0; 5] {
+    if r.reserved != [0; 4] {
         return Err(e.at("reserved", Problem::Unknown));
     }
-    if kind != OpKind::Add {
+    if kind != OpKind::Add && !residual {
         e.unused(&input2_fields(r))?;
     }
-    Ok(Codes { kind, activation, pool, requant })
+    if !residual {
+        e.unused(&[("conv_scale", r.conv_scale.to_bits())])?;
+    }
+    Ok(Codes { kind, activation, pool, requant, residual })
 }
 
 /// The op's input shape, which must be the shape `chained` of the tensor it reads (`in_*`), and
@@ -529,8 +536,11 @@ pub(super) struct Reads {
     pub(super) index: usize,
     /// The tensor at `input_offset` ([`Ctx::tensor_at`]; `None`: no tensor is there).
     pub(super) first: Option<Tensor>,
-    /// An add's second operand (resolved already).
+    /// An add's second operand, or a residual conv2d's residual (resolved already).
     pub(super) second: Option<Tensor>,
+    /// Whether the second operand is read in place: the op writes its output over it (a
+    /// residual conv2d), so the two regions must be one.
+    pub(super) in_place: bool,
 }
 
 /// An op's arena regions.
@@ -587,7 +597,11 @@ pub(super) fn arena_regions(
         if !intact(ctx, input2, second.producer, reads.index) {
             return Err(e.at("input2_offset", Problem::Overlap));
         }
-        if input2.overlaps(&output) {
+        if reads.in_place {
+            if input2 != output {
+                return Err(e.at("input2_offset", Problem::Mismatch));
+            }
+        } else if input2.overlaps(&output) {
             return Err(e.at("output_offset", Problem::Overlap));
         }
     }

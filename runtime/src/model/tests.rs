@@ -451,7 +451,7 @@ fn other_ops_leave_the_second_operand_fields_zero() {
         assert_eq!(error(|r| r.input2_offset = 16), at("input2_offset"));
         assert_eq!(error(|r| r.input2_zero_point = -1), at("input2_zero_point"));
         assert_eq!(error(|r| r.input2_scale = 0.5), at("input2_scale"));
-        assert_eq!(error(|r| r.reserved[4] = 1), at("reserved"));
+        assert_eq!(error(|r| r.reserved[3] = 1), at("reserved"));
     }
 }
 

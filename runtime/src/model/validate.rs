@@ -109,7 +109,7 @@ pub(super) fn validate_op<'a>(ctx: &Ctx<'a>, index: u16, r: &'a OpRecord) -> Res
     precision_fields(&e, r, int8, codes.requant, first.zero_point)?;
 
     let (kernel, second) = match codes.kind {
-        OpKind::Conv2d => (conv2d(ctx, &e, r, codes, input, output)?, None),
+        OpKind::Conv2d => conv2d(ctx, &e, r, codes, input, output)?,
         #[cfg(feature = "depthwise")]
         OpKind::DepthwiseConv2d => (depthwise_conv2d(ctx, &e, r, codes, input, output)?, None),
         #[cfg(not(feature = "depthwise"))]
@@ -127,7 +127,7 @@ pub(super) fn validate_op<'a>(ctx: &Ctx<'a>, index: u16, r: &'a OpRecord) -> Res
         &e,
         r,
         (input.len(), output.len()),
-        Reads { index: at, first: source, second },
+        Reads { index: at, first: source, second, in_place: codes.residual },
         scratch_needed(&kernel),
     )?;
     Ok(Op {
@@ -155,7 +155,8 @@ fn scratch_needed(kernel: &Kernel<'_>) -> usize {
 
 /// A convolution with an optional fused pool: `kernel_*`, `stride_*` and `pad_*` give the conv
 /// output, the fused pool (`pool_*`, or all zero without one) the op's output; `out_c` filters of
-/// `kernel_h · kernel_w · in_c` weights and one bias each.
+/// `kernel_h · kernel_w · in_c` weights and one bias each. With [`crate::format::FLAG_RESIDUAL`] (int8 only, no
+/// pool) it also returns the residual tensor, read in place at `input2_offset`.
 #[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
 fn conv2d<'a>(
     ctx: &Ctx<'a>,
@@ -164,15 +165,28 @@ fn conv2d<'a>(
     codes: Codes,
     input: Shape,
     output: Shape,
-) -> Result<Kernel<'a>, LoadError> {
+) -> Result<(Kernel<'a>, Option<Tensor>), LoadError> {
     let geometry = conv_geometry(e, r, input)?;
     let conv_out = geometry.output;
     let fused = fused_pool(e, r, codes.pool, conv_out)?;
     check_output_shape(e, output, fused.map_or(conv_out, |(_, g)| g.output))?;
     let (w_bytes, b_bytes) = weights_and_bias(ctx, e, r, conv_out.c, geometry.filter_len())?;
     let activation = codes.activation;
-    Ok(match ctx.precision {
-        Precision::Int8 => conv2d_s8(ctx, e, r, codes, geometry, fused, (w_bytes, b_bytes))?,
+    if codes.residual && (ctx.precision != Precision::Int8 || fused.is_some()) {
+        return Err(e.at("flags", Problem::Unknown));
+    }
+    let residual = if codes.residual {
+        let mismatch = e.at("input2_offset", Problem::Mismatch);
+        let tensor = ctx.tensor_at(e.0 as usize, r.input2_offset).ok_or(mismatch)?;
+        if tensor.shape != output || r.input2_offset != r.output_offset {
+            return Err(mismatch);
+        }
+        Some(tensor)
+    } else {
+        None
+    };
+    let kernel = match ctx.precision {
+        Precision::Int8 => conv2d_s8(ctx, e, r, codes, geometry, fused, (w_bytes, b_bytes), residual)?,
         Precision::F16 => {
             let (weights, bias) = float_params::<f16>(e, w_bytes, b_bytes)?;
             Kernel::ConvF16(ConvF { geometry, activation, pool: fused, weights, bias })
@@ -181,7 +195,8 @@ fn conv2d<'a>(
             let (weights, bias) = float_params::<f32>(e, w_bytes, b_bytes)?;
             Kernel::ConvF32(ConvF { geometry, activation, pool: fused, weights, bias })
         }
-    })
+    };
+    Ok((kernel, residual))
 }
 
 /// The pool fused onto a conv output of shape `conv_out`, if `pool` names one; its fields are
@@ -211,7 +226,10 @@ fn fused_pool(
 
 /// The int8 rules of a convolution: requantization, output range, accumulator bounds, then the
 /// fused pool's requantization; without a fused average pool the output keeps the conv's zero
-/// point.
+/// point. With a `residual` (its tensor), the convolution is requantized over the whole int8
+/// range to `conv_zero_point` and `conv_scale`, and the output is the add's: the add's rules
+/// ([`add_params`]) with the convolution's output as the first operand.
+#[allow(clippy::too_many_arguments)]
 fn conv2d_s8<'a>(
     ctx: &Ctx<'a>,
     e: &OpErr,
@@ -220,6 +238,7 @@ fn conv2d_s8<'a>(
     geometry: ConvGeometry,
     fused: Option<(PoolKind, PoolGeometry)>,
     (w_bytes, b_bytes): (&'a [u8], &'a [u8]),
+    residual: Option<Tensor>,
 ) -> Result<Kernel<'a>, LoadError> {
     let weights: &[i8] = bytemuck::cast_slice(w_bytes);
     let has_avg_pool = codes.pool == FusedPool::Avg;
@@ -231,17 +250,25 @@ fn conv2d_s8<'a>(
             Some((kind, g, avg))
         }
     };
-    if pool.is_none_or(|(k, _, _)| k == PoolKind::Max) && r.output_zero_point != r.conv_zero_point {
+    let residual = match residual {
+        Some(tensor) => Some(add_params(e, r, ("conv_scale", r.conv_zero_point, r.conv_scale), tensor)?),
+        None => None,
+    };
+    if residual.is_none() && pool.is_none_or(|(k, _, _)| k == PoolKind::Max) && r.output_zero_point != r.conv_zero_point
+    {
         return Err(e.at("output_zero_point", Problem::Mismatch));
     }
+    // With a residual the record's clamp is the add's; the convolution's own is all of int8.
+    let (act_min, act_max) = if residual.is_some() { (-128, 127) } else { (r.act_min, r.act_max) };
     Ok(Kernel::ConvS8(ConvS8 {
         geometry,
         input_zero_point: r.input_zero_point,
         requant,
         conv_zero_point: r.conv_zero_point,
-        act_min: r.act_min,
-        act_max: r.act_max,
+        act_min,
+        act_max,
         pool,
+        residual,
         weights,
         bias,
     }))
@@ -485,9 +512,6 @@ fn add<'a>(
 fn add_s8(e: &OpErr, r: &OpRecord, second: Tensor) -> Result<AddS8, LoadError> {
     e.unused(&uniform_fields(r))?;
     e.unused(&pool_requant_fields(r))?;
-    if r.input2_zero_point != second.zero_point {
-        return Err(e.at("input2_zero_point", Problem::Mismatch));
-    }
     if !I8_RANGE.contains(&r.output_zero_point) {
         return Err(e.at("output_zero_point", Problem::OutOfRange));
     }
@@ -501,22 +525,39 @@ fn add_s8(e: &OpErr, r: &OpRecord, second: Tensor) -> Result<AddS8, LoadError> {
     if !I8_RANGE.contains(&r.act_max) || r.act_max < r.act_min {
         return Err(e.at("act_max", Problem::OutOfRange));
     }
+    add_params(e, r, ("input_scale", r.input_zero_point, r.input_scale), second)
+}
+
+/// The add of a first operand (`(scale field, zero point, scale)`: an add's first input, or a
+/// residual conv2d's own output) and the tensor `second` (`input2_*`) to the output's scale: the
+/// second zero point is its source's; the scales are normal positive f32s whose operand-to-output
+/// ratios are at most [`MAX_ADD_SCALE_RATIO`]. (The output zero point and clamp are checked by
+/// the caller.)
+fn add_params(
+    e: &OpErr,
+    r: &OpRecord,
+    (first_field, first_zero_point, first_scale): (&'static str, i32, f32),
+    second: Tensor,
+) -> Result<AddS8, LoadError> {
+    if r.input2_zero_point != second.zero_point {
+        return Err(e.at("input2_zero_point", Problem::Mismatch));
+    }
     // Normal: not zero, subnormal, infinite or NaN, so `1 / output_scale` is finite too.
-    let scales = [("input_scale", r.input_scale), ("input2_scale", r.input2_scale), ("output_scale", r.output_scale)];
+    let scales = [(first_field, first_scale), ("input2_scale", r.input2_scale), ("output_scale", r.output_scale)];
     for (field, scale) in scales {
         if !scale.is_normal() || scale.is_sign_negative() {
             return Err(e.at(field, Problem::OutOfRange));
         }
     }
-    for (field, scale) in [("input_scale", r.input_scale), ("input2_scale", r.input2_scale)] {
+    for (field, scale) in [(first_field, first_scale), ("input2_scale", r.input2_scale)] {
         // Both normal and positive: the ratio is a number (or +inf, which fails too).
         if scale / r.output_scale > MAX_ADD_SCALE_RATIO {
             return Err(e.at(field, Problem::AccumulatorOverflow));
         }
     }
     Ok(AddS8 {
-        a_zero_point: r.input_zero_point,
-        a_scale: r.input_scale,
+        a_zero_point: first_zero_point,
+        a_scale: first_scale,
         b_zero_point: r.input2_zero_point,
         b_scale: r.input2_scale,
         inv_output_scale: 1.0 / r.output_scale,

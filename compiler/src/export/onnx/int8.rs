@@ -48,6 +48,23 @@ pub(super) fn graph(plan: &Plan) -> Result<pb::GraphProto, OnnxError> {
                     group: 1,
                 };
                 let y = conv.emit(&mut b, &p, &x, "conv");
+                if op.residual {
+                    // The convolution over all of int8 (no clamp of its own), then the add with
+                    // the residual, as the separate ops would be.
+                    let residual = operand(1).ok_or_else(|| err("a residual conv needs its residual"))?;
+                    let r_q = q.input2.ok_or_else(|| err("a residual conv needs its residual's quantization"))?;
+                    let y = add(
+                        &mut b,
+                        &format!("{p}.residual"),
+                        [(&y, q.conv), (&residual, r_q)],
+                        op.activation,
+                        q.output,
+                    );
+                    x = b.rename_last(&y, &p);
+                    b.value_info(&x, DataType::Int8, &nchw(op.output));
+                    tensors.push(x.clone());
+                    continue;
+                }
                 let y = clamp(&mut b, &p, &y, q);
                 match &op.fused_pool {
                     None => y,

@@ -45,18 +45,27 @@ pub(super) fn plan(plan: &Plan) -> Result<(), OnnxError> {
     let mut q = tensors[0].1;
     for (i, op) in plan.ops.iter().enumerate() {
         let err = |what: String| OnnxError::Op { op: i, kind: op.kind.name(), what };
-        let arity = if op.kind == OpKind::Add { 2 } else { 1 };
+        let arity = if op.kind == OpKind::Add || op.residual { 2 } else { 1 };
         if op.inputs.len() != arity {
             return Err(err(format!("{} inputs, the op takes {arity}", op.inputs.len())));
         }
         let mut sources = Vec::with_capacity(arity);
-        for &t in &op.inputs {
+        for (k, &t) in op.inputs.iter().enumerate() {
             let &(shape, tq) =
                 tensors.get(t).ok_or_else(|| err(format!("reads tensor {t}, which is not written yet")))?;
-            if op.input != shape {
-                return Err(err(format!("input {} does not match tensor {t}, which is {}", fmt(op.input), fmt(shape))));
+            // A residual conv's second input is added to its output.
+            let want = if op.residual && k == 1 { op.output } else { op.input };
+            if want != shape {
+                return Err(err(format!(
+                    "operand {k} {} does not match tensor {t}, which is {}",
+                    fmt(want),
+                    fmt(shape)
+                )));
             }
             sources.push(tq);
+        }
+        if op.residual && (!int8 || op.kind != OpKind::Conv2d || op.fused_pool.is_some()) {
+            return Err(err("only an int8 conv2d without a pool can carry a residual add".into()));
         }
         geometry(op).map_err(err)?;
         weights(op, plan.precision).map_err(err)?;
@@ -259,6 +268,14 @@ fn quant(op: &PlanOp, q: &OpQuant) -> Result<(), String> {
             }
             match &op.fused_pool {
                 Some(p) if p.kind == PoolKind::Avg => avg(p.size, q.conv, q.output)?,
+                _ if op.residual => {
+                    let r = q.input2.ok_or("a residual conv without its residual's quantization")?;
+                    qparams("residual", r)?;
+                    let ratio = q.conv.scale.max(r.scale) / q.output.scale;
+                    if ratio > mnistc_runtime::format::MAX_ADD_SCALE_RATIO {
+                        return Err(format!("an operand's scale is {ratio} times the output's (at most 65536)"));
+                    }
+                }
                 _ => {
                     if q.output != q.conv {
                         return Err("output quantization differs from the conv's without an average pool".into());

@@ -15,10 +15,16 @@ use crate::quant;
 /// conversion saturates, NaN gives 0, as Rust's `as` does). Scratch: none.
 pub fn add_s8(p: &AddS8, a: &[i8], b: &[i8], output: &mut [i8]) {
     for ((o, &x), &y) in output.iter_mut().zip(a).zip(b) {
-        let sum = dequantize(x, p.a_zero_point, p.a_scale) + dequantize(y, p.b_zero_point, p.b_scale);
-        let scaled = libm::rintf(sum * p.inv_output_scale) as i32;
-        *o = quant::finish(scaled, p.output_zero_point, p.act_min, p.act_max);
+        *o = add_one_s8(p, x, y);
     }
+}
+
+/// One element of [`add_s8`]: `a + b` as the add's parameters say.
+#[inline(always)]
+pub fn add_one_s8(p: &AddS8, a: i8, b: i8) -> i8 {
+    let sum = dequantize(a, p.a_zero_point, p.a_scale) + dequantize(b, p.b_zero_point, p.b_scale);
+    let scaled = libm::rintf(sum * p.inv_output_scale) as i32;
+    quant::finish(scaled, p.output_zero_point, p.act_min, p.act_max)
 }
 
 /// `f32(q − zero_point) · scale` (the difference taken in i64: exact for any zero point, the

@@ -133,7 +133,13 @@ fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option
             for oy in 0..g.output.h {
                 for ox in 0..g.output.w {
                     for oc in 0..g.output.c {
-                        *output.get_mut(g.output.index(oy, ox, oc))? = conv_at_s8(op, input, oy, ox, oc)?;
+                        let conv = conv_at_s8(op, input, oy, ox, oc)?;
+                        let out = output.get_mut(g.output.index(oy, ox, oc))?;
+                        // A fused residual add: the output buffer holds the residual on entry.
+                        *out = match &op.residual {
+                            Some(add) => super::add::add_one_s8(add, conv, *out),
+                            None => conv,
+                        };
                     }
                 }
             }

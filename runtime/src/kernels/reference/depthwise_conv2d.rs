@@ -196,6 +196,7 @@ mod tests {
                 act_min: -128,
                 act_max: 100,
                 pool: None,
+                residual: None,
                 weights: &packed,
                 bias: &bias,
             };
