@@ -79,6 +79,16 @@ fn run() -> Result<(), String> {
             blob_path.display()
         ));
     }
+    println!("cargo::rerun-if-env-changed=CARGO_FEATURE_RESIDUAL");
+    let residual = model
+        .ops()
+        .any(|op| op.record.kind == OpKind::Add as u8 || op.record.flags & mnistc_runtime::format::FLAG_RESIDUAL != 0);
+    if residual && env::var_os("CARGO_FEATURE_RESIDUAL").is_none() {
+        return Err(format!(
+            "{}: the model has residual adds; build the firmware with `--features residual`",
+            blob_path.display()
+        ));
+    }
     let (images, labels) = if model.dataset() == "cifar-10" {
         if (shape.h, shape.w, shape.c) != (32, 32, 3) {
             return Err(format!("the model takes {}x{}x{} images; CIFAR-10's are 32x32x3", shape.h, shape.w, shape.c));

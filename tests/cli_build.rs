@@ -422,17 +422,19 @@ mod cifar {
         assert_eq!((shape.h, shape.w, shape.c), (32, 32, 3));
         assert_eq!(model.dataset(), "cifar-10");
         assert_eq!(model.class_name(3), "cat");
-        // The batchnorms are folded, the first max pool and the global average pool fused: conv
-        // (+ max pool), conv, conv, add (of op 2 and op 0's output), max pool, conv (+ global
-        // average pool), dense.
+        // The batchnorms are folded, the first max pool and the global average pool fused, and
+        // the add fused into the conv before it: conv (+ max pool), conv, conv + add (of op 0's
+        // output, written over it in place), max pool, conv (+ global average pool), dense.
         let kinds: Vec<u8> = model.ops().map(|op| op.record.kind).collect();
-        assert_eq!(kinds, [1, 1, 1, 6, 2, 1, 4]);
+        assert_eq!(kinds, [1, 1, 1, 2, 1, 4]);
         let ops: Vec<_> = model.ops().collect();
-        assert_eq!(ops[3].input.offset, ops[2].output.offset);
-        assert_eq!(ops[3].input2.offset, ops[0].output.offset);
+        assert_eq!(ops[2].record.flags, mnistc_runtime::format::FLAG_RESIDUAL);
+        assert_eq!(ops[2].input.offset, ops[1].output.offset);
+        assert_eq!(ops[2].input2.offset, ops[0].output.offset);
+        assert_eq!(ops[2].output, ops[2].input2);
         let (code, out, err) = mnistc(&["inspect", &path(&dir.path().join("c.bin"))]);
         assert_eq!(code, 0, "{err}");
-        assert!(out.contains("reads") && out.contains("op2 + op0"), "{out}");
+        assert!(out.contains("conv2d+add") && out.contains("op1 + op0"), "{out}");
         // `eval` on the full test batch reproduces the build's number.
         let (code, out, err) =
             mnistc(&["eval", &path(&dir.path().join("c.bin")), "--data", &path(&data_dir()), "--json"]);

@@ -15,7 +15,7 @@ use core::fmt::{self, Write};
 use cortex_m::peripheral::{SYST, syst::SystClkSource};
 use cortex_m_rt::entry;
 use cortex_m_semihosting::{debug::Exception, hio};
-use mnistc_runtime::format::{FusedPool, MAX_OPS, OpKind};
+use mnistc_runtime::format::{FLAG_RESIDUAL, FusedPool, MAX_OPS, OpKind};
 use mnistc_runtime::{Aligned, Input, Logits, Model, arena_size_of, kernels};
 #[cfg(not(feature = "panic-never"))]
 use panic_semihosting as _; // a panic prints its message and exits with status 1
@@ -184,10 +184,11 @@ fn per_layer(model: &Model<'_>, syst: &mut SYST, arena: &mut [u8], input_len: us
     for ((i, op), t) in model.ops().enumerate().zip(ticks) {
         let r = op.record;
         say!(
-            "op {} {}{}: {}x{}x{} -> {}x{}x{}, instructions {}",
+            "op {} {}{}{}: {}x{}x{} -> {}x{}x{}, instructions {}",
             i,
             OpKind::from_u8(r.kind).map_or("?", OpKind::name),
             FusedPool::from_u8(r.pool).map_or("", FusedPool::suffix),
+            if r.flags & FLAG_RESIDUAL != 0 { "+add" } else { "" },
             r.in_h,
             r.in_w,
             r.in_c,

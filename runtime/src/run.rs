@@ -302,6 +302,7 @@ fn regions<'b>(
 /// and its output (mutable): the arena is cut around the output, and each operand is taken from
 /// the side that holds it entirely. `None` if a region lies past the arena's end or an operand
 /// overlaps the output (a validated op's never do).
+#[cfg(feature = "residual")]
 fn add_regions(arena: &mut [u8], a: Region, b: Region, output: Region) -> Option<(&[u8], &[u8], &mut [u8])> {
     let (before, rest) = arena.split_at_mut_checked(output.offset)?;
     let (out, after) = rest.split_at_mut_checked(output.len)?;
@@ -320,6 +321,7 @@ fn add_regions(arena: &mut [u8], a: Region, b: Region, output: Region) -> Option
 
 /// Runs `op` over `arena`; `None` if its regions do not fit (never, for a validated op).
 fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Option<Result<(), RunError>> {
+    #[cfg(feature = "residual")]
     if let Kernel::AddS8(_) | Kernel::AddF32(_) = op.kernel {
         let (a, b, output) = add_regions(arena, op.input, op.input2, op.output)?;
         return Some(run_add(op, a, b, output));
@@ -330,6 +332,7 @@ fn run_op(op: &Op<'_>, arena: &mut [u8]) -> Option<Result<(), RunError>> {
 
 /// Runs an add over its operands `a`, `b` and its `output` (never called with another op, which
 /// it would refuse).
+#[cfg(feature = "residual")]
 #[inline(never)]
 fn run_add(op: &Op<'_>, a: &[u8], b: &[u8], output: &mut [u8]) -> Result<(), RunError> {
     let done = match &op.kernel {
@@ -416,7 +419,8 @@ fn run_kernel(op: &Op<'_>, input: &[u8], output: &mut [u8], scratch: &mut [u8]) 
         Kernel::AvgPoolS8(p, q) => {
             kernels::avgpool2d_s8(p, q, bytemuck::cast_slice(input), bytemuck::cast_slice_mut(output))
         }
-        // Adds read two operands: `run_op` runs them with `run_add`, never here.
+        // Adds read two operands: `run_op` runs them with `run_add`, never here. (Without
+        // `residual`, `Model::from_bytes` refuses them.)
         Kernel::AddS8(_) | Kernel::AddF32(_) => Err(ParamError::Input),
     };
     // A loaded model passes every kernel check (the loader checks the same and more), so this

@@ -103,6 +103,9 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
         let kind = OpKind::from_u8(r.kind);
         let mut name = kind.map_or("?", |k| k.name()).to_string();
         name.push_str(FusedPool::from_u8(r.pool).map_or("", FusedPool::suffix));
+        if r.flags & mnistc_runtime::format::FLAG_RESIDUAL != 0 {
+            name.push_str("+add");
+        }
         // (weights, biases, MACs); int8 weights are stored padded to groups of 4 taps, so count
         // them from the geometry.
         let (weights, biases, macs) = match &op.kernel {

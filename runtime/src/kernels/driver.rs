@@ -383,24 +383,34 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                     // SAFETY: M's ISA is available; oc0 + n <= out = eff.len(), n <= M::BLOCK; the weights and
                     // patches have the lengths the contract requires (checked on entry, see above).
                     unsafe { M::accumulate::<PIXELS>(pp, groups, op.weights, out, oc0, n, eff, &mut acc) };
-                    for (p, a) in acc.iter().enumerate().take(n_px) {
-                        let base = (first + p) * out + oc0;
-                        let Some(dst) = output.get_mut(base..base + n) else { return Err(ParamError::Output) };
-                        match &op.residual {
-                            None => {
+                    match &op.residual {
+                        None => {
+                            for (p, a) in acc.iter().enumerate().take(n_px) {
+                                let base = (first + p) * out + oc0;
+                                let Some(dst) = output.get_mut(base..base + n) else {
+                                    return Err(ParamError::Output);
+                                };
                                 // SAFETY: M's ISA is available; n <= MAX_BLOCK (the row), `dst` has n
                                 // elements, the per-channel multipliers hold out >= oc0 + n.
                                 unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, dst) };
                             }
-                            Some(add) => {
+                        }
+                        // Without `residual`, `Model::from_bytes` refuses residual convs.
+                        #[cfg(not(feature = "residual"))]
+                        Some(_) => return Err(ParamError::Geometry),
+                        #[cfg(feature = "residual")]
+                        Some(add) => {
+                            for (p, a) in acc.iter().enumerate().take(n_px) {
+                                let base = (first + p) * out + oc0;
+                                let Some(dst) = output.get_mut(base..base + n) else {
+                                    return Err(ParamError::Output);
+                                };
                                 // The convolution's values first, then the add with the residual
                                 // that `dst` holds, in place.
                                 let conv = &mut q[..n];
                                 // SAFETY: as above; `conv` has n elements.
                                 unsafe { M::requantize(a, n, oc0, &op.requant, op.conv_zero_point, min, max, conv) };
-                                for (d, &c) in dst.iter_mut().zip(conv.iter()) {
-                                    *d = add_one_s8(add, c, *d);
-                                }
+                                add_in_place(add, conv, dst);
                             }
                         }
                     }
@@ -638,6 +648,17 @@ pub(crate) fn add_one_s8(p: &AddS8, a: i8, b: i8) -> i8 {
     let sum = (a as i32 - p.a_zero_point) as f32 * p.a_scale + (b as i32 - p.b_zero_point) as f32 * p.b_scale;
     let q = round_to_i32(sum * p.inv_output_scale).saturating_add(p.output_zero_point);
     q.max(p.act_min).min(p.act_max) as i8
+}
+
+/// `dst[j] = add(conv[j], dst[j])`: a fused residual add over one block of channels. Never
+/// inlined: its f32 work stays out of the convolution's frame (the firmware's stack), and it
+/// runs once per block, not per tap.
+#[cfg(feature = "residual")]
+#[inline(never)]
+fn add_in_place(p: &AddS8, conv: &[i8], dst: &mut [i8]) {
+    for (d, &c) in dst.iter_mut().zip(conv) {
+        *d = add_one_s8(p, c, *d);
+    }
 }
 
 /// int8 add: the reference's f32 operations in the reference's order, with the zero points

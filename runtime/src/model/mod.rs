@@ -133,9 +133,10 @@ impl<'a> Ops<'a> {
     /// The next op, or the error that stops it (`None` after the last op or an error).
     pub(crate) fn try_next(&mut self) -> Option<Result<Op<'a>, LoadError>> {
         let record = self.ctx.records.get(self.next)?;
-        let op = validate::validate_op(&self.ctx, self.next as u16, record);
-        self.next = if op.is_ok() { self.next + 1 } else { self.ctx.records.len() };
-        Some(op)
+        // Built where it is returned (no copy of the op through this frame: firmware stack).
+        let op = Some(validate::validate_op(&self.ctx, self.next as u16, record));
+        self.next = if matches!(op, Some(Ok(_))) { self.next + 1 } else { self.ctx.records.len() };
+        op
     }
 }
 

@@ -541,3 +541,19 @@ fn the_last_ops_output_must_be_the_logits() {
     let mismatch = LoadError::Meta { field: "output_zero_point", problem: Problem::Mismatch };
     assert_eq!(Model::from_bytes(blob.bytes()).err(), Some(mismatch));
 }
+
+#[test]
+fn the_residual_flag_belongs_to_conv2d_alone() {
+    // A pool or an add with `FLAG_RESIDUAL` (or any other flag) is refused at `flags`; so is a
+    // nonzero `conv_scale` on an op without the flag.
+    for op in [1usize, 3] {
+        let mut records = int8_graph();
+        records[op].flags = crate::format::FLAG_RESIDUAL;
+        assert_eq!(int8_error(&records), op_err(op as u16, "flags", Problem::Unknown));
+        records[op].flags = 2;
+        assert_eq!(int8_error(&records), op_err(op as u16, "flags", Problem::Unknown));
+    }
+    let mut records = int8_graph();
+    records[1].conv_scale = 0.5;
+    assert_eq!(int8_error(&records), op_err(1, "conv_scale", Problem::Unknown));
+}

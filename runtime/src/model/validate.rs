@@ -12,16 +12,14 @@ use half::f16;
 
 use super::checks::{
     Codes, I8_RANGE, OpErr, Reads, arena_regions, avg_requant, check_output_shape, conv_geometry, decode, float_params,
-    fused_pool_fields, int8_accumulation, io_shapes, pad_fields, pool_geometry, pool_requant_fields, precision_fields,
-    quant_fields, uniform_fields, weight_fields, weights_and_bias, window_fields,
+    fused_pool_fields, int8_accumulation, io_shapes, pad_fields, pool_geometry, precision_fields, quant_fields,
+    uniform_fields, weight_fields, weights_and_bias, window_fields,
 };
 use super::{Kernel, Op};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FusedPool, OpKind, OpRecord, Precision, Requant};
 use crate::kernels;
-use crate::kernels::params::{
-    AddF, AddS8, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape,
-};
+use crate::kernels::params::{ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Shape};
 
 /// A tensor an op reads: the model input or an earlier op's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,28 +106,68 @@ pub(super) fn validate_op<'a>(ctx: &Ctx<'a>, index: u16, r: &'a OpRecord) -> Res
     let int8 = ctx.precision == Precision::Int8;
     precision_fields(&e, r, int8, codes.requant, first.zero_point)?;
 
-    let (kernel, second) = match codes.kind {
-        OpKind::Conv2d => conv2d(ctx, &e, r, codes, input, output)?,
+    // A residual conv2d's residual, read in place at its output.
+    let residual = if codes.residual { ctx.tensor_at(at, r.input2_offset) } else { None };
+    let reads = Reads { index: at, first: source, second: residual, in_place: codes.residual };
+    let io = (input, output);
+    // Each kind's function returns the whole op, written where this function's caller wants it:
+    // the kernel (a few hundred bytes) is not copied through one frame per level (firmware stack).
+    match codes.kind {
+        OpKind::Conv2d => op_of(ctx, &e, r, io, reads, |ctx, e, r| conv2d(ctx, e, r, codes, io, residual)),
         #[cfg(feature = "depthwise")]
-        OpKind::DepthwiseConv2d => (depthwise_conv2d(ctx, &e, r, codes, input, output)?, None),
-        #[cfg(not(feature = "depthwise"))]
-        OpKind::DepthwiseConv2d => return Err(e.at("kind", Problem::NotCompiledIn)),
-        OpKind::Dense => (dense(ctx, &e, r, codes, input, output)?, None),
-        OpKind::MaxPool2d | OpKind::AvgPool2d => (pool(ctx, &e, r, codes, input, output)?, None),
-        OpKind::Add => {
-            let (kernel, second) = add(ctx, &e, r, codes, input, output)?;
-            (kernel, Some(second))
+        OpKind::DepthwiseConv2d => {
+            op_of(ctx, &e, r, io, reads, |ctx, e, r| depthwise_conv2d(ctx, e, r, codes, input, output))
         }
-    };
+        #[cfg(not(feature = "depthwise"))]
+        OpKind::DepthwiseConv2d => Err(e.at("kind", Problem::NotCompiledIn)),
+        OpKind::Dense => op_of(ctx, &e, r, io, reads, |ctx, e, r| dense(ctx, e, r, codes, input, output)),
+        OpKind::MaxPool2d | OpKind::AvgPool2d => {
+            op_of(ctx, &e, r, io, reads, |ctx, e, r| pool(ctx, e, r, codes, input, output))
+        }
+        #[cfg(feature = "residual")]
+        OpKind::Add => add_op(ctx, &e, r, codes, io, reads),
+        #[cfg(not(feature = "residual"))]
+        OpKind::Add => Err(e.at("kind", Problem::NotCompiledIn)),
+    }
+}
 
-    let regions = arena_regions(
-        ctx,
-        &e,
-        r,
-        (input.len(), output.len()),
-        Reads { index: at, first: source, second, in_place: codes.residual },
-        scratch_needed(&kernel),
-    )?;
+/// The op whose kernel `kernel` validates and builds, with its arena regions. Never inlined, one
+/// instance per op kind: only one kind's frames are live at a time.
+#[inline(never)]
+fn op_of<'a>(
+    ctx: &Ctx<'a>,
+    e: &OpErr,
+    r: &'a OpRecord,
+    (input, output): (Shape, Shape),
+    reads: Reads,
+    kernel: impl FnOnce(&Ctx<'a>, &OpErr, &'a OpRecord) -> Result<Kernel<'a>, LoadError>,
+) -> Result<Op<'a>, LoadError> {
+    let kernel = kernel(ctx, e, r)?;
+    let regions = arena_regions(ctx, e, r, (input.len(), output.len()), reads, scratch_needed(&kernel))?;
+    Ok(Op {
+        kernel,
+        input: regions.input,
+        input2: regions.input2,
+        output: regions.output,
+        scratch: regions.scratch,
+        record: r,
+    })
+}
+
+/// An add op: its kernel and second operand ([`add`]), then its arena regions.
+#[cfg(feature = "residual")]
+#[inline(never)]
+fn add_op<'a>(
+    ctx: &Ctx<'a>,
+    e: &OpErr,
+    r: &'a OpRecord,
+    codes: Codes,
+    (input, output): (Shape, Shape),
+    reads: Reads,
+) -> Result<Op<'a>, LoadError> {
+    let (kernel, second) = add(ctx, e, r, codes, input, output)?;
+    let reads = Reads { second: Some(second), ..reads };
+    let regions = arena_regions(ctx, e, r, (input.len(), output.len()), reads, scratch_needed(&kernel))?;
     Ok(Op {
         kernel,
         input: regions.input,
@@ -155,17 +193,18 @@ fn scratch_needed(kernel: &Kernel<'_>) -> usize {
 
 /// A convolution with an optional fused pool: `kernel_*`, `stride_*` and `pad_*` give the conv
 /// output, the fused pool (`pool_*`, or all zero without one) the op's output; `out_c` filters of
-/// `kernel_h · kernel_w · in_c` weights and one bias each. With [`crate::format::FLAG_RESIDUAL`] (int8 only, no
-/// pool) it also returns the residual tensor, read in place at `input2_offset`.
+/// `kernel_h · kernel_w · in_c` weights and one bias each. With [`crate::format::FLAG_RESIDUAL`]
+/// (int8 only, no pool), `residual` is the tensor at `input2_offset` (resolved by the caller),
+/// which must be there, at the output, in the output's shape.
 #[inline(never)] // one op kind's frame at a time under `validate_op` (firmware stack)
 fn conv2d<'a>(
     ctx: &Ctx<'a>,
     e: &OpErr,
     r: &OpRecord,
     codes: Codes,
-    input: Shape,
-    output: Shape,
-) -> Result<(Kernel<'a>, Option<Tensor>), LoadError> {
+    (input, output): (Shape, Shape),
+    residual: Option<Tensor>,
+) -> Result<Kernel<'a>, LoadError> {
     let geometry = conv_geometry(e, r, input)?;
     let conv_out = geometry.output;
     let fused = fused_pool(e, r, codes.pool, conv_out)?;
@@ -175,28 +214,29 @@ fn conv2d<'a>(
     if codes.residual && (ctx.precision != Precision::Int8 || fused.is_some()) {
         return Err(e.at("flags", Problem::Unknown));
     }
-    let residual = if codes.residual {
+    #[cfg(not(feature = "residual"))]
+    if codes.residual {
+        return Err(e.at("flags", Problem::NotCompiledIn));
+    }
+    if codes.residual {
         let mismatch = e.at("input2_offset", Problem::Mismatch);
-        let tensor = ctx.tensor_at(e.0 as usize, r.input2_offset).ok_or(mismatch)?;
+        let tensor = residual.ok_or(mismatch)?;
         if tensor.shape != output || r.input2_offset != r.output_offset {
             return Err(mismatch);
         }
-        Some(tensor)
-    } else {
-        None
-    };
-    let kernel = match ctx.precision {
-        Precision::Int8 => conv2d_s8(ctx, e, r, codes, geometry, fused, (w_bytes, b_bytes), residual)?,
+    }
+    // Each arm's result is the return value itself (no copy of the kernel through this frame).
+    match ctx.precision {
+        Precision::Int8 => conv2d_s8(ctx, e, r, codes, geometry, fused, (w_bytes, b_bytes), residual),
         Precision::F16 => {
             let (weights, bias) = float_params::<f16>(e, w_bytes, b_bytes)?;
-            Kernel::ConvF16(ConvF { geometry, activation, pool: fused, weights, bias })
+            Ok(Kernel::ConvF16(ConvF { geometry, activation, pool: fused, weights, bias }))
         }
         Precision::F32 => {
             let (weights, bias) = float_params::<f32>(e, w_bytes, b_bytes)?;
-            Kernel::ConvF32(ConvF { geometry, activation, pool: fused, weights, bias })
+            Ok(Kernel::ConvF32(ConvF { geometry, activation, pool: fused, weights, bias }))
         }
-    };
-    Ok((kernel, residual))
+    }
 }
 
 /// The pool fused onto a conv output of shape `conv_out`, if `pool` names one; its fields are
@@ -230,6 +270,7 @@ fn fused_pool(
 /// range to `conv_zero_point` and `conv_scale`, and the output is the add's: the add's rules
 /// ([`add_params`]) with the convolution's output as the first operand.
 #[allow(clippy::too_many_arguments)]
+#[inline(never)] // its own frame, not in `conv2d`'s (firmware stack)
 fn conv2d_s8<'a>(
     ctx: &Ctx<'a>,
     e: &OpErr,
@@ -250,10 +291,14 @@ fn conv2d_s8<'a>(
             Some((kind, g, avg))
         }
     };
+    #[cfg(feature = "residual")]
     let residual = match residual {
         Some(tensor) => Some(add_params(e, r, ("conv_scale", r.conv_zero_point, r.conv_scale), tensor)?),
         None => None,
     };
+    // Refused in `conv2d` without the feature.
+    #[cfg(not(feature = "residual"))]
+    let residual = residual.and(None);
     if residual.is_none() && pool.is_none_or(|(k, _, _)| k == PoolKind::Max) && r.output_zero_point != r.conv_zero_point
     {
         return Err(e.at("output_zero_point", Problem::Mismatch));
@@ -456,8 +501,14 @@ fn pool_s8<'a>(e: &OpErr, r: &OpRecord, g: PoolGeometry, avg: bool) -> Result<Ke
 
 // ---------- add ----------
 
+#[cfg(feature = "residual")]
+use super::checks::pool_requant_fields;
+#[cfg(feature = "residual")]
 use crate::format::MAX_ADD_SCALE_RATIO;
+#[cfg(feature = "residual")]
+use crate::kernels::params::{AddF, AddS8};
 
+#[cfg(feature = "residual")]
 /// An element-wise add: the first operand at `input_offset` (checked like every op's input), the
 /// second at `input2_offset`, which must resolve ([`Ctx::tensor_at`]) to a tensor of the same
 /// shape; the output has that shape too. No fused pool, requantization, geometry, weights or
@@ -507,6 +558,7 @@ fn add<'a>(
     Ok((kernel, second))
 }
 
+#[cfg(feature = "residual")]
 /// The int8 rules of an add (`second`: the second operand's source; the first operand's zero
 /// point was checked with every op's).
 fn add_s8(e: &OpErr, r: &OpRecord, second: Tensor) -> Result<AddS8, LoadError> {
@@ -528,11 +580,13 @@ fn add_s8(e: &OpErr, r: &OpRecord, second: Tensor) -> Result<AddS8, LoadError> {
     add_params(e, r, ("input_scale", r.input_zero_point, r.input_scale), second)
 }
 
+#[cfg(feature = "residual")]
 /// The add of a first operand (`(scale field, zero point, scale)`: an add's first input, or a
 /// residual conv2d's own output) and the tensor `second` (`input2_*`) to the output's scale: the
 /// second zero point is its source's; the scales are normal positive f32s whose operand-to-output
 /// ratios are at most [`MAX_ADD_SCALE_RATIO`]. (The output zero point and clamp are checked by
 /// the caller.)
+#[inline(never)] // its own frame, not in its callers' (firmware stack)
 fn add_params(
     e: &OpErr,
     r: &OpRecord,

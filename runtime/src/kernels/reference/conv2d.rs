@@ -137,7 +137,11 @@ fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option
                         let out = output.get_mut(g.output.index(oy, ox, oc))?;
                         // A fused residual add: the output buffer holds the residual on entry.
                         *out = match &op.residual {
+                            #[cfg(feature = "residual")]
                             Some(add) => super::add::add_one_s8(add, conv, *out),
+                            // Without `residual`, `Model::from_bytes` refuses residual convs.
+                            #[cfg(not(feature = "residual"))]
+                            Some(_) => return None,
                             None => conv,
                         };
                     }
