@@ -4,8 +4,10 @@
 //! and dense layers, dense stacks, every activation, every precision and calibration method) go through the build's own path without training — seeded weights
 //! ([`TrainedModel::seeded`]) → [`pipeline::deploy`] (float plan, calibration, quantization,
 //! conv/pool fusion, arena plan, blob, runtime evaluation) → ONNX export → tract-onnx on every
-//! op's output. The module `batchnorm_and_global_avgpool` checks those layers' placement rules
-//! and that folding a batchnorm leaves the float model's outputs unchanged.
+//! op's output; some stacks hold residual blocks (named layers, `add`, fused into the conv before
+//! it or not) and an add on the image itself. The module `batchnorm_and_global_avgpool` checks
+//! those layers' placement rules and that folding a batchnorm leaves the float model's outputs
+//! unchanged; `residual` runs the shipped ResNet-8.
 
 use mnistc::data::{Images, Rng};
 use mnistc::export::onnx;
@@ -29,7 +31,12 @@ fn random_spec(seed: u64) -> String {
         // A pool straight on the input.
         layers += &format!("[[layers]]\ntype = \"maxpool2d\"\nsize = {}\n\n", 1 + pick(3));
     }
-    for _ in 0..convs {
+    if pick(8) == 0 {
+        // A residual add straight on the image: a one-filter `same` conv plus the input itself.
+        layers += "[[layers]]\ntype = \"conv2d\"\nfilters = 1\nkernel = 3\npadding = \"same\"\nactivation = \"none\"\n\n\
+                   [[layers]]\ntype = \"add\"\ninputs = \"input\"\nactivation = \"relu\"\n\n";
+    }
+    for block in 0..convs {
         let k = (1 + pick(5), 1 + pick(5));
         let k = if pick(3) == 0 { k } else { (k.0, k.0) };
         let normalized = pick(3) == 0;
@@ -70,6 +77,32 @@ fn random_spec(seed: u64) -> String {
         }
         if pick(4) == 0 {
             layers += "[[layers]]\ntype = \"dropout\"\nrate = 0.25\n\n";
+        }
+        if pick(3) == 0 {
+            // A residual block: `same` convs of one width, the last (sometimes batch-normalized,
+            // sometimes activated, which keeps the add from being fused into it) added to the
+            // first; sometimes the add names both inputs.
+            let (f, name) = (1 + pick(8), format!("r{block}"));
+            let conv = |k: usize, act: &str, name: &str| {
+                format!(
+                    "[[layers]]\ntype = \"conv2d\"\nfilters = {f}\nkernel = {k}\npadding = \"same\"\nactivation = \"{act}\"\n{name}\n"
+                )
+            };
+            layers += &conv(1 + pick(3), activation(pick(3)), &format!("name = \"{name}\"\n"));
+            let normalized = pick(3) == 0;
+            let second = if normalized { "none" } else { activation(pick(3)) };
+            let last = if pick(2) == 0 { "name = \"branch\"\n".to_string() } else { String::new() };
+            if normalized {
+                layers += &conv(1 + pick(3), second, "");
+                layers += &format!("[[layers]]\ntype = \"batchnorm\"\nactivation = \"none\"\n{last}\n");
+            } else {
+                layers += &conv(1 + pick(3), second, &last);
+            }
+            let inputs = if last.is_empty() { format!("\"{name}\"") } else { format!("[\"branch\", \"{name}\"]") };
+            layers +=
+                &format!("[[layers]]\ntype = \"add\"\ninputs = {inputs}\nactivation = \"{}\"\n\n", activation(pick(3)));
+            layers = layers.replace("name = \"branch\"", &format!("name = \"branch{block}\""));
+            layers = layers.replace("\"branch\", ", &format!("\"branch{block}\", "));
         }
     }
     if convs > 0 && pick(4) == 0 {
@@ -122,6 +155,34 @@ fn images(n: usize, seed: u64) -> Images {
     Images::grey(n, 28, 28, pixels, (0..n).map(|i| (i % 10) as u8).collect())
 }
 
+/// `n` random 32×32 colour images, labels cycling through the ten classes.
+fn colour_images(n: usize, seed: u64) -> Images {
+    let mut rng = Rng::new(seed);
+    let pixels = (0..n * 32 * 32 * 3).map(|_| rng.below(256) as u8).collect();
+    Images { n, height: 32, width: 32, channels: 3, pixels, labels: (0..n).map(|i| (i % 10) as u8).collect() }
+}
+
+/// The f32 `plan` written as a blob and run by the runtime on `images`, against `expected` (10
+/// logits an image, e.g. burn's): the largest difference and the largest expected magnitude.
+fn float_blob_against(plan: &mnistc::lower::plan::Plan, images: &Images, expected: &[f32]) -> (f32, f32) {
+    let blob = mnistc::lower::emit::write(plan).unwrap();
+    let device = blob.model();
+    let mut arena = vec![0u8; device.arena_size()];
+    let (mut worst, mut largest) = (0.0f32, 0.0f32);
+    for (img, expected) in images.pixels.chunks(device.input_len()).zip(expected.chunks(10)) {
+        let mnistc_runtime::Activations::F32(got) =
+            device.run_logits(mnistc_runtime::Input::Pixels(img), &mut arena).unwrap()
+        else {
+            panic!("an f32 blob gives f32 logits")
+        };
+        for (g, e) in got.iter().zip(expected) {
+            worst = worst.max((g - e).abs());
+            largest = largest.max(e.abs());
+        }
+    }
+    (worst, largest)
+}
+
 /// Builds `spec` with seeded weights exactly as `mnistc build` lowers a trained model, and
 /// checks the blob against tract on every op. Returns the blob bytes.
 fn build_and_check(spec: &ModelSpec, seed: u64) -> Vec<u8> {
@@ -166,8 +227,15 @@ proptest! {
 /// The generator reaches builds often enough for the property to mean something.
 #[test]
 fn most_random_specs_validate() {
-    let ok = (0..200).filter(|&s| parse(&random_spec(s), "x").is_ok()).count();
-    assert!(ok >= 60, "only {ok} of 200 random specs validate");
+    let valid: Vec<ModelSpec> = (0..200).filter_map(|s| parse(&random_spec(s), "x").ok()).collect();
+    assert!(valid.len() >= 60, "only {} of 200 random specs validate", valid.len());
+    // Graphs among them: residual blocks and adds on the image.
+    let graphs = valid.iter().filter(|s| !s.is_chain()).count();
+    let on_image = valid
+        .iter()
+        .filter(|s| s.layers.iter().any(|l| l.inputs.contains(&mnistc::spec::InputRef::Input) && l.inputs.len() == 2))
+        .count();
+    assert!(graphs >= 15 && on_image >= 3, "{graphs} graphs, {on_image} adds on the image among {}", valid.len());
 }
 
 const KERAS_CNN: &str = "name = \"g\"\n[[layers]]\ntype = \"conv2d\"\nfilters = 4\nkernel = 3\nactivation = \"relu\"\n\
@@ -210,11 +278,10 @@ mod batchnorm_and_global_avgpool {
     //! its batchnorms (inference mode, running statistics) and the runtime's f32 blob, where each
     //! batchnorm is folded into the conv2d or dense layer before it, give the same logits.
 
-    use mnistc::data::{Images, Rng};
-    use mnistc::lower::{self, emit};
+    use super::colour_images;
+    use mnistc::lower;
     use mnistc::spec::{InvalidKind, Layer, ModelSpec};
     use mnistc::train::{self, Device, LayerKind, TrainedModel};
-    use mnistc_runtime::{Activations, Input};
 
     const NET: &str = r#"name = "bn"
 [[layers]]
@@ -262,12 +329,6 @@ dataset = "cifar-10"
 [quantize]
 precision = "f32"
 "#;
-
-    fn colour_images(n: usize, seed: u64) -> Images {
-        let mut rng = Rng::new(seed);
-        let pixels = (0..n * 32 * 32 * 3).map(|_| rng.below(256) as u8).collect();
-        Images { n, height: 32, width: 32, channels: 3, pixels, labels: vec![0; n] }
-    }
 
     #[test]
     fn the_layer_before_a_batchnorm_defaults_to_no_activation() {
@@ -324,20 +385,7 @@ precision = "f32"
         // the batchnorms folded into the weights.
         let plan = lower::fuse_pools(lower::float_plan(&model, [0; 32]).unwrap());
         assert_eq!(plan.ops.len(), 4);
-        let blob = emit::write(&plan).unwrap();
-        let device = blob.model();
-        let mut arena = vec![0u8; device.arena_size()];
-        let mut worst = 0.0f32;
-        let mut largest = 0.0f32;
-        for (img, expected) in images.pixels.chunks(3072).zip(burn.values.chunks(10)) {
-            let Activations::F32(got) = device.run_logits(Input::Pixels(img), &mut arena).unwrap() else {
-                panic!("an f32 blob gives f32 logits")
-            };
-            for (g, e) in got.iter().zip(expected) {
-                worst = worst.max((g - e).abs());
-                largest = largest.max(e.abs());
-            }
-        }
+        let (worst, largest) = super::float_blob_against(&plan, &images, &burn.values);
         assert!(largest > 0.1, "the logits are too small to compare: {largest}");
         assert!(worst <= 1e-4 * largest.max(1.0), "folded and unfolded differ by {worst} (logits up to {largest})");
     }
@@ -349,20 +397,14 @@ mod residual {
     //! folded and each add reads its shortcut from the arena, give the same logits; the int8 blob
     //! deploys (arena and op count as planned) and is bit-exact with tract on every op.
 
-    use mnistc::data::{Images, Rng};
-    use mnistc::lower::{self, emit};
+    use mnistc::lower;
     use mnistc::pipeline;
     use mnistc::spec::ModelSpec;
     use mnistc::train::{self, Device, TrainedModel};
     use mnistc::verify::check::check;
-    use mnistc_runtime::{Activations, Input};
     use mnistc_suite::workspace_root;
 
-    fn colour_images(n: usize, seed: u64) -> Images {
-        let mut rng = Rng::new(seed);
-        let pixels = (0..n * 32 * 32 * 3).map(|_| rng.below(256) as u8).collect();
-        Images { n, height: 32, width: 32, channels: 3, pixels, labels: (0..n).map(|i| (i % 10) as u8).collect() }
-    }
+    use super::colour_images;
 
     fn resnet8() -> (ModelSpec, TrainedModel) {
         let spec = ModelSpec::from_path(&workspace_root().join("models/cifar-resnet8.toml")).unwrap();
@@ -389,19 +431,7 @@ mod residual {
         ]);
         assert_eq!(plan.ops[3].inputs, [3, 1], "stack 1 adds its input (the stem) back");
         assert_eq!(plan.ops[7].inputs, [7, 5], "stack 2 adds its shortcut conv's output");
-        let blob = emit::write(&plan).unwrap();
-        let device = blob.model();
-        let mut arena = vec![0u8; device.arena_size()];
-        let (mut worst, mut largest) = (0.0f32, 0.0f32);
-        for (img, expected) in images.pixels.chunks(3072).zip(burn.values.chunks(10)) {
-            let Activations::F32(got) = device.run_logits(Input::Pixels(img), &mut arena).unwrap() else {
-                panic!("an f32 blob gives f32 logits")
-            };
-            for (g, e) in got.iter().zip(expected) {
-                worst = worst.max((g - e).abs());
-                largest = largest.max(e.abs());
-            }
-        }
+        let (worst, largest) = super::float_blob_against(&plan, &images, &burn.values);
         assert!(largest > 0.1, "the logits are too small to compare: {largest}");
         assert!(worst <= 1e-4 * largest.max(1.0), "burn and the runtime differ by {worst} (logits up to {largest})");
     }

@@ -650,11 +650,14 @@ pub(crate) fn add_one_s8(p: &AddS8, a: i8, b: i8) -> i8 {
     q.max(p.act_min).min(p.act_max) as i8
 }
 
-/// `dst[j] = add(conv[j], dst[j])`: a fused residual add over one block of channels. Never
-/// inlined: its f32 work stays out of the convolution's frame (the firmware's stack), and it
-/// runs once per block, not per tap.
+/// `dst[j] = add(conv[j], dst[j])`: a fused residual add over one block of channels. Inlined
+/// where the ISA has float lanes (compiled with its features, vectorized: on AVX-512 the fused
+/// 3x3 conv + add on 32x32x16 takes 70 µs inlined, 90 µs not); on 32-bit Arm it stays a call,
+/// which keeps the Cortex-M4's convolution loop as it is (6.86 M instructions for ResNet-8's first
+/// fused op against 7.30 M inlined).
 #[cfg(feature = "residual")]
-#[inline(never)]
+#[cfg_attr(target_arch = "arm", inline(never))]
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
 fn add_in_place(p: &AddS8, conv: &[i8], dst: &mut [i8]) {
     for (d, &c) in dst.iter_mut().zip(conv) {
         *d = add_one_s8(p, c, *d);
