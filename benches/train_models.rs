@@ -83,7 +83,7 @@ fn main() {
                 .unwrap_or_else(|e| panic!("{e}"));
             eprintln!("== {name}, seed {seed}: {} epochs", spec.train.epochs);
             let start = Instant::now();
-            let opts = TrainOptions { device: Device::Cpu, progress: true, verbose: true, profile: false };
+            let opts = TrainOptions { device: Device::Cpu, progress: true, verbose: true, ..TrainOptions::default() };
             let model = train::train(&spec, &train_set, &opts).unwrap_or_else(|e| panic!("{e}"));
             let eval = train::evaluate(&model, &test_set, Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
             let run = Run {

@@ -27,6 +27,7 @@ fn build_with(spec: &ModelSpec, cache: &Cache) -> Built {
         cache: Some(cache.clone()),
         progress: false,
         profile: false,
+        pause_after: None,
         log: &mut log,
     };
     pipeline::build(spec, &mut opts).unwrap()

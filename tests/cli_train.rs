@@ -163,6 +163,50 @@ fn train_json_report_has_metrics_history_and_a_loadable_checkpoint() {
     assert!(dir.path().join("mlp.ckpt.history.csv").exists());
 }
 
+/// `--pause-after`: the training stops with exit 3 and its state in the cache; the same command
+/// continues it and writes the checkpoint an uninterrupted run writes; without a cache the flag
+/// is refused.
+#[test]
+fn train_pause_after_stops_and_the_same_command_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let run = |out: &std::path::Path, extra: &[&str]| {
+        let (m, o, d) = (model("mlp.toml"), out.display().to_string(), data.display().to_string());
+        let mut args = vec!["train", "-q", &m, "-o", &o, "--data", &d];
+        args.extend_from_slice(&["--epochs", "2", "--train-limit", "400", "--seed", "41"]);
+        args.extend_from_slice(extra);
+        mnistc(&args)
+    };
+    // A state left by an earlier, interrupted run of this test would be resumed: start clean.
+    let spec = mnistc::spec::ModelSpec::from_path(std::path::Path::new(&model("mlp.toml")))
+        .unwrap()
+        .with_overrides(&mnistc::spec::Overrides { epochs: Some(2), train_limit: Some(400), seed: Some(41) })
+        .unwrap();
+    let digests = mnistc::data::file_digests(&mnistc::data::DataDir::new(data.clone()), spec.data.dataset).unwrap();
+    let cache = mnistc::train::cache::Cache::from_env();
+    let state = cache.resume_path(&mnistc::train::cache::Cache::key(&spec, &digests));
+    let _ = std::fs::remove_file(&state);
+
+    let whole = dir.path().join("whole.ckpt");
+    let (code, _, err) = run(&whole, &["--no-cache"]);
+    assert_eq!(code, 0, "{err}");
+    let sliced = dir.path().join("sliced.ckpt");
+    let (code, _, err) = run(&sliced, &["--pause-after", "1"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("paused after epoch 1 of 2") && err.contains("run the same command again"), "{err}");
+    assert!(state.exists() && !sliced.exists());
+    let (code, _, err) = run(&sliced, &["--pause-after", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!state.exists());
+    let (a, b) = (Checkpoint::load(&whole).unwrap(), Checkpoint::load(&sliced).unwrap());
+    assert_eq!(a.model.layers, b.model.layers);
+    assert_eq!(a.test, b.test);
+
+    let (code, _, err) = run(&sliced, &["--pause-after", "1", "--no-cache"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--pause-after") && err.contains("--no-cache"), "{err}");
+}
+
 /// `--profile`: every phase of the loop is timed, the phases fit in the epoch, and the text
 /// report prints the table.
 #[test]

@@ -245,6 +245,85 @@ fn early_stopping_returns_the_weights_of_the_best_epoch() {
     assert!((loss - losses[best - 1]).abs() < 1e-9, "{loss} vs {:?} (best epoch {best})", losses);
 }
 
+/// A CNN with every kind of state a training carries across epochs: a batchnorm (running
+/// statistics), dropout (burn's device RNG), augmentation and shuffling (mnistc's generators),
+/// Adam moments, a plateau schedule and early-stopping bookkeeping.
+const RESUMABLE: &str = r#"
+[[layers]]
+type = "conv2d"
+filters = 8
+kernel = 3
+activation = "none"
+[[layers]]
+type = "batchnorm"
+activation = "relu"
+[[layers]]
+type = "maxpool2d"
+size = 2
+[[layers]]
+type = "dropout"
+rate = 0.3
+[[layers]]
+type = "dense"
+units = 10
+"#;
+
+#[test]
+fn a_paused_or_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run() {
+    let s = spec(
+        RESUMABLE,
+        "epochs = 3\nbatch_size = 50\nearly_stopping = 3\nweight_decay = 0.0001\n\
+         lr_schedule = { type = \"plateau\", patience = 1, factor = 0.5 }\naugment = { shift = 2 }",
+        "validation = 0.2\ntrain_limit = 600",
+    );
+    let images = mnist(Split::Train);
+    let plain = train::train(&s, images, &TrainOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("run.resume");
+    let opts = |pause_after| TrainOptions { resume: Some(&path), pause_after, ..TrainOptions::default() };
+
+    // Two slices of one epoch, then the rest.
+    for done in 1..=2 {
+        match train::train(&s, images, &opts(Some(1))) {
+            Err(TrainError::Paused { epochs_done, epochs: 3, path: p }) => {
+                assert_eq!((epochs_done, p.as_path()), (done, path.as_path()));
+            }
+            other => panic!("expected a pause after epoch {done}, got {other:?}"),
+        }
+        assert!(path.exists());
+    }
+    let resumed = train::train(&s, images, &opts(None)).unwrap();
+    assert!(!path.exists(), "the state is deleted when the run finishes");
+    let bits = |m: &TrainedModel| {
+        m.layers.iter().map(|l| l.weight.iter().chain(&l.bias).map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    assert_eq!(bits(&resumed), bits(&plain), "resumed weights differ from the uninterrupted run's");
+    let numbers = |m: &TrainedModel| {
+        let h = &m.history;
+        let epochs: Vec<_> = h
+            .epochs
+            .iter()
+            .map(|e| (e.epoch, e.train_loss, e.train_accuracy, e.val_loss, e.val_accuracy, e.learning_rate))
+            .collect();
+        (epochs, h.best_epoch, h.restored_best, h.stopped_early, h.train_images, h.validation_images)
+    };
+    assert_eq!(numbers(&resumed), numbers(&plain));
+    assert_eq!(plain.history.epochs.len(), 3);
+
+    // A state that cannot be used (corrupt, or another spec's) is ignored: the run starts over
+    // and still ends with the same bytes.
+    assert!(matches!(train::train(&s, images, &opts(Some(1))), Err(TrainError::Paused { .. })));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(bits(&train::train(&s, images, &opts(None)).unwrap()), bits(&plain));
+    let mut other = s.clone();
+    other.train.seed = 99;
+    assert!(matches!(train::train(&other, images, &opts(Some(1))), Err(TrainError::Paused { .. })));
+    assert_eq!(bits(&train::train(&s, images, &opts(None)).unwrap()), bits(&plain));
+}
+
 #[test]
 fn sgd_nesterov_adamw_schedules_glorot_and_label_smoothing_train() {
     let data_cfg = "validation = 0.1\ntrain_limit = 2000";

@@ -12,7 +12,7 @@
 //! [`train_and_evaluate`].
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -42,6 +42,9 @@ pub struct BuildOptions<'a> {
     /// Wait for the device between training phases, for exact phase times on a GPU
     /// ([`crate::train::TrainOptions::profile`]).
     pub profile: bool,
+    /// Stop a training after this many epochs of this run, its state saved in the cache, with
+    /// [`crate::train::TrainError::Paused`] (needs the cache).
+    pub pause_after: Option<usize>,
     /// Where to log what happens (stderr for the CLI).
     pub log: &'a mut dyn Write,
 }
@@ -244,13 +247,8 @@ pub fn train_or_reuse(
                 spec.train.epochs,
                 opts.device
             );
-            let train_opts = TrainOptions {
-                device: opts.device,
-                progress: opts.progress,
-                verbose: opts.progress,
-                profile: opts.profile,
-            };
-            let model = train::train(spec, train_set, &train_opts)?;
+            let resume = opts.cache.as_ref().map(|c| c.resume_path(&key));
+            let model = train::train(spec, train_set, &train_options(opts, resume.as_deref()))?;
             let ckpt = Checkpoint::new(model, digests.to_vec(), None);
             let path = store_in_cache(spec, &ckpt, opts);
             (ckpt, false, path)
@@ -266,6 +264,18 @@ pub fn train_or_reuse(
         mean_epoch_seconds: history.mean_epoch_seconds(),
     };
     Ok((checkpoint, training))
+}
+
+/// The training options of a build with `opts`, saving its state after every epoch at `resume`.
+fn train_options<'a>(opts: &BuildOptions<'_>, resume: Option<&'a Path>) -> TrainOptions<'a> {
+    TrainOptions {
+        device: opts.device,
+        progress: opts.progress,
+        verbose: opts.progress,
+        profile: opts.profile,
+        resume,
+        pause_after: opts.pause_after,
+    }
 }
 
 /// Stores `checkpoint` in the cache of `opts` (a failure is only a warning in the log).
@@ -312,9 +322,8 @@ pub fn train_and_evaluate(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Resu
         spec.train.epochs,
         opts.device
     );
-    let train_opts =
-        TrainOptions { device: opts.device, progress: opts.progress, verbose: opts.progress, profile: opts.profile };
-    let model = train::train(spec, &train_set, &train_opts)?;
+    let resume = opts.cache.as_ref().map(|c| c.resume_path(&Cache::key(spec, &digests)));
+    let model = train::train(spec, &train_set, &train_options(opts, resume.as_deref()))?;
     let test = train::evaluate(&model, &test_set, opts.device)?;
     let checkpoint = Checkpoint::new(model, digests, Some(test.clone()));
     store_in_cache(spec, &checkpoint, opts);

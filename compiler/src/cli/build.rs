@@ -1,9 +1,9 @@
 //! `mnistc build MODEL.toml -o OUT.bin [--data DIR] [--epochs N] [--train-limit N] [--seed N]
-//! [--device cpu|cuda] [--json]`.
+//! [--device cpu|cuda] [--pause-after N] [--json]`.
 
 use std::path::{Path, PathBuf};
 
-use super::common::{TrainingArgs, check_output_path};
+use super::common::{PauseArgs, TrainingArgs, check_output_path};
 use super::{CliError, Io};
 use crate::pipeline;
 use crate::report::{self, Files};
@@ -12,8 +12,10 @@ use crate::report::{self, Files};
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Writes OUT.bin atomically and beside it OUT.onnx, OUT.report.json and OUT.report.md.\n\
 The training is cached (key: the spec without [quantize]/[target], the overrides, the data files' \
-SHA-256 and the mnistc version) in $MNISTC_CACHE, else $XDG_CACHE_HOME/mnistc, else ~/.cache/mnistc.\n\
-Exit codes: 0 built, 1 a [target] budget is exceeded or a check failed, 2 bad input.")]
+SHA-256 and the mnistc version) in $MNISTC_CACHE, else $XDG_CACHE_HOME/mnistc, else ~/.cache/mnistc. \
+A training saves its state there after every epoch: run the same command again after an interruption \
+(or --pause-after) and it continues from the last finished epoch, with the bytes of an uninterrupted run.\n\
+Exit codes: 0 built, 1 a [target] budget is exceeded or a check failed, 2 bad input, 3 paused by --pause-after.")]
 pub struct Args {
     /// The model description
     #[arg(value_name = "MODEL.toml")]
@@ -23,6 +25,8 @@ pub struct Args {
     pub output: PathBuf,
     #[command(flatten)]
     pub training: TrainingArgs,
+    #[command(flatten)]
+    pub pause: PauseArgs,
     /// Print the report as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
@@ -65,6 +69,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     );
 
     let mut opts = args.training.build_options(device, args.no_cache, args.quiet, io.err);
+    args.pause.apply(&mut opts, "--no-cache")?;
     let built = pipeline::build(&spec, &mut opts).map_err(CliError::from)?;
     let inspection = &built.inspection;
     let paths = Files { blob: &files.0, onnx: &files.1, report_json: &files.2, report_md: &files.3 };

@@ -67,6 +67,29 @@ pub struct TrainingArgs {
     pub device: DeviceArg,
 }
 
+/// `--pause-after N` of `train` and `build`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PauseArgs {
+    /// Train at most N epochs in this run, then stop (exit 3) with the training's state saved in
+    /// the cache; the same command continues it. Every epoch's state is saved anyway: an
+    /// interrupted training also continues from its last finished epoch
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pause_after: Option<u64>,
+}
+
+impl PauseArgs {
+    /// Sets `opts.pause_after` (exit 2 without a cache to save the state in).
+    pub fn apply(&self, opts: &mut crate::pipeline::BuildOptions<'_>, why_no_cache: &str) -> Result<(), super::CliError> {
+        if self.pause_after.is_some() && opts.cache.is_none() {
+            return Err(super::CliError::bad_input(format!(
+                "--pause-after saves the training's state in the training cache, which {why_no_cache} turns off"
+            )));
+        }
+        opts.pause_after = self.pause_after.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        Ok(())
+    }
+}
+
 impl TrainingArgs {
     /// The device, if this binary can train on it (exit 2 otherwise).
     pub fn device(&self) -> Result<Device, super::CliError> {
@@ -99,6 +122,7 @@ impl TrainingArgs {
             cache: (!no_cache).then(crate::train::cache::Cache::from_env),
             progress: !quiet,
             profile: false,
+            pause_after: None,
             log,
         }
     }
@@ -119,9 +143,16 @@ impl TrainingArgs {
 }
 
 impl From<crate::pipeline::BuildError> for super::CliError {
-    /// Bad input (spec, data, device) exits 2; a budget, a failed training or check exits 1.
+    /// Bad input (spec, data, device) exits 2; a budget, a failed training or check exits 1; a
+    /// training paused by `--pause-after` exits 3.
     fn from(e: crate::pipeline::BuildError) -> Self {
-        if e.is_bad_input() { super::CliError::bad_input(e) } else { super::CliError::failed(e) }
+        if matches!(e, crate::pipeline::BuildError::Train(crate::train::TrainError::Paused { .. })) {
+            super::CliError { failure: super::Failure::Paused, error: e.into() }
+        } else if e.is_bad_input() {
+            super::CliError::bad_input(e)
+        } else {
+            super::CliError::failed(e)
+        }
     }
 }
 

@@ -80,6 +80,8 @@ pub enum Failure {
     Failed,
     /// Bad command line, model file or data: exit code 2.
     BadInput,
+    /// A training stopped by `--pause-after`, its state saved: exit code 3.
+    Paused,
 }
 
 /// A command error with its exit code.
@@ -107,6 +109,7 @@ impl CliError {
         match self.failure {
             Failure::Failed => 1,
             Failure::BadInput => 2,
+            Failure::Paused => 3,
         }
     }
 }

@@ -1,14 +1,19 @@
 //! `mnistc train MODEL.toml -o CHECKPOINT [--data DIR] [--epochs N] [--train-limit N]
-//! [--seed N] [--device cpu|cuda] [--profile] [--json]`.
+//! [--seed N] [--device cpu|cuda] [--pause-after N] [--profile] [--json]`.
 
 use std::path::PathBuf;
 
-use super::common::{TrainingArgs, check_output_path};
+use super::common::{PauseArgs, TrainingArgs, check_output_path};
 use super::{CliError, Io};
 use crate::pipeline::{self, TrainedRun};
 
 /// Arguments of `mnistc train`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "The training saves its state in the training cache after every epoch: run the same \
+command again after an interruption (or --pause-after) and it continues from the last finished epoch, with the \
+bytes of an uninterrupted run.\n\
+Exit codes: 0 trained, 1 the training diverged or a file could not be written, 2 bad input, 3 paused by \
+--pause-after.")]
 pub struct Args {
     /// The model description
     #[arg(value_name = "MODEL.toml")]
@@ -18,6 +23,8 @@ pub struct Args {
     pub output: PathBuf,
     #[command(flatten)]
     pub training: TrainingArgs,
+    #[command(flatten)]
+    pub pause: PauseArgs,
     /// Print one JSON object on stdout instead of the text report
     #[arg(long)]
     pub json: bool,
@@ -46,6 +53,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
 
     // A cached training has no fresh timings: `--profile` always trains.
     let mut opts = args.training.build_options(device, args.no_cache || args.profile, args.quiet, io.err);
+    args.pause.apply(&mut opts, "--no-cache (or --profile)")?;
     opts.profile = args.profile;
     let TrainedRun { checkpoint, test: eval } =
         pipeline::train_and_evaluate(&spec, &mut opts).map_err(CliError::from)?;

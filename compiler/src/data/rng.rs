@@ -39,6 +39,16 @@ impl Rng {
         Rng::new(splitmix64(&mut sm))
     }
 
+    /// The generator's whole state (to save a training in the middle).
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+
+    /// A generator continuing from a saved [`state`](Rng::state).
+    pub fn from_state(s: [u64; 4]) -> Rng {
+        Rng { s }
+    }
+
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
@@ -111,6 +121,14 @@ mod tests {
         let mut x = Rng::for_stream(7, "shuffle");
         let mut y = Rng::for_stream(7, "split");
         assert_ne!(x.next_u64(), y.next_u64());
+    }
+
+    #[test]
+    fn saved_state_continues_the_stream() {
+        let mut a = Rng::for_stream(5, "augment");
+        a.next_u64();
+        let mut b = Rng::from_state(a.state());
+        assert_eq!((0..8).map(|_| a.next_u64()).collect::<Vec<_>>(), (0..8).map(|_| b.next_u64()).collect::<Vec<_>>());
     }
 
     #[test]

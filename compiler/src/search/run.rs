@@ -416,7 +416,7 @@ impl<'a> TrialContext<'a> {
         let Some(validation) = &self.split.validation else {
             return Err(SearchError::NoValidation { images: self.split.train.n, fraction: spec.data.validation });
         };
-        let opts = TrainOptions { device: self.device, progress: false, verbose: false, profile: false };
+        let opts = TrainOptions { device: self.device, ..TrainOptions::default() };
         let model = match train::train(&spec, self.train_set, &opts) {
             Ok(m) => m,
             Err(e @ TrainError::Diverged { .. }) => {

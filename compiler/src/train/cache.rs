@@ -4,8 +4,10 @@
 //! The key is the SHA-256 of the spec's training-relevant canonical JSON (everything but `name`,
 //! `[quantize]` and `[target]`, overrides applied), the data files' SHA-256 digests and the mnistc
 //! version. Entries live in `$MNISTC_CACHE`, else `$XDG_CACHE_HOME/mnistc`, else
-//! `$HOME/.cache/mnistc`, else `./.mnistc-cache`, one checkpoint file per key. Deleting the
-//! folder is always safe.
+//! `$HOME/.cache/mnistc`, else `./.mnistc-cache`, one checkpoint file per key, and, while a
+//! training of that key is under way or was interrupted, its state after the last finished
+//! epoch (`KEY.resume`), from which the same command continues. Deleting the folder is always
+//! safe (an interrupted training then starts again from its first epoch).
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +56,12 @@ impl Cache {
     /// Where the checkpoint of `key` lives.
     pub fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.ckpt"))
+    }
+
+    /// Where a training of `key` saves its state after every epoch until it finishes (see
+    /// [`crate::train::TrainOptions::resume`]).
+    pub fn resume_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.resume"))
     }
 
     /// The cached training of `spec` on data with `digests`, if there is a usable one.

@@ -269,7 +269,7 @@ impl Checkpoint {
     }
 }
 
-fn sha256_bytes(bytes: &[u8]) -> Vec<u8> {
+pub(super) fn sha256_bytes(bytes: &[u8]) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     Sha256::digest(bytes).to_vec()
 }

@@ -94,6 +94,23 @@ pub enum TrainError {
     /// The backend failed (reading a tensor back, ...).
     #[error("burn backend error: {0}")]
     Backend(String),
+    /// The run stopped as asked (`--pause-after`) with its state saved; the same command
+    /// continues it.
+    #[error(
+        "paused after epoch {epochs_done} of {epochs}, the state saved in {}; run the same command again to continue",
+        path.display()
+    )]
+    Paused {
+        /// Epochs finished (all runs together).
+        epochs_done: usize,
+        /// Epochs the spec asks for.
+        epochs: usize,
+        /// The saved state.
+        path: std::path::PathBuf,
+    },
+    /// The state after an epoch could not be saved.
+    #[error("could not save the training state: {0}")]
+    SaveState(String),
     /// Metrics could not be computed.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -105,7 +122,12 @@ impl TrainError {
     pub fn is_bad_input(&self) -> bool {
         !matches!(
             self,
-            TrainError::Diverged { .. } | TrainError::Backend(_) | TrainError::Cuda(_) | TrainError::CudaOutOfMemory(_)
+            TrainError::Diverged { .. }
+                | TrainError::Backend(_)
+                | TrainError::Cuda(_)
+                | TrainError::CudaOutOfMemory(_)
+                | TrainError::Paused { .. }
+                | TrainError::SaveState(_)
         )
     }
 }

@@ -37,6 +37,8 @@ pub mod profile;
 #[cfg(feature = "train")]
 mod progress;
 #[cfg(feature = "train")]
+mod resume;
+#[cfg(feature = "train")]
 mod run;
 #[cfg(feature = "train")]
 mod schedule;
@@ -58,7 +60,7 @@ pub use error::TrainError;
 /// How to run a training.
 #[cfg(feature = "train")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TrainOptions {
+pub struct TrainOptions<'a> {
     /// Where to train.
     pub device: Device,
     /// Show a progress bar per epoch (only when stderr is a terminal).
@@ -69,12 +71,26 @@ pub struct TrainOptions {
     /// [`EpochRecord::phases`] gets its own time on an asynchronous device (a GPU); the CPU
     /// backend is synchronous and needs no wait.
     pub profile: bool,
+    /// Where to save the training's state after every epoch and continue from it: a run whose
+    /// file exists resumes after the last finished epoch with the same results as an
+    /// uninterrupted run, and the file is deleted when the run finishes. `None`: nothing saved.
+    pub resume: Option<&'a std::path::Path>,
+    /// Stop after this many epochs of this run, with the state saved in `resume` (which must
+    /// be set), and return [`TrainError::Paused`]: for training in slices.
+    pub pause_after: Option<usize>,
 }
 
 #[cfg(feature = "train")]
-impl Default for TrainOptions {
+impl Default for TrainOptions<'_> {
     fn default() -> Self {
-        TrainOptions { device: Device::Cpu, progress: false, verbose: false, profile: false }
+        TrainOptions {
+            device: Device::Cpu,
+            progress: false,
+            verbose: false,
+            profile: false,
+            resume: None,
+            pause_after: None,
+        }
     }
 }
 
@@ -339,7 +355,7 @@ impl Logits {
 /// [`TrainError`] if the images do not fit the model, the device is unavailable, or training
 /// diverges.
 #[cfg(feature = "train")]
-pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Result<TrainedModel, TrainError> {
+pub fn train(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions<'_>) -> Result<TrainedModel, TrainError> {
     opts.device.guard(|| run::run(spec, train_set, opts))
 }
 

@@ -4,8 +4,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
+use burn::store::ModuleRecord;
+use burn::tensor::Bytes;
 
 use super::augment::augment_into;
 use super::batch::{self, image_tensor, label_tensor};
@@ -13,6 +15,7 @@ use super::error::TrainError;
 use super::model::Net;
 use super::profile::{PhaseClock, Phases};
 use super::progress::EpochProgress;
+use super::resume::{Best, ResumeState};
 use super::schedule::Scheduler;
 use super::{EpochRecord, History, TrainOptions, TrainedModel, optim};
 use crate::data::{Images, Rng, prepare_training};
@@ -40,7 +43,31 @@ pub(crate) fn check_images(spec: &ModelSpec, images: &Images) -> Result<(), Trai
     Ok(())
 }
 
-pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> Result<TrainedModel, TrainError> {
+/// The seed of burn's device RNG (dropout masks) for epoch `epoch` (0-based): reseeding at
+/// every epoch makes a resumed epoch draw what an uninterrupted run draws.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    Rng::for_stream(seed, &format!("device/epoch {epoch}")).next_u64()
+}
+
+/// The network and optimizer of a saved state, loaded over freshly built ones.
+fn restore(
+    state: &ResumeState,
+    net: &Net,
+    optimizer: ModuleOptimizer,
+) -> Result<(Net, ModuleOptimizer), String> {
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(state.net.clone())).map_err(|e| e.to_string())?;
+    let net = net.clone().try_load_record(record).map_err(|e| e.to_string())?;
+    let optimizer = optimizer.from_bytes(Bytes::from_bytes_vec(state.optimizer.clone())).map_err(|e| e.to_string())?;
+    Ok((net, optimizer))
+}
+
+/// burn's records of the network and optimizer, as bytes.
+fn records(net: &Net, optimizer: &ModuleOptimizer) -> Result<(Vec<u8>, Vec<u8>), TrainError> {
+    let save = |e: burn::store::RecordError| TrainError::SaveState(e.to_string());
+    Ok((net.clone().into_record().into_bytes().map_err(save)?.to_vec(), optimizer.into_bytes().map_err(save)?.to_vec()))
+}
+
+pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions<'_>) -> Result<TrainedModel, TrainError> {
     check_images(spec, train_set)?;
     let t = &spec.train;
     let classes = spec.input.classes;
@@ -77,13 +104,45 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
         device: opts.device.name().to_string(),
         ..History::default()
     };
-    let mut best: Option<(f64, usize, Option<Net>)> = None;
+    let mut best: Option<Best> = None;
     let mut since_best = 0;
+    let mut first_epoch = 0;
+    let mut seconds_before = 0.0;
+    if let Some(path) = opts.resume {
+        let loaded = ResumeState::load(path, spec, data.n)
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.map(|s| restore(&s, &net, optim::build(t)).map(|r| (s, r))).transpose());
+        match loaded {
+            Ok(Some((state, (n, o)))) => {
+                (net, optimizer) = (n, o);
+                scheduler.restore(&state.scheduler);
+                shuffle_rng = Rng::from_state(state.shuffle_rng);
+                augment_rng = Rng::from_state(state.augment_rng);
+                order = state.order;
+                best = state.best;
+                since_best = state.since_best;
+                first_epoch = state.epochs_done;
+                seconds_before = state.history.seconds;
+                history = state.history;
+                if opts.verbose {
+                    eprintln!("resuming after epoch {first_epoch} of {} (state in {})", t.epochs, path.display());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                if opts.verbose {
+                    eprintln!("warning: not resuming ({e}): training from the first epoch");
+                }
+            }
+        }
+    }
+    let start_epoch = if history.stopped_early { t.epochs } else { first_epoch };
 
-    for epoch in 0..t.epochs {
+    for epoch in start_epoch..t.epochs {
         let epoch_start = Instant::now();
+        device.seed(epoch_seed(t.seed, epoch));
         shuffle_rng.shuffle(&mut order);
-        let progress = EpochProgress::new(opts.progress, opts.verbose, epoch + 1, t.epochs, steps);
+        let progress = EpochProgress::new(opts.progress, opts.verbose, (epoch + 1, t.epochs), steps, &history);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0usize);
         let mut pending: Option<(Tensor<1>, Tensor<1, Int>)> = None;
         let mut pending_images = 0usize;
@@ -139,7 +198,7 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
                     seen += pending_images;
                     pending_images = 0;
                 }
-                progress.update(loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64);
+                progress.update(step + 1, loss_sum / seen.max(1) as f64, correct as f64 / seen.max(1) as f64);
                 clock.mark(&mut phases.metrics);
             }
         }
@@ -169,17 +228,41 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
         scheduler.end_epoch(val_loss);
 
         if let Some(loss) = val_loss {
-            if best.as_ref().is_none_or(|(b, _, _)| loss < *b) {
+            if best.as_ref().is_none_or(|b| loss < b.loss) {
                 // Keep a copy of the weights only when they may be restored.
-                let snapshot = (t.early_stopping > 0).then(|| net.valid());
-                best = Some((loss, epoch + 1, snapshot));
+                let layers = if t.early_stopping > 0 { Some(net.valid().export()?) } else { None };
+                best = Some(Best { loss, epoch: epoch + 1, layers });
                 since_best = 0;
             } else {
                 since_best += 1;
             }
         }
-        if t.early_stopping > 0 && since_best >= t.early_stopping && epoch + 1 < t.epochs {
-            history.stopped_early = true;
+        let stop_early = t.early_stopping > 0 && since_best >= t.early_stopping && epoch + 1 < t.epochs;
+        history.stopped_early = stop_early;
+        if let Some(path) = opts.resume {
+            history.seconds = seconds_before + run_start.elapsed().as_secs_f64();
+            let (net_record, optimizer_record) = records(&net, &optimizer)?;
+            let state = ResumeState {
+                training_key: spec.training_key_json(),
+                train_images: data.n,
+                epochs_done: epoch + 1,
+                history: history.clone(),
+                scheduler: scheduler.state(),
+                shuffle_rng: shuffle_rng.state(),
+                augment_rng: augment_rng.state(),
+                order: order.clone(),
+                best: best.clone(),
+                since_best,
+                net: net_record,
+                optimizer: optimizer_record,
+            };
+            state.save(path, spec).map_err(|e| TrainError::SaveState(e.to_string()))?;
+            let paused = opts.pause_after.is_some_and(|n| epoch + 1 - first_epoch >= n);
+            if paused && !stop_early && epoch + 1 < t.epochs {
+                return Err(TrainError::Paused { epochs_done: epoch + 1, epochs: t.epochs, path: path.to_path_buf() });
+            }
+        }
+        if stop_early {
             if opts.verbose {
                 eprintln!("early stopping: no validation-loss improvement for {since_best} epochs");
             }
@@ -187,19 +270,22 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions) -> 
         }
     }
 
-    history.best_epoch = best.as_ref().map(|(_, e, _)| *e);
-    let final_net = match best {
-        Some((_, epoch, Some(snapshot))) => {
+    history.best_epoch = best.as_ref().map(|b| b.epoch);
+    let layers = match best {
+        Some(Best { epoch, layers: Some(layers), .. }) => {
             history.restored_best = true;
             if opts.verbose && epoch != history.epochs.len() {
                 eprintln!("restoring the weights of epoch {epoch} (lowest validation loss)");
             }
-            snapshot
+            layers
         }
-        _ => net.valid(),
+        _ => net.valid().export()?,
     };
-    let layers = final_net.export()?;
-    history.seconds = run_start.elapsed().as_secs_f64();
+    history.seconds = seconds_before + run_start.elapsed().as_secs_f64();
+    if let Some(path) = opts.resume {
+        // The run is over: a later run with the same key starts afresh (or is served by the cache).
+        let _ = std::fs::remove_file(path);
+    }
     Ok(TrainedModel { spec: spec.clone(), layers, history })
 }
 

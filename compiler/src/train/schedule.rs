@@ -8,7 +8,19 @@
 //! - `cosine`: `min_lr + (lr - min_lr) * (1 + cos(pi * t / T)) / 2` with `t` the batch index
 //!   over the whole run and `T` the total number of batches.
 
+use serde::{Deserialize, Serialize};
+
 use crate::spec::LrSchedule;
+
+/// What a [`Scheduler`] learned during a run (the `plateau` count), saved between epochs so that
+/// a resumed run continues with the same learning rates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct SchedulerState {
+    plateau_lr: f64,
+    /// The best validation loss so far (`None` before the first).
+    best: Option<f64>,
+    bad_epochs: usize,
+}
 
 /// Tracks the learning rate during a run.
 #[derive(Clone, Debug)]
@@ -49,6 +61,22 @@ impl Scheduler {
         }
     }
 
+    /// The state to save after an epoch.
+    pub fn state(&self) -> SchedulerState {
+        SchedulerState {
+            plateau_lr: self.plateau_lr,
+            best: self.best.is_finite().then_some(self.best),
+            bad_epochs: self.bad_epochs,
+        }
+    }
+
+    /// Continues from a saved state.
+    pub fn restore(&mut self, state: &SchedulerState) {
+        self.plateau_lr = state.plateau_lr;
+        self.best = state.best.unwrap_or(f64::INFINITY);
+        self.bad_epochs = state.bad_epochs;
+    }
+
     /// Feeds the validation loss at the end of an epoch (used by `plateau`).
     pub fn end_epoch(&mut self, val_loss: Option<f64>) {
         let LrSchedule::Plateau { patience, factor, min_lr } = self.schedule else {
@@ -87,6 +115,22 @@ mod tests {
         assert_eq!(s.lr(0, 0), 1.0);
         assert!((s.lr(1, 0) - 0.55).abs() < 1e-12);
         assert!(s.lr(1, 49) > 0.1 && s.lr(1, 49) < 0.1003);
+    }
+
+    #[test]
+    fn restored_state_gives_the_same_rates() {
+        let schedule = LrSchedule::Plateau { patience: 1, factor: 0.5, min_lr: 0.0 };
+        let mut a = Scheduler::new(1.0, schedule, 10, 1);
+        a.end_epoch(Some(1.0));
+        a.end_epoch(Some(2.0));
+        let mut b = Scheduler::new(1.0, schedule, 10, 1);
+        b.restore(&a.state());
+        for loss in [3.0, 0.5, 0.7] {
+            a.end_epoch(Some(loss));
+            b.end_epoch(Some(loss));
+            assert_eq!(a.lr(0, 0), b.lr(0, 0));
+        }
+        assert_eq!(a.state(), b.state());
     }
 
     #[test]
