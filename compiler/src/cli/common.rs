@@ -79,7 +79,11 @@ pub struct PauseArgs {
 
 impl PauseArgs {
     /// Sets `opts.pause_after` (exit 2 without a cache to save the state in).
-    pub fn apply(&self, opts: &mut crate::pipeline::BuildOptions<'_>, why_no_cache: &str) -> Result<(), super::CliError> {
+    pub fn apply(
+        &self,
+        opts: &mut crate::pipeline::BuildOptions<'_>,
+        why_no_cache: &str,
+    ) -> Result<(), super::CliError> {
         if self.pause_after.is_some() && opts.cache.is_none() {
             return Err(super::CliError::bad_input(format!(
                 "--pause-after saves the training's state in the training cache, which {why_no_cache} turns off"

@@ -8,10 +8,12 @@
 //!   (batched, inference mode) on any [`Device`].
 //! - [`Checkpoint`] saves and loads a trained model bit-exactly, with its spec, history and
 //!   the data digests it was trained on.
+//! - With [`TrainOptions::resume`], the state after every epoch is saved (`resume.rs`) and a
+//!   later run continues from it.
 //!
 //! # Reproducibility
 //! Every random choice is seeded from `train.seed`: burn's device RNG (initialization,
-//! dropout masks) and mnistc's own [`Rng`](crate::data::Rng) streams (subset, validation
+//! dropout masks; a resumed run replays the finished epochs' draws) and mnistc's own [`Rng`](crate::data::Rng) streams (subset, validation
 //! split, shuffling, augmentation). On the CPU a run is bit-reproducible. burn's CPU backend
 //! keeps its RNG in a process-wide global, so trainings in one process are serialized by a
 //! lock (two concurrent trainings would otherwise interleave their random draws).

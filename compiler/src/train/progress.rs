@@ -41,7 +41,13 @@ fn run_eta(epoch_left: f64, epochs_after: usize, mean_epoch: Option<f64>, elapse
 impl EpochProgress {
     /// The bar for epoch `epoch` of `epochs` (1-based) with `batches` batches; `history` holds
     /// the epochs finished before (in this run or in the runs it resumes).
-    pub fn new(enabled: bool, verbose: bool, (epoch, epochs): (usize, usize), batches: usize, history: &History) -> Self {
+    pub fn new(
+        enabled: bool,
+        verbose: bool,
+        (epoch, epochs): (usize, usize),
+        batches: usize,
+        history: &History,
+    ) -> Self {
         let visible = enabled && std::io::stderr().is_terminal();
         let target = if visible { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let bar = ProgressBar::with_draw_target(Some(batches as u64), target);

@@ -7,9 +7,12 @@
 //! by, as burn's module record), the optimizer state (Adam moments and step counts, as burn's
 //! optimizer record), the learning-rate scheduler, mnistc's shuffling and augmentation
 //! generators and the current image order, the early-stopping bookkeeping (best loss, its epoch
-//! and weights) and the history so far. burn's device RNG (dropout masks) is not in the file:
-//! the training loop reseeds it at the start of every epoch from `train.seed` and the epoch
-//! number, so a resumed epoch draws the same masks.
+//! and weights) and the history so far. burn's device RNG (dropout masks) cannot be saved (the
+//! CPU backend keeps it private): a resumed run seeds it as the first run did, builds the network
+//! (the same initial draws), then draws and drops the masks of the finished epochs, so that it
+//! continues the stream where the interrupted run left it. Uninterrupted runs draw exactly as
+//! they did before resuming existed. (On a GPU the masks come from the device's own generator,
+//! which this replay does not reproduce: a resumed CUDA run continues, but not bit for bit.)
 //!
 //! # File layout (format version 1, all integers little-endian)
 //! | bytes | content |
@@ -175,7 +178,9 @@ impl ResumeState {
             serde_json::from_slice(&body[PREFIX..PREFIX + header_len]).map_err(|e| bad(format!("bad header: {e}")))?;
         let mut data = &body[PREFIX + header_len..];
         let mut take = |len: Option<usize>, what: &str| -> Result<&[u8], CheckpointError> {
-            let n = len.filter(|&n| n <= data.len()).ok_or_else(|| bad(format!("{what} is shorter than the header says")))?;
+            let n = len
+                .filter(|&n| n <= data.len())
+                .ok_or_else(|| bad(format!("{what} is shorter than the header says")))?;
             let (head, rest) = data.split_at(n);
             data = rest;
             Ok(head)
@@ -187,11 +192,8 @@ impl ResumeState {
         let net = take(Some(h.net_len), "the network record")?.to_vec();
         let optimizer = take(Some(h.optimizer_len), "the optimizer record")?.to_vec();
         let best_weights = take(Some(h.best_weights_len), "the best weights")?;
-        let layers = if best_weights.is_empty() {
-            None
-        } else {
-            Some(Checkpoint::from_bytes(best_weights, path)?.model.layers)
-        };
+        let layers =
+            if best_weights.is_empty() { None } else { Some(Checkpoint::from_bytes(best_weights, path)?.model.layers) };
         if !data.is_empty() {
             return Err(bad(format!("{} unexpected bytes at the end", data.len())));
         }

@@ -8,6 +8,7 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
+use burn::tensor::Distribution;
 
 use super::augment::augment_into;
 use super::batch::{self, image_tensor, label_tensor};
@@ -19,7 +20,7 @@ use super::resume::{Best, ResumeState};
 use super::schedule::Scheduler;
 use super::{EpochRecord, History, TrainOptions, TrainedModel, optim};
 use crate::data::{Images, Rng, prepare_training};
-use crate::spec::ModelSpec;
+use crate::spec::{Layer, ModelSpec};
 
 /// Batches between two reads of the running loss and accuracy from the device (for the progress
 /// bar and the divergence check).
@@ -43,18 +44,46 @@ pub(crate) fn check_images(spec: &ModelSpec, images: &Images) -> Result<(), Trai
     Ok(())
 }
 
-/// The seed of burn's device RNG (dropout masks) for epoch `epoch` (0-based): reseeding at
-/// every epoch makes a resumed epoch draw what an uninterrupted run draws.
-fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    Rng::for_stream(seed, &format!("device/epoch {epoch}")).next_u64()
+/// Draws, and drops, the dropout masks of `epochs` epochs of `n` images in batches of
+/// `batch_size`: what the finished epochs took from burn's device RNG, so that a resumed run
+/// draws the masks an uninterrupted run draws next.
+///
+/// burn's dropout draws one `Bernoulli(1 - rate)` value per element of its input (a layer with
+/// rate 0 draws nothing), layer by layer in forward order, batch after batch; nothing else in an
+/// epoch draws from the device RNG (shuffling and augmentation use mnistc's own generators,
+/// which the saved state restores). On the CPU backend a tensor of `k` values takes `k`
+/// consecutive draws whatever its shape, so a flat tensor of the same size takes the same.
+fn skip_dropout_masks(
+    spec: &ModelSpec,
+    n: usize,
+    batch_size: usize,
+    epochs: usize,
+    device: &burn::tensor::Device,
+) -> Result<(), TrainError> {
+    let masks: Vec<(usize, f64)> = spec
+        .shapes()?
+        .iter()
+        .filter_map(|s| match s.layer {
+            Layer::Dropout { rate } if rate > 0.0 => Some((s.output.len(), 1.0 - rate)),
+            _ => None,
+        })
+        .collect();
+    if masks.is_empty() {
+        return Ok(());
+    }
+    for _ in 0..epochs {
+        for start in (0..n).step_by(batch_size.max(1)) {
+            let b = batch_size.min(n - start);
+            for &(len, keep) in &masks {
+                drop(Tensor::<1>::random([b * len], Distribution::Bernoulli(keep), device));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The network and optimizer of a saved state, loaded over freshly built ones.
-fn restore(
-    state: &ResumeState,
-    net: &Net,
-    optimizer: ModuleOptimizer,
-) -> Result<(Net, ModuleOptimizer), String> {
+fn restore(state: &ResumeState, net: &Net, optimizer: ModuleOptimizer) -> Result<(Net, ModuleOptimizer), String> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(state.net.clone())).map_err(|e| e.to_string())?;
     let net = net.clone().try_load_record(record).map_err(|e| e.to_string())?;
     let optimizer = optimizer.from_bytes(Bytes::from_bytes_vec(state.optimizer.clone())).map_err(|e| e.to_string())?;
@@ -122,6 +151,7 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions<'_>)
                 best = state.best;
                 since_best = state.since_best;
                 first_epoch = state.epochs_done;
+                skip_dropout_masks(spec, data.n, t.batch_size, first_epoch, &device)?;
                 seconds_before = state.history.seconds;
                 history = state.history;
                 if opts.verbose {
@@ -140,7 +170,6 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions<'_>)
 
     for epoch in start_epoch..t.epochs {
         let epoch_start = Instant::now();
-        device.seed(epoch_seed(t.seed, epoch));
         shuffle_rng.shuffle(&mut order);
         let progress = EpochProgress::new(opts.progress, opts.verbose, (epoch + 1, t.epochs), steps, &history);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0u64, 0usize);
