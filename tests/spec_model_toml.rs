@@ -322,9 +322,17 @@ fn wrong_types_and_values_say_what_is_allowed() {
         ("learning_rate = \"fast\"", "train.learning_rate", "expected a number"),
         ("batch_size = -1", "train.batch_size", "allowed: 1..=65536"),
         ("init = \"lecun\"", "train.init", "use one of: he, glorot"),
-        ("lr_schedule = \"exp\"", "train.lr_schedule", "none, step, plateau, cosine"),
+        ("lr_schedule = \"exp\"", "train.lr_schedule", "none, step, plateau, cosine, one_cycle"),
         ("lr_schedule = { type = \"step\", patience = 2 }", "train.lr_schedule.patience", "type, step_size, gamma"),
         ("lr_schedule = { type = \"cosine\", min_lr = 0.5 }", "train.lr_schedule.min_lr", "allowed: [0, 0.001]"),
+        ("lr_schedule = { type = \"cosine\", warmup = -1 }", "train.lr_schedule.warmup", "allowed: 0..=100000"),
+        ("lr_schedule = { type = \"one_cycle\", pct_start = 1.0 }", "train.lr_schedule.pct_start", "allowed: (0, 1)"),
+        ("lr_schedule = { type = \"one_cycle\", div_factor = 0.5 }", "train.lr_schedule.div_factor", "allowed: [1, "),
+        (
+            "lr_schedule = { type = \"one_cycle\", min_lr = 0.1 }",
+            "train.lr_schedule.min_lr",
+            "type, pct_start, div_factor, final_div_factor",
+        ),
         ("augment = { shift = 15 }", "train.augment.shift", "allowed: 0..=14"),
         ("augment = { rotate = 200 }", "train.augment.rotate", "allowed: [0, 180]"),
         ("nesterov = \"yes\"", "train.nesterov", "expected true or false"),
@@ -334,6 +342,17 @@ fn wrong_types_and_values_say_what_is_allowed() {
         assert_eq!(key, *want_key, "{shown}");
         assert_eq!(l, 13, "{shown}");
         assert!(shown.contains(want_text), "{shown}");
+    }
+    let schedules = [
+        (
+            "lr_schedule = \"one_cycle\"",
+            LrSchedule::OneCycle { pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 },
+        ),
+        ("lr_schedule = { type = \"cosine\", warmup = 2 }", LrSchedule::Cosine { min_lr: 0.0, warmup: 2 }),
+    ];
+    for (line, want) in schedules {
+        let spec = ModelSpec::parse(&format!("{}[train]\n{line}\n", with_layers(dense)), "t.toml").unwrap();
+        assert_eq!(spec.train.lr_schedule, want);
     }
     let quantize_cases: &[(&str, &str, &str)] = &[
         ("[quantize]\nprecision = \"int4\"", "quantize.precision", "int8, f16, f32"),

@@ -295,7 +295,10 @@ fn a_paused_or_interrupted_training_resumes_to_the_bytes_of_an_uninterrupted_run
     let resumed = train::train(&s, images, &opts(None)).unwrap();
     assert!(!path.exists(), "the state is deleted when the run finishes");
     let bits = |m: &TrainedModel| {
-        m.layers.iter().map(|l| l.weight.iter().chain(&l.bias).map(|v| v.to_bits()).collect::<Vec<_>>()).collect::<Vec<_>>()
+        m.layers
+            .iter()
+            .map(|l| l.weight.iter().chain(&l.bias).map(|v| v.to_bits()).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
     };
     assert_eq!(bits(&resumed), bits(&plain), "resumed weights differ from the uninterrupted run's");
     let numbers = |m: &TrainedModel| {
@@ -331,6 +334,7 @@ fn sgd_nesterov_adamw_schedules_glorot_and_label_smoothing_train() {
         "optimizer = \"sgd\"\nlearning_rate = 0.05\nmomentum = 0.9\nnesterov = true\nweight_decay = 0.0001\nepochs = 2\nbatch_size = 32\ninit = \"glorot\"\nlr_schedule = { type = \"step\", step_size = 1, gamma = 0.5 }",
         "optimizer = \"adamw\"\nweight_decay = 0.01\nepochs = 2\nbatch_size = 32\nlabel_smoothing = 0.1\nlr_schedule = { type = \"plateau\", patience = 1, factor = 0.5 }",
         "optimizer = \"adam\"\nepochs = 2\nbatch_size = 32\nlr_schedule = \"cosine\"",
+        "optimizer = \"adam\"\nlearning_rate = 0.003\nepochs = 2\nbatch_size = 32\nlr_schedule = \"one_cycle\"",
     ];
     for cfg in configs {
         let s = spec(MLP, cfg, data_cfg);
@@ -342,6 +346,12 @@ fn sgd_nesterov_adamw_schedules_glorot_and_label_smoothing_train() {
         if cfg.contains("step") {
             assert_eq!(e[0].learning_rate, 0.05);
             assert_eq!(e[1].learning_rate, 0.025);
+        }
+        if cfg.contains("one_cycle") {
+            // Epoch 1 starts at learning_rate / 25; the peak (batch 0.3 * 114 - 1) is in epoch 1,
+            // so epoch 2 starts on the way down.
+            assert!((e[0].learning_rate - 0.003 / 25.0).abs() < 1e-12, "{e:?}");
+            assert!(e[1].learning_rate > 0.0015 && e[1].learning_rate < 0.003, "{e:?}");
         }
         if cfg.contains("cosine") {
             assert_eq!(e[0].learning_rate, 0.001);

@@ -72,11 +72,31 @@ enum ScheduleToml {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "snake_case")]
 enum ScheduleTable {
-    Step { step_size: usize, gamma: f64 },
-    Plateau { patience: usize, factor: f64, min_lr: f64 },
-    Cosine { min_lr: f64 },
+    Step {
+        step_size: usize,
+        gamma: f64,
+    },
+    Plateau {
+        patience: usize,
+        factor: f64,
+        min_lr: f64,
+    },
+    Cosine {
+        min_lr: f64,
+        #[serde(skip_serializing_if = "is_zero")]
+        warmup: usize,
+    },
+    OneCycle {
+        pct_start: f64,
+        div_factor: f64,
+        final_div_factor: f64,
+    },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -141,7 +161,10 @@ pub fn render(space: &SearchSpace, name: &str, params: &Params) -> String {
         LrSchedule::Plateau { patience, factor, min_lr } => {
             ScheduleToml::On(ScheduleTable::Plateau { patience, factor, min_lr })
         }
-        LrSchedule::Cosine { min_lr } => ScheduleToml::On(ScheduleTable::Cosine { min_lr }),
+        LrSchedule::Cosine { min_lr, warmup } => ScheduleToml::On(ScheduleTable::Cosine { min_lr, warmup }),
+        LrSchedule::OneCycle { pct_start, div_factor, final_div_factor } => {
+            ScheduleToml::On(ScheduleTable::OneCycle { pct_start, div_factor, final_div_factor })
+        }
     };
     let q = &base.quantize;
     let target = &space.target;

@@ -299,11 +299,31 @@ pub enum LrSchedule {
         min_lr: f64,
     },
     /// Cosine annealing from `learning_rate` to `min_lr` over all training steps (updated every
-    /// batch).
+    /// batch), after `warmup` epochs of linear warm-up from `learning_rate / steps` to
+    /// `learning_rate`.
     Cosine {
         /// Final learning rate.
         min_lr: f64,
+        /// Epochs of linear warm-up (0: none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        warmup: usize,
     },
+    /// Leslie Smith's one-cycle policy as PyTorch's `OneCycleLR` computes it (cosine phases,
+    /// updated every batch): from `learning_rate / div_factor` up to `learning_rate` over the
+    /// first `pct_start` of the batches, then down to `learning_rate / (div_factor *
+    /// final_div_factor)`.
+    OneCycle {
+        /// Fraction of the batches spent rising, in (0, 1).
+        pct_start: f64,
+        /// Initial learning rate = `learning_rate / div_factor`.
+        div_factor: f64,
+        /// Final learning rate = initial / `final_div_factor`.
+        final_div_factor: f64,
+    },
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Data augmentation applied to training images (never to validation or test images).

@@ -719,11 +719,12 @@ fn read_train(
 }
 
 fn read_schedule(v: &Value<'_, '_>, learning_rate: f64) -> Result<LrSchedule, SpecError> {
-    const KINDS: &[(&str, &str)] = &[("none", "none"), ("step", "step"), ("plateau", "plateau"), ("cosine", "cosine")];
+    const KINDS: &[(&str, &str)] =
+        &[("none", "none"), ("step", "step"), ("plateau", "plateau"), ("cosine", "cosine"), ("one_cycle", "one_cycle")];
     let table = v.table().ok();
     let kind = match &table {
         None => v.choice(KINDS)?,
-        Some(t) => t.require("type", "one of none, step, plateau, cosine")?.choice(KINDS)?,
+        Some(t) => t.require("type", "one of none, step, plateau, cosine, one_cycle")?.choice(KINDS)?,
     };
     let t = table.as_ref();
     let min_lr = |t: Option<&Table<'_, '_>>, default: f64| {
@@ -758,11 +759,24 @@ fn read_schedule(v: &Value<'_, '_>, learning_rate: f64) -> Result<LrSchedule, Sp
                 min_lr: min_lr(t, learning_rate.min(1e-6))?,
             }
         }
+        "cosine" => {
+            if let Some(t) = t {
+                t.check_keys(&["type", "min_lr", "warmup"], "for lr_schedule type cosine")?;
+            }
+            LrSchedule::Cosine { min_lr: min_lr(t, 0.0)?, warmup: get_or(t, "warmup", 0, |v| v.usize(0, 100_000))? }
+        }
         _ => {
             if let Some(t) = t {
-                t.check_keys(&["type", "min_lr"], "for lr_schedule type cosine")?;
+                t.check_keys(
+                    &["type", "pct_start", "div_factor", "final_div_factor"],
+                    "for lr_schedule type one_cycle",
+                )?;
             }
-            LrSchedule::Cosine { min_lr: min_lr(t, 0.0)? }
+            LrSchedule::OneCycle {
+                pct_start: get_or(t, "pct_start", 0.3, |v| v.float_in(0.0, true, 1.0, true))?,
+                div_factor: get_or(t, "div_factor", 25.0, |v| v.float_in(1.0, false, 1e9, false))?,
+                final_div_factor: get_or(t, "final_div_factor", 1e4, |v| v.float_in(1.0, false, 1e12, false))?,
+            }
         }
     })
 }

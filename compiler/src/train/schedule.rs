@@ -6,7 +6,11 @@
 //!   relative 1e-4) for `patience` epochs, `lr = max(lr * factor, min_lr)` and the count
 //!   restarts.
 //! - `cosine`: `min_lr + (lr - min_lr) * (1 + cos(pi * t / T)) / 2` with `t` the batch index
-//!   over the whole run and `T` the total number of batches.
+//!   over the whole run and `T` the total number of batches; with `warmup = W` epochs, the first
+//!   `w = W * batches per epoch` batches rise linearly, `lr * (t + 1) / w`, and the cosine runs
+//!   over the rest (`t - w` of `T - w`).
+//! - `one_cycle`: PyTorch's `OneCycleLR` with cosine annealing: from `lr / div` up to `lr` at
+//!   batch `pct_start * T - 1`, then down to `lr / (div * final_div)` at batch `T - 1`.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +24,11 @@ pub(crate) struct SchedulerState {
     /// The best validation loss so far (`None` before the first).
     best: Option<f64>,
     bad_epochs: usize,
+}
+
+/// Cosine interpolation from `start` (at `pct = 0`) to `end` (at `pct = 1`).
+fn anneal(start: f64, end: f64, pct: f64) -> f64 {
+    end + (start - end) * 0.5 * (1.0 + (std::f64::consts::PI * pct).cos())
 }
 
 /// Tracks the learning rate during a run.
@@ -53,10 +62,27 @@ impl Scheduler {
             LrSchedule::None => self.base,
             LrSchedule::Step { step_size, gamma } => self.base * gamma.powi((epoch / step_size.max(1)) as i32),
             LrSchedule::Plateau { .. } => self.plateau_lr,
-            LrSchedule::Cosine { min_lr } => {
+            LrSchedule::Cosine { min_lr, warmup } => {
+                let t = epoch * self.steps_per_epoch + step;
+                let warm = (warmup * self.steps_per_epoch).min(self.total_steps.saturating_sub(1));
+                if t < warm {
+                    return self.base * (t + 1) as f64 / warm as f64;
+                }
+                let total = (self.total_steps - warm).max(1) as f64;
+                anneal(self.base, min_lr, (t - warm) as f64 / total)
+            }
+            LrSchedule::OneCycle { pct_start, div_factor, final_div_factor } => {
+                // As torch.optim.lr_scheduler.OneCycleLR (anneal_strategy "cos", three_phase off).
                 let t = (epoch * self.steps_per_epoch + step) as f64;
-                let total = self.total_steps.max(1) as f64;
-                min_lr + (self.base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t / total).cos())
+                let initial = self.base / div_factor;
+                let last = (self.total_steps.max(1) - 1) as f64;
+                let peak = (pct_start * self.total_steps as f64 - 1.0).max(0.0);
+                if t <= peak && peak > 0.0 {
+                    anneal(initial, self.base, t / peak)
+                } else {
+                    let span = (last - peak).max(1.0);
+                    anneal(self.base, initial / final_div_factor, ((t - peak) / span).min(1.0))
+                }
             }
         }
     }
@@ -111,10 +137,41 @@ mod tests {
 
     #[test]
     fn cosine_goes_from_base_to_min() {
-        let s = Scheduler::new(1.0, LrSchedule::Cosine { min_lr: 0.1 }, 2, 50);
+        let s = Scheduler::new(1.0, LrSchedule::Cosine { min_lr: 0.1, warmup: 0 }, 2, 50);
         assert_eq!(s.lr(0, 0), 1.0);
         assert!((s.lr(1, 0) - 0.55).abs() < 1e-12);
         assert!(s.lr(1, 49) > 0.1 && s.lr(1, 49) < 0.1003);
+    }
+
+    #[test]
+    fn cosine_warmup_rises_linearly_then_anneals_over_the_rest() {
+        // 1 warm-up epoch of 10 batches, then 3 epochs (30 batches) of cosine.
+        let s = Scheduler::new(2.0, LrSchedule::Cosine { min_lr: 0.0, warmup: 1 }, 4, 10);
+        assert!((s.lr(0, 0) - 0.2).abs() < 1e-12);
+        assert!((s.lr(0, 4) - 1.0).abs() < 1e-12);
+        assert_eq!(s.lr(0, 9), 2.0);
+        assert_eq!(s.lr(1, 0), 2.0);
+        assert!((s.lr(2, 5) - 1.0).abs() < 1e-12, "halfway through the cosine");
+        assert!(s.lr(3, 9) < 0.01);
+    }
+
+    #[test]
+    fn one_cycle_matches_pytorch() {
+        // torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=100) (pct_start 0.3,
+        // div_factor 25, final_div_factor 1e4): lr at steps 0, 10, 29, 50, 99, from its
+        // `get_lr` (phase ends at steps 29 and 99, `_annealing_cos`) evaluated in Python.
+        let s = Scheduler::new(
+            0.1,
+            LrSchedule::OneCycle { pct_start: 0.3, div_factor: 25.0, final_div_factor: 1e4 },
+            10,
+            10,
+        );
+        let expected =
+            [(0, 0.004), (10, 0.029_516_394_846_410_082), (29, 0.1), (50, 0.079_389_345_057_573_2), (99, 4e-7)];
+        for (t, lr) in expected {
+            let got = s.lr(t / 10, t % 10);
+            assert!((got - lr).abs() < 1e-12 * lr.max(1.0), "step {t}: {got} vs {lr}");
+        }
     }
 
     #[test]

@@ -240,8 +240,8 @@ fn read_dims(t: &crate::spec::reader::Table<'_, '_>, base: &ModelSpec) -> Result
         Some(v) => {
             let c = floats(&v, 0.0, true, 10.0, false)?;
             let min_lr = match base.train.lr_schedule {
-                LrSchedule::Cosine { min_lr } | LrSchedule::Plateau { min_lr, .. } => min_lr,
-                LrSchedule::None | LrSchedule::Step { .. } => 0.0,
+                LrSchedule::Cosine { min_lr, .. } | LrSchedule::Plateau { min_lr, .. } => min_lr,
+                LrSchedule::None | LrSchedule::Step { .. } | LrSchedule::OneCycle { .. } => 0.0,
             };
             if let Some(lr) = c.0.iter().find(|&&lr| lr < min_lr) {
                 return Err(v.err(
