@@ -72,20 +72,26 @@ pub fn dense(units: usize, activation: spec::Activation) -> Layer {
     Layer::Dense { units, activation }
 }
 
+/// Seeded He-uniform weights (bound `sqrt(6 / fan_in)`) and small biases for `layer` on `shape`
+/// (none for a layer without weights).
+fn random_params(layer: &Layer, shape: Shape, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
+    match lower::weight_shape(layer, shape) {
+        Some((out, fan_in)) => {
+            let bound = (6.0 / fan_in as f32).sqrt();
+            let weights = (0..out * fan_in).map(|_| rng.uniform(-bound, bound)).collect();
+            (weights, (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect())
+        }
+        None => (vec![], vec![]),
+    }
+}
+
 /// The unfused float ops of a layer stack on `input` (seeded He-uniform weights), or `None` if a
 /// layer does not fit its input.
 pub fn float_ops(layers: &[Layer], input: Shape, rng: &mut Rng) -> Option<Vec<PlanOp>> {
     let mut shape = input;
     let mut ops = Vec::new();
     for layer in layers {
-        let (weights, bias) = match lower::weight_shape(layer, shape) {
-            Some((out, fan_in)) => {
-                let bound = (6.0 / fan_in as f32).sqrt();
-                let weights = (0..out * fan_in).map(|_| rng.uniform(-bound, bound)).collect();
-                (weights, (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect())
-            }
-            None => (vec![], vec![]),
-        };
+        let (weights, bias) = random_params(layer, shape, rng);
         if let Some(mut op) = lower::layer_op(layer, shape, weights, bias).ok()? {
             shape = op.output;
             op.inputs = vec![ops.len()];
@@ -289,14 +295,7 @@ pub fn residual_plan(precision: Precision, seed: u64) -> Plan {
     let mut ops: Vec<PlanOp> = Vec::new();
     for (layer, inputs) in layers {
         let shape = if inputs[0] == 0 { input } else { ops[inputs[0] - 1].output };
-        let (weights, bias) = match lower::weight_shape(&layer, shape) {
-            Some((out, fan_in)) => {
-                let bound = (6.0 / fan_in as f32).sqrt();
-                let weights = (0..out * fan_in).map(|_| rng.uniform(-bound, bound)).collect();
-                (weights, (0..out).map(|_| rng.uniform(-0.1, 0.1)).collect())
-            }
-            None => (vec![], vec![]),
-        };
+        let (weights, bias) = random_params(&layer, shape, &mut rng);
         let Ok(Some(mut op)) = lower::layer_op(&layer, shape, weights, bias) else {
             unreachable!("the residual graph fits its 8x8x3 input")
         };

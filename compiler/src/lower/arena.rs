@@ -121,14 +121,7 @@ pub const ARENA_ALIGN: usize = 16;
 pub fn plan_arena(plan: &Plan) -> ArenaPlan {
     let elem = plan.precision.activation_size();
     let n = plan.ops.len();
-    let mut last_reader = vec![0usize; n + 1];
-    for (i, op) in plan.ops.iter().enumerate() {
-        for &t in &op.inputs {
-            if let Some(r) = last_reader.get_mut(t) {
-                *r = (*r).max(i);
-            }
-        }
-    }
+    let last_reader: Vec<usize> = plan.last_readers().into_iter().map(|r| r.unwrap_or(0)).collect();
     // Tensor t lives in buffer `buffer_of[t]`.
     let mut buffer_of: Vec<usize> = Vec::with_capacity(n + 1);
     let mut buffers = vec![Buffer { size: plan.input.len() * elem, first: 0, last: last_reader[0] }];

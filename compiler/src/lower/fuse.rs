@@ -21,12 +21,7 @@ pub fn fuse_residual_adds(mut plan: Plan) -> Plan {
         return plan;
     }
     let readers = plan.reader_counts();
-    let mut last_reader = vec![usize::MAX; plan.ops.len() + 1];
-    for (i, op) in plan.ops.iter().enumerate() {
-        for &t in &op.inputs {
-            last_reader[t] = i;
-        }
-    }
+    let last_reader = plan.last_readers();
     let mut renumber: Vec<usize> = vec![0; plan.ops.len() + 1];
     let mut ops: Vec<PlanOp> = Vec::with_capacity(plan.ops.len());
     for (i, mut op) in plan.ops.drain(..).enumerate() {
@@ -46,7 +41,7 @@ pub fn fuse_residual_adds(mut plan: Plan) -> Plan {
                     && conv.activation == Activation::None
                     && full_range
                     && residual != i
-                    && last_reader[residual] == i
+                    && last_reader[residual] == Some(i)
                     && conv.inputs.first() != Some(&renumber[residual])
             });
         if let (true, Some(conv), Some(add_q)) = (fusable, ops.last_mut(), op.quant.as_ref()) {

@@ -240,6 +240,20 @@ impl Plan {
         self.ops.iter().enumerate().all(|(i, op)| op.inputs == [i])
     }
 
+    /// The last op that reads each tensor (numbered as in [`PlanOp::inputs`]); `None` for a
+    /// tensor nobody reads (the logits).
+    pub fn last_readers(&self) -> Vec<Option<usize>> {
+        let mut last = vec![None; self.ops.len() + 1];
+        for (i, op) in self.ops.iter().enumerate() {
+            for &t in &op.inputs {
+                if let Some(r) = last.get_mut(t) {
+                    *r = Some(i);
+                }
+            }
+        }
+        last
+    }
+
     /// How many ops read each tensor (numbered as in [`PlanOp::inputs`]).
     pub fn reader_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.ops.len() + 1];

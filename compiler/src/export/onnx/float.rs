@@ -143,7 +143,8 @@ fn inconsistent(i: usize, op: &PlanOp, what: &str) -> OnnxError {
     OnnxError::Op { op: i, kind: op.kind.name(), what: what.into() }
 }
 
-fn activation(b: &mut GraphBuilder, p: &str, x: &str, activation: Activation) -> String {
+/// `x` through `activation` (`Relu`, or `Clip(0, 6)` for relu6); `x` itself for none.
+pub(super) fn activation(b: &mut GraphBuilder, p: &str, x: &str, activation: Activation) -> String {
     match activation {
         Activation::None => x.to_string(),
         Activation::Relu => b.node("Relu", &[x], format!("{p}.relu"), vec![]),

@@ -239,15 +239,7 @@ fn add(b: &mut GraphBuilder, p: &str, operands: [(&str, QParams); 2], activation
         real.push(b.node("DequantizeLinear", &[x, &scale, &zero_point], format!("{p}.x{k}.real"), vec![]));
     }
     let sum = b.node("Add", &[&real[0], &real[1]], format!("{p}.add"), vec![]);
-    let y = match activation {
-        Activation::None => sum,
-        Activation::Relu => b.node("Relu", &[&sum], format!("{p}.relu"), vec![]),
-        Activation::Relu6 => {
-            let lo = b.f32_scalar(format!("{p}.relu6.min"), 0.0);
-            let hi = b.f32_scalar(format!("{p}.relu6.max"), 6.0);
-            b.node("Clip", &[&sum, &lo, &hi], format!("{p}.relu6"), vec![])
-        }
-    };
+    let y = super::float::activation(b, p, &sum, activation);
     let scale = b.f32_scalar(format!("{p}.y_scale"), y_q.scale);
     let zero_point = b.i8_scalar(format!("{p}.y_zero_point"), zp(y_q));
     b.node("QuantizeLinear", &[&y, &scale, &zero_point], format!("{p}.q"), vec![])
