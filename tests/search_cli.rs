@@ -1,5 +1,6 @@
 //! `mnistc search` end to end on real digits, with tiny spaces (one epoch on 1,500 images per
-//! trial): the journal, resuming, an interrupted trial, the budget rule and `best.toml`.
+//! trial): the journal, resuming, an interrupted trial, the budget rule and `best.toml`; and a
+//! CIFAR-10 space of residual and depthwise-separable blocks through to a built blob.
 
 use std::path::Path;
 
@@ -299,4 +300,35 @@ fn trials_count_trained_candidates_not_over_budget_draws() {
     let over = report["over_budget"].as_u64().unwrap();
     assert_eq!(report["trials_done"].as_u64().unwrap(), 2 + over, "over-budget draws stay in the journal");
     assert_eq!(journal_lines(d).len() as u64, 1 + 2 + over);
+}
+
+/// A space of residual and depthwise-separable blocks on CIFAR-10: the trials train, and the
+/// best candidate (a graph when it has a residual block) builds into a blob that runs.
+#[test]
+fn cifar_space_with_residual_and_separable_blocks_trains_and_its_best_builds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (code, out, err) = search(&fixture("search-cifar-tiny.toml"), d, &[]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["trained_this_run"], 2, "{out}");
+    for line in journal_lines(d).iter().skip(1) {
+        let t = json(line);
+        assert_eq!(t["status"], "trained", "{line}");
+        let blocks = t["params"]["conv"].as_array().unwrap();
+        assert!(blocks.iter().all(|b| b["block"] == "separable" || b["block"] == "residual"), "{line}");
+        assert_eq!(t["params"]["batchnorm"], true);
+        assert_eq!(t["params"]["head"], "global_avgpool");
+    }
+    let best = d.join("best.toml");
+    let spec = ModelSpec::from_path(&best).unwrap();
+    assert_eq!(spec.input.channels, 3);
+    let blob = path(&d.join("best.bin"));
+    let data = path(&data_dir());
+    let args = ["build", &path(&best), "-o", &blob, "--data", &data, "--train-limit", "400", "--epochs", "1"];
+    let (code, out, err) = mnistc(&[&args[..], &["--no-cache", "--quiet", "--json"]].concat());
+    assert_eq!(code, 0, "build of best.toml failed: {err}");
+    let built = json(&out);
+    assert!(built["device_accuracy"].as_f64().unwrap() > 0.0);
+    assert_eq!(built["arena_bytes"], report["best"]["arena_bytes"], "{out}");
 }

@@ -52,6 +52,24 @@ fn shipped_spaces_load() {
     }
     let digits = SearchSpace::from_path(&workspace_root().join("models/search.toml")).unwrap();
     assert_eq!(digits.target.ram, Some(16_384));
+    // The CIFAR-10 space draws all three block kinds; residual candidates are graphs.
+    let cifar = SearchSpace::from_path(&workspace_root().join("models/search-cifar.toml")).unwrap();
+    assert_eq!(cifar.target.flash, Some(98_304));
+    let mut sampler = cifar.sampler();
+    let mut kinds = std::collections::HashSet::new();
+    let mut graphs = 0;
+    for _ in 0..30 {
+        let c = sampler.next_candidate().unwrap().unwrap();
+        assert_eq!(c.spec.input.channels, 3);
+        kinds.extend(c.params.conv.iter().map(|b| b.block));
+        if !c.spec.is_chain() {
+            graphs += 1;
+            assert!(c.text.contains("type = \"add\""), "{}", c.text);
+        }
+        assert!(c.text.contains("type = \"global_avgpool\"") && c.text.contains("type = \"batchnorm\""));
+    }
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert!(graphs > 0);
     let narrow = SearchSpace::from_path(&workspace_root().join("models/search-fashion-cnn.toml")).unwrap();
     assert_eq!(narrow.dims.conv_layers.0, vec![2, 3]);
     let mut sampler = narrow.sampler();

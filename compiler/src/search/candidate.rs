@@ -5,7 +5,7 @@
 
 use serde::Serialize;
 
-use super::space::{OptimizerChoice, Params, PoolChoice, SearchSpace};
+use super::space::{BlockChoice, ConvParams, HeadChoice, OptimizerChoice, Params, PoolChoice, SearchSpace};
 use crate::spec::{CalibrationMethod, Init, LrSchedule, Padding, Precision, TargetSpec};
 
 /// A `model.toml` as written by the search: every key, in the order of `models/README.md`.
@@ -13,7 +13,7 @@ use crate::spec::{CalibrationMethod, Init, LrSchedule, Padding, Precision, Targe
 struct ModelToml<'a> {
     name: &'a str,
     input: InputToml,
-    layers: Vec<LayerToml>,
+    layers: Vec<NamedLayer>,
     data: DataToml<'a>,
     train: TrainToml,
     quantize: QuantizeToml,
@@ -30,14 +30,123 @@ struct InputToml {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[serde(tag = "type", rename_all = "snake_case")]
 enum LayerToml {
     Conv2d { filters: usize, kernel: usize, stride: usize, padding: &'static str, activation: &'static str },
+    DepthwiseConv2d { kernel: usize, stride: usize, padding: &'static str, activation: &'static str },
+    Batchnorm { activation: &'static str },
+    Add { activation: &'static str },
     Maxpool2d { size: usize },
     Avgpool2d { size: usize },
+    GlobalAvgpool,
     Dropout { rate: f64 },
     Flatten,
     Dense { units: usize, activation: &'static str },
+}
+
+/// A layer with the graph keys a residual block needs (a chain writes neither).
+#[derive(Serialize)]
+struct NamedLayer {
+    #[serde(flatten)]
+    layer: LayerToml,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<String>,
+}
+
+impl From<LayerToml> for NamedLayer {
+    fn from(layer: LayerToml) -> Self {
+        NamedLayer { layer, name: None, inputs: Vec::new() }
+    }
+}
+
+/// The layers of a candidate's conv part (and head), tracking what a residual block needs.
+struct ConvStack {
+    layers: Vec<NamedLayer>,
+    batchnorm: bool,
+    channels: usize,
+}
+
+impl ConvStack {
+    /// A conv-like layer made by `make(activation)` with `activation` after it, or with a
+    /// batchnorm (carrying the activation and the name) after it when the candidate has them.
+    fn unit(
+        &mut self,
+        make: impl Fn(&'static str) -> LayerToml,
+        activation: &'static str,
+        name: Option<String>,
+        inputs: Vec<String>,
+    ) {
+        if self.batchnorm {
+            self.layers.push(NamedLayer { layer: make("none"), name: None, inputs });
+            self.layers.push(NamedLayer { layer: LayerToml::Batchnorm { activation }, name, inputs: Vec::new() });
+        } else {
+            self.layers.push(NamedLayer { layer: make(activation), name, inputs });
+        }
+    }
+
+    /// The name of the last layer's output, naming it `fallback` if it has none ("input" before
+    /// any layer).
+    fn name_last(&mut self, fallback: String) -> String {
+        match self.layers.last_mut() {
+            None => "input".to_string(),
+            Some(l) => l.name.get_or_insert(fallback).clone(),
+        }
+    }
+
+    fn block(&mut self, i: usize, c: &ConvParams) {
+        let padding = match c.padding {
+            Padding::Valid => "valid",
+            Padding::Same => "same",
+        };
+        let (filters, kernel, stride) = (c.filters, c.kernel, c.stride);
+        match c.block {
+            BlockChoice::Conv => self.unit(
+                |a| LayerToml::Conv2d { filters, kernel, stride, padding, activation: a },
+                "relu",
+                None,
+                vec![],
+            ),
+            BlockChoice::Separable => {
+                self.unit(
+                    |a| LayerToml::DepthwiseConv2d { kernel, stride, padding, activation: a },
+                    "relu",
+                    None,
+                    vec![],
+                );
+                let pointwise =
+                    |a| LayerToml::Conv2d { filters, kernel: 1, stride: 1, padding: "valid", activation: a };
+                self.unit(pointwise, "relu", None, vec![]);
+            }
+            BlockChoice::Residual => {
+                let input = self.name_last(format!("b{i}_in"));
+                let conv = |k: usize, s: usize| {
+                    move |a| LayerToml::Conv2d { filters, kernel: k, stride: s, padding: "same", activation: a }
+                };
+                // The shortcut first, as models/cifar-resnet8.toml does: its output waits for the
+                // add while the main path runs, and the block's input is freed sooner.
+                let (shortcut, main_inputs) = if stride != 1 || self.channels != filters {
+                    let name = format!("b{i}_shortcut");
+                    self.unit(conv(1, stride), "none", Some(name.clone()), vec![input.clone()]);
+                    (name, vec![input])
+                } else {
+                    (input, vec![])
+                };
+                self.unit(conv(kernel, stride), "relu", None, main_inputs);
+                let main = format!("b{i}_main");
+                self.unit(conv(kernel, 1), "none", Some(main.clone()), vec![]);
+                let add = LayerToml::Add { activation: "relu" };
+                self.layers.push(NamedLayer { layer: add, name: None, inputs: vec![main, shortcut] });
+            }
+        }
+        self.channels = filters;
+        match c.pool {
+            PoolChoice::Max => self.layers.push(LayerToml::Maxpool2d { size: 2 }.into()),
+            PoolChoice::Avg => self.layers.push(LayerToml::Avgpool2d { size: 2 }.into()),
+            PoolChoice::None => {}
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -118,35 +227,29 @@ struct QuantizeToml {
 pub fn render(space: &SearchSpace, name: &str, params: &Params) -> String {
     let base = &space.base;
     let classes = base.input.classes;
-    let mut layers = Vec::new();
-    for conv in &params.conv {
-        let padding = match conv.padding {
-            Padding::Valid => "valid",
-            Padding::Same => "same",
-        };
-        let (filters, kernel, stride) = (conv.filters, conv.kernel, conv.stride);
-        layers.push(LayerToml::Conv2d { filters, kernel, stride, padding, activation: "relu" });
-        match conv.pool {
-            PoolChoice::Max => layers.push(LayerToml::Maxpool2d { size: 2 }),
-            PoolChoice::Avg => layers.push(LayerToml::Avgpool2d { size: 2 }),
-            PoolChoice::None => {}
-        }
+    let mut stack = ConvStack { layers: Vec::new(), batchnorm: params.batchnorm, channels: base.input.channels };
+    for (i, conv) in params.conv.iter().enumerate() {
+        stack.block(i, conv);
     }
-    let dropout = |layers: &mut Vec<LayerToml>| {
+    let mut layers = stack.layers;
+    let dropout = |layers: &mut Vec<NamedLayer>| {
         if params.dropout > 0.0 {
-            layers.push(LayerToml::Dropout { rate: params.dropout });
+            layers.push(LayerToml::Dropout { rate: params.dropout }.into());
         }
     };
     if params.conv.is_empty() {
-        layers.push(LayerToml::Flatten);
+        layers.push(LayerToml::Flatten.into());
     } else {
+        if params.head == HeadChoice::GlobalAvgpool {
+            layers.push(LayerToml::GlobalAvgpool.into());
+        }
         dropout(&mut layers);
     }
     for &units in &params.dense {
-        layers.push(LayerToml::Dense { units, activation: "relu" });
+        layers.push(LayerToml::Dense { units, activation: "relu" }.into());
         dropout(&mut layers);
     }
-    layers.push(LayerToml::Dense { units: classes, activation: "none" });
+    layers.push(LayerToml::Dense { units: classes, activation: "none" }.into());
 
     let t = &base.train;
     let (optimizer, nesterov) = match params.optimizer {

@@ -203,6 +203,8 @@ mod tests {
                 learning_rate: 1e-3,
                 batch_size: 32,
                 epochs: 1,
+                batchnorm: false,
+                head: Default::default(),
             },
             val_accuracy_float: acc,
             val_accuracy_int8: acc,

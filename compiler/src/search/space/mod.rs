@@ -34,6 +34,37 @@ pub enum PoolChoice {
     None,
 }
 
+/// How a searched conv layer is built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockChoice {
+    /// One `conv2d` (kernel, stride, padding, filters).
+    #[default]
+    Conv,
+    /// MobileNetV1's depthwise-separable block: a `depthwise_conv2d` (kernel, stride, padding)
+    /// then a 1x1 `conv2d` (filters).
+    Separable,
+    /// The ResNet basic block of MLPerf Tiny's ResNet-8: two `same` conv2d (filters, kernel; the
+    /// first with the stride) and their sum with a shortcut, the block's input itself when the
+    /// shape is kept, else a 1x1 conv2d with the stride; ReLU after the sum. Padding is `same`.
+    Residual,
+}
+
+/// What turns the last feature map into the dense layers' input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadChoice {
+    /// The feature map flattened (C,H,W order).
+    #[default]
+    Flatten,
+    /// A `global_avgpool`: one value per channel.
+    GlobalAvgpool,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 /// The optimizer of a candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -68,6 +99,12 @@ impl<T: Copy> Choices<T> {
     pub(super) fn pick(&self, rng: &mut Rng) -> T {
         self.0[rng.below(self.0.len() as u64) as usize]
     }
+
+    /// As [`pick`](Choices::pick), but a single choice draws nothing from `rng`: the dimensions
+    /// added after the first spaces shipped use this, so those spaces draw the same candidates.
+    pub(super) fn pick_varied(&self, rng: &mut Rng) -> T {
+        if self.0.len() == 1 { self.0[0] } else { self.pick(rng) }
+    }
 }
 
 impl Choices<usize> {
@@ -91,6 +128,12 @@ pub struct Dims {
     pub padding: Choices<Padding>,
     /// Pooling after each conv layer (drawn per layer).
     pub pool: Choices<PoolChoice>,
+    /// The block each conv layer is (drawn per layer).
+    pub block: Choices<BlockChoice>,
+    /// Batch normalization after every conv (the activation moves after it).
+    pub batchnorm: Choices<bool>,
+    /// Flatten or global average pool after the conv layers.
+    pub head: Choices<HeadChoice>,
     /// Number of hidden dense layers (before the logits layer).
     pub dense_layers: Choices<usize>,
     /// Units of each hidden dense layer (drawn per layer).
@@ -143,6 +186,9 @@ pub struct ConvParams {
     pub padding: Padding,
     /// Pooling after the layer.
     pub pool: PoolChoice,
+    /// What the layer is (a plain conv unless the space says otherwise).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub block: BlockChoice,
 }
 
 /// The sampled hyper-parameters of one candidate.
@@ -162,6 +208,12 @@ pub struct Params {
     pub batch_size: usize,
     /// Epochs of the trial.
     pub epochs: usize,
+    /// Batch normalization after every conv.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub batchnorm: bool,
+    /// Flatten or global average pool after the conv layers.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub head: HeadChoice,
 }
 
 impl Params {
@@ -176,8 +228,15 @@ impl Params {
                     PoolChoice::None => "",
                 };
                 let padding = if c.padding == Padding::Same { "same" } else { "valid" };
-                format!("{} k{} s{} {padding}{pool}", c.filters, c.kernel, c.stride)
+                let block = match c.block {
+                    BlockChoice::Conv => "",
+                    BlockChoice::Separable => "sep ",
+                    BlockChoice::Residual => "res ",
+                };
+                let bn = if self.batchnorm { " bn" } else { "" };
+                format!("{block}{} k{} s{} {padding}{bn}{pool}", c.filters, c.kernel, c.stride)
             })
+            .chain((self.head == HeadChoice::GlobalAvgpool && !self.conv.is_empty()).then(|| "global avg".to_string()))
             .collect::<Vec<_>>()
             .join("; ")
     }
@@ -303,6 +362,45 @@ mod tests {
         let mut other = other.sampler();
         let seq: Vec<Params> = (0..4).map(|_| other.next_candidate().unwrap().unwrap().params).collect();
         assert_ne!(seq, all, "another seed, another order");
+    }
+
+    #[test]
+    fn residual_and_separable_blocks_render_as_graphs_that_validate() {
+        // Block 0 keeps the image's shape only in channels 3 -> 8: a 1x1 shortcut. Block 1
+        // (8 -> 8, stride 1) adds its input itself.
+        let text = "base = \"digits.toml\"\nseed = 3\n[space]\nconv_layers = 3\nfilters = 8\nkernel = 3\n\
+                    stride = 1\npadding = \"same\"\npool = \"none\"\nblock = [\"separable\", \"residual\"]\n\
+                    batchnorm = [false, true]\nhead = [\"flatten\", \"global_avgpool\"]\ndense_layers = 0\n";
+        let s = space(text);
+        let mut sampler = s.sampler();
+        let mut seen = Vec::new();
+        while let Some(c) = sampler.next_candidate().unwrap() {
+            let blocks: Vec<BlockChoice> = c.params.conv.iter().map(|b| b.block).collect();
+            // The text is what ModelSpec::parse validated; check its graph.
+            let layers = &c.spec.layers;
+            let adds = layers.iter().filter(|l| matches!(l.layer, crate::spec::Layer::Add { .. })).count();
+            assert_eq!(adds, blocks.iter().filter(|&&b| b == BlockChoice::Residual).count(), "{}", c.text);
+            let depthwise =
+                layers.iter().filter(|l| matches!(l.layer, crate::spec::Layer::DepthwiseConv2d { .. })).count();
+            assert_eq!(depthwise, blocks.iter().filter(|&&b| b == BlockChoice::Separable).count());
+            let norms = layers.iter().filter(|l| matches!(l.layer, crate::spec::Layer::BatchNorm { .. })).count();
+            let convs = layers.iter().filter(|l| l.layer.has_weights()).count() - 1; // less the logits
+            assert_eq!(norms, if c.params.batchnorm { convs } else { 0 }, "{}", c.text);
+            // A residual first block (1 -> 8 channels) needs the 1x1 shortcut; a later one does not.
+            if blocks[0] == BlockChoice::Residual {
+                assert!(
+                    c.text.contains("name = \"b0_shortcut\"") && c.text.contains("inputs = [\"input\"]"),
+                    "{}",
+                    c.text
+                );
+            }
+            if blocks[1] == BlockChoice::Residual {
+                assert!(c.text.contains("inputs = [\"b1_main\", \"b1_in\"]"), "{}", c.text);
+            }
+            assert_eq!(c.params.conv_summary().contains("global avg"), c.params.head == HeadChoice::GlobalAvgpool);
+            seen.push(c.params);
+        }
+        assert_eq!(seen.len(), 8 * 2 * 2, "every block sequence, batchnorm and head once");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Choices, Dims, OptimizerChoice, PoolChoice, SearchSpace};
+use super::{BlockChoice, Choices, Dims, HeadChoice, OptimizerChoice, PoolChoice, SearchSpace};
 use crate::spec::reader::{Source, Value};
 use crate::spec::{InvalidKind, LrSchedule, ModelSpec, Optimizer, Padding, Precision, SpecError, TargetSpec};
 use toml::de::DeValue;
@@ -16,6 +16,9 @@ const SPACE_KEYS: &[&str] = &[
     "stride",
     "padding",
     "pool",
+    "block",
+    "batchnorm",
+    "head",
     "dense_layers",
     "units",
     "dropout",
@@ -211,6 +214,21 @@ fn read_dims(t: &crate::spec::reader::Table<'_, '_>, base: &ModelSpec) -> Result
         Some(v) => strings(&v, &[("max", PoolChoice::Max), ("avg", PoolChoice::Avg), ("none", PoolChoice::None)])?,
         None => Choices(vec![PoolChoice::Max]),
     };
+    let block = match t.get("block") {
+        Some(v) => strings(
+            &v,
+            &[("conv", BlockChoice::Conv), ("separable", BlockChoice::Separable), ("residual", BlockChoice::Residual)],
+        )?,
+        None => Choices(vec![BlockChoice::Conv]),
+    };
+    let batchnorm = match t.get("batchnorm") {
+        Some(v) => bools(&v)?,
+        None => Choices(vec![false]),
+    };
+    let head = match t.get("head") {
+        Some(v) => strings(&v, &[("flatten", HeadChoice::Flatten), ("global_avgpool", HeadChoice::GlobalAvgpool)])?,
+        None => Choices(vec![HeadChoice::Flatten]),
+    };
     let dropout = match t.get("dropout") {
         Some(v) => floats(&v, 0.0, false, 1.0, true)?,
         None => Choices(vec![0.0]),
@@ -271,6 +289,9 @@ fn read_dims(t: &crate::spec::reader::Table<'_, '_>, base: &ModelSpec) -> Result
         stride,
         padding,
         pool,
+        block,
+        batchnorm,
+        head,
         dense_layers,
         units,
         dropout,
@@ -377,6 +398,18 @@ fn strings<T: Copy + PartialEq + std::fmt::Debug>(
             let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
             Err(v.wrong_type(&format!("a string or a list of strings among {}", names.join(", "))))
         }
+    }
+}
+
+/// `true`, `false` or a list of them.
+fn bools(v: &Value<'_, '_>) -> Result<Choices<bool>, SpecError> {
+    match v.raw() {
+        DeValue::Boolean(_) => Ok(Choices(vec![v.bool()?])),
+        DeValue::Array(_) => {
+            let items = v.items()?.iter().map(Value::bool).collect::<Result<Vec<_>, _>>()?;
+            distinct(v, items)
+        }
+        _ => Err(v.wrong_type("true, false or a list such as [false, true]")),
     }
 }
 

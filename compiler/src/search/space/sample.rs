@@ -3,11 +3,11 @@
 
 use std::collections::HashSet;
 
-use super::{Candidate, ConvParams, Params, SearchSpace};
+use super::{BlockChoice, Candidate, ConvParams, Params, SearchSpace};
 use crate::data::Rng;
 use crate::lower::budget;
 use crate::search::candidate;
-use crate::spec::{InvalidKind, ModelSpec, SpecError};
+use crate::spec::{InvalidKind, ModelSpec, Padding, SpecError};
 
 /// Consecutive draws that give no new, valid candidate before the space counts as exhausted.
 const MAX_FUTILE_DRAWS: usize = 20_000;
@@ -88,12 +88,19 @@ impl Sampler<'_> {
         let rng = &mut self.rng;
         let conv_layers = d.conv_layers.pick(rng);
         let conv = (0..conv_layers)
-            .map(|_| ConvParams {
-                filters: d.filters.pick(rng),
-                kernel: d.kernel.pick(rng),
-                stride: d.stride.pick(rng),
-                padding: d.padding.pick(rng),
-                pool: d.pool.pick(rng),
+            .map(|_| {
+                let mut c = ConvParams {
+                    filters: d.filters.pick(rng),
+                    kernel: d.kernel.pick(rng),
+                    stride: d.stride.pick(rng),
+                    padding: d.padding.pick(rng),
+                    pool: d.pool.pick(rng),
+                    block: d.block.pick_varied(rng),
+                };
+                if c.block == BlockChoice::Residual {
+                    c.padding = Padding::Same;
+                }
+                c
             })
             .collect();
         let dense_layers = d.dense_layers.pick(rng);
@@ -106,6 +113,8 @@ impl Sampler<'_> {
             learning_rate: d.learning_rate.pick(rng),
             batch_size: d.batch_size.pick(rng),
             epochs: d.epochs.pick(rng),
+            batchnorm: d.batchnorm.pick_varied(rng),
+            head: d.head.pick_varied(rng),
         }
     }
 }
