@@ -35,7 +35,7 @@ pub enum PoolChoice {
 }
 
 /// How a searched conv layer is built.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockChoice {
     /// One `conv2d` (kernel, stride, padding, filters).
@@ -51,7 +51,7 @@ pub enum BlockChoice {
 }
 
 /// What turns the last feature map into the dense layers' input.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HeadChoice {
     /// The feature map flattened (C,H,W order).
