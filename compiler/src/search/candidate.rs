@@ -177,35 +177,8 @@ struct TrainToml {
 #[serde(untagged)]
 enum ScheduleToml {
     Off(&'static str),
-    On(ScheduleTable),
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum ScheduleTable {
-    Step {
-        step_size: usize,
-        gamma: f64,
-    },
-    Plateau {
-        patience: usize,
-        factor: f64,
-        min_lr: f64,
-    },
-    Cosine {
-        min_lr: f64,
-        #[serde(skip_serializing_if = "is_zero")]
-        warmup: usize,
-    },
-    OneCycle {
-        pct_start: f64,
-        div_factor: f64,
-        final_div_factor: f64,
-    },
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
+    /// The spec's own serialization: `{ type = "...", ... }` with the keys of `models/README.md`.
+    On(LrSchedule),
 }
 
 #[derive(Serialize)]
@@ -260,14 +233,7 @@ pub fn render(space: &SearchSpace, name: &str, params: &Params) -> String {
     };
     let lr_schedule = match t.lr_schedule {
         LrSchedule::None => ScheduleToml::Off("none"),
-        LrSchedule::Step { step_size, gamma } => ScheduleToml::On(ScheduleTable::Step { step_size, gamma }),
-        LrSchedule::Plateau { patience, factor, min_lr } => {
-            ScheduleToml::On(ScheduleTable::Plateau { patience, factor, min_lr })
-        }
-        LrSchedule::Cosine { min_lr, warmup } => ScheduleToml::On(ScheduleTable::Cosine { min_lr, warmup }),
-        LrSchedule::OneCycle { pct_start, div_factor, final_div_factor } => {
-            ScheduleToml::On(ScheduleTable::OneCycle { pct_start, div_factor, final_div_factor })
-        }
+        other => ScheduleToml::On(other),
     };
     let q = &base.quantize;
     let target = &space.target;

@@ -20,15 +20,13 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{History, LayerKind, TrainedLayer, TrainedModel};
+use super::{History, LayerKind, TrainedLayer, TrainedModel, framed};
 use crate::data::FileDigest;
 use crate::report::metrics::Evaluation;
 use crate::spec::ModelSpec;
 
 const MAGIC: &[u8; 8] = b"MNISTCKP";
 const VERSION: u32 = 1;
-const PREFIX: usize = 8 + 4 + 8;
-const DIGEST: usize = 32;
 
 /// An error while saving or loading a checkpoint.
 #[derive(Debug, thiserror::Error)]
@@ -151,19 +149,13 @@ impl Checkpoint {
         };
         // Plain data structures always serialize.
         let json = serde_json::to_vec(&header).unwrap_or_default();
-        let mut out = Vec::with_capacity(PREFIX + json.len() + DIGEST);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        for l in &self.model.layers {
-            for v in l.weight.iter().chain(&l.bias) {
-                out.extend_from_slice(&v.to_le_bytes());
+        framed::frame(MAGIC, VERSION, &json, |out| {
+            for l in &self.model.layers {
+                for v in l.weight.iter().chain(&l.bias) {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
             }
-        }
-        let digest = sha256_bytes(&out);
-        out.extend_from_slice(&digest);
-        out
+        })
     }
 
     /// Parses checkpoint bytes (`path` only names the source in errors).
@@ -173,26 +165,8 @@ impl Checkpoint {
     /// header, sizes, or weights that do not fit the spec).
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
         let bad = |problem: String| CheckpointError::Format { path: path.to_path_buf(), problem };
-        if bytes.len() < PREFIX + DIGEST || &bytes[..8] != MAGIC {
-            return Err(bad("missing the MNISTCKP magic (not a checkpoint file)".into()));
-        }
-        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != VERSION {
-            return Err(bad(format!("format version {version}; this mnistc reads version {VERSION}")));
-        }
-        let (body, digest) = bytes.split_at(bytes.len() - DIGEST);
-        if sha256_bytes(body) != digest {
-            return Err(bad("checksum mismatch (the file is truncated or corrupt)".into()));
-        }
-        let mut len8 = [0u8; 8];
-        len8.copy_from_slice(&bytes[12..20]);
-        let header_len = usize::try_from(u64::from_le_bytes(len8))
-            .ok()
-            .filter(|&n| n <= body.len() - PREFIX)
-            .ok_or_else(|| bad("header length exceeds the file".into()))?;
-        let header: Header =
-            serde_json::from_slice(&body[PREFIX..PREFIX + header_len]).map_err(|e| bad(format!("bad header: {e}")))?;
-        let mut data = &body[PREFIX + header_len..];
+        let (header, mut data) = framed::unframe(bytes, MAGIC, VERSION, "a checkpoint file", path)?;
+        let header: Header = serde_json::from_slice(header).map_err(|e| bad(format!("bad header: {e}")))?;
         let mut take = |count: usize| -> Result<Vec<f32>, CheckpointError> {
             let n = count
                 .checked_mul(4)
@@ -267,9 +241,4 @@ impl Checkpoint {
         write_atomic(path, &self.to_bytes())?;
         Ok(files)
     }
-}
-
-pub(super) fn sha256_bytes(bytes: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).to_vec()
 }

@@ -30,6 +30,8 @@ mod checkpoint;
 mod device;
 mod error;
 #[cfg(feature = "train")]
+mod framed;
+#[cfg(feature = "train")]
 pub mod malloc;
 #[cfg(feature = "train")]
 mod model;

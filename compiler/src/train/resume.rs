@@ -32,15 +32,13 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{Checkpoint, CheckpointError, sha256_bytes as sha256, write_atomic};
+use super::checkpoint::{Checkpoint, CheckpointError, write_atomic};
 use super::schedule::SchedulerState;
-use super::{History, TrainedLayer, TrainedModel};
+use super::{History, TrainedLayer, TrainedModel, framed};
 use crate::spec::ModelSpec;
 
 const MAGIC: &[u8; 8] = b"MNISTCRS";
 const VERSION: u32 = 1;
-const PREFIX: usize = 8 + 4 + 8;
-const DIGEST: usize = 32;
 
 /// The lowest validation loss so far, for early stopping.
 #[derive(Clone, Debug, PartialEq)]
@@ -133,22 +131,14 @@ impl ResumeState {
         };
         // Plain data structures always serialize.
         let json = serde_json::to_vec(&header).unwrap_or_default();
-        let mut out = Vec::with_capacity(
-            PREFIX + json.len() + 4 * self.order.len() + self.net.len() + self.optimizer.len() + best_weights.len(),
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        for &i in &self.order {
-            out.extend_from_slice(&(i as u32).to_le_bytes());
-        }
-        out.extend_from_slice(&self.net);
-        out.extend_from_slice(&self.optimizer);
-        out.extend_from_slice(&best_weights);
-        let digest = sha256(&out);
-        out.extend_from_slice(&digest);
-        out
+        framed::frame(MAGIC, VERSION, &json, |out| {
+            for &i in &self.order {
+                out.extend_from_slice(&(i as u32).to_le_bytes());
+            }
+            out.extend_from_slice(&self.net);
+            out.extend_from_slice(&self.optimizer);
+            out.extend_from_slice(&best_weights);
+        })
     }
 
     /// Parses a file's bytes (`path` only names the source in errors).
@@ -157,26 +147,8 @@ impl ResumeState {
     /// [`CheckpointError::Format`] for anything malformed.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<ResumeState, CheckpointError> {
         let bad = |problem: String| CheckpointError::Format { path: path.to_path_buf(), problem };
-        if bytes.len() < PREFIX + DIGEST || &bytes[..8] != MAGIC {
-            return Err(bad("missing the MNISTCRS magic (not a saved training state)".into()));
-        }
-        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        if version != VERSION {
-            return Err(bad(format!("format version {version}; this mnistc reads version {VERSION}")));
-        }
-        let (body, digest) = bytes.split_at(bytes.len() - DIGEST);
-        if sha256(body) != digest {
-            return Err(bad("checksum mismatch (the file is truncated or corrupt)".into()));
-        }
-        let mut len8 = [0u8; 8];
-        len8.copy_from_slice(&bytes[12..20]);
-        let header_len = usize::try_from(u64::from_le_bytes(len8))
-            .ok()
-            .filter(|&n| n <= body.len() - PREFIX)
-            .ok_or_else(|| bad("header length exceeds the file".into()))?;
-        let h: Header =
-            serde_json::from_slice(&body[PREFIX..PREFIX + header_len]).map_err(|e| bad(format!("bad header: {e}")))?;
-        let mut data = &body[PREFIX + header_len..];
+        let (header, mut data) = framed::unframe(bytes, MAGIC, VERSION, "a saved training state", path)?;
+        let h: Header = serde_json::from_slice(header).map_err(|e| bad(format!("bad header: {e}")))?;
         let mut take = |len: Option<usize>, what: &str| -> Result<&[u8], CheckpointError> {
             let n = len
                 .filter(|&n| n <= data.len())
