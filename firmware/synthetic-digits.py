@@ -2,7 +2,7 @@
 # A synthetic int8 blob with the digits architecture (models/digits.toml as the compiler lowers it:
 # conv 3x3x32 + fused max pool 2, conv 3x3x64 + fused max pool 2, dense 10; per-channel
 # requantization; the same blob size, 36,600 B, and arena, 8,420 B, as digits.bin) and random weights.
-# For instruction, stack and size figures without building the compiler: its accuracy is
+# Blob format version 2. For instruction, stack and size figures without building the compiler: its accuracy is
 # meaningless, its arm-dsp instruction count is that of digits.bin.
 #   python3 synthetic-digits.py /tmp/digits-synthetic.bin
 #   MNISTC_BLOB=/tmp/digits-synthetic.bin cargo run --release
@@ -55,7 +55,7 @@ blob = bytearray(total)
 blob[meta_off:meta_off + 384] = meta
 blob[plan_off:plan_off + 160 * len(ops)] = b''.join(ops)
 blob[weights_off:] = weights
-struct.pack_into('<4sHHIIIIIHHIIII16x', blob, 0, b'MNCB', 1, 64, total, 0, meta_off, 384, plan_off, len(ops), 160, weights_off, len(weights), arena, 0)
+struct.pack_into('<4sHHIIIIIHHIIII16x', blob, 0, b'MNCB', 2, 64, total, 0, meta_off, 384, plan_off, len(ops), 160, weights_off, len(weights), arena, 0)
 struct.pack_into('<I', blob, 12, zlib.crc32(bytes(blob[16:])) & 0xFFFFFFFF)
 open(sys.argv[1] if len(sys.argv) > 1 else 'digits-synthetic.bin', 'wb').write(blob)
 print(total)
