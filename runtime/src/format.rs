@@ -53,6 +53,10 @@
 //! `1/out_scale` one f32 division; a fused relu/relu6 is the clamp range, as for a conv. An int8
 //! conv2d may carry such an add of a residual tensor into its own output, in place
 //! ([`FLAG_RESIDUAL`]): the residual network's add costs no tensor of its own in the arena.
+//!
+//! Imported TFLite models use TFLite's arithmetic instead ([`Requant::Tflite`] on their
+//! conv/dense/depthwise ops and average pools): the same accumulator, requantized with a Q31
+//! multiplier and shift per channel, and TFLite's rounded average.
 
 use crate::kernels::params::ParamError;
 use bytemuck::{Pod, Zeroable};
@@ -268,6 +272,12 @@ pub enum Requant {
     /// One f32 multiplier per output channel in the weights section at `quant_offset`:
     /// `round_half_even(f32(f32(|acc|)·m_c))·sign(acc)` (tract's `scale_by`).
     PerChannel = 2,
+    /// TFLite's arithmetic (imported TFLite models). A conv/dense/depthwise op: one Q31
+    /// `[multiplier, shift]` i32 pair per output channel in the weights section at
+    /// `quant_offset`, applied as [`crate::quant::requantize_tflite`]; a fused or standalone
+    /// average pool divides the window's sum by its size, rounding half away from zero
+    /// ([`crate::quant::tflite_average`]), keeping its input's zero point. No residual add.
+    Tflite = 3,
 }
 
 impl Requant {
@@ -277,6 +287,7 @@ impl Requant {
             0 => Some(Self::None),
             1 => Some(Self::Uniform),
             2 => Some(Self::PerChannel),
+            3 => Some(Self::Tflite),
             _ => None,
         }
     }

@@ -1,4 +1,5 @@
-//! int8 requantization, bit-exact with tract-onnx 0.23.9, in integer arithmetic only.
+//! int8 requantization, bit-exact with tract-onnx 0.23.9 or with TFLite, in integer arithmetic
+//! only.
 //!
 //! tract turns a conv/matmul's i32 accumulator into int8 in one of two ways
 //! (`tract-core/src/ops/quant.rs`, `tract-linalg/src/generic/rounding.rs`):
@@ -14,6 +15,12 @@
 //! Both are followed by `+ zero_point` and a clamp to the int8 activation range. The scale itself
 //! is `m = f32(f32(s_w·s_x)/s_y)`, computed by the compiler; the exported ONNX carries `m` itself so
 //! that tract and onnxruntime scale by exactly the same `m`.
+//!
+//! Imported TFLite models keep TFLite's own arithmetic ([`requantize_tflite`]: a Q31 multiplier
+//! and a power-of-two shift per output channel, `SaturatingRoundingDoublingHighMul` then
+//! `RoundingDivideByPOT`, as TFLite Micro's reference kernels and CMSIS-NN compute it), and
+//! TFLite's average pool ([`tflite_average`]). The two roundings differ (tract rounds ties to
+//! even, TFLite away from zero, twice), so a blob records which one each op uses.
 
 /// tract's `Scaler::convert_scale_to_mult_shift`, normalised so that powers of two also get a
 /// multiplier (`2^30`, one more shift): both forms give identical results.
@@ -138,6 +145,94 @@ fn round_shift_right_even(v: u64, s: u32) -> u64 {
     if rem > half || (rem == half && q & 1 == 1) { q + 1 } else { q }
 }
 
+/// Whether `(multiplier, shift)` is a TFLite Q31 pair [`requantize_tflite`] supports: the
+/// multiplier in `[0, 2^31)` (TFLite's `QuantizeMultiplier` gives `[2^30, 2^31)`, or 0 for a zero
+/// scale) and the shift (positive: left) in `-31..=30`.
+pub const fn tflite_pair_is_valid(multiplier: i32, shift: i32) -> bool {
+    multiplier >= 0 && shift >= -31 && shift <= 30
+}
+
+/// TFLite's `SaturatingRoundingDoublingHighMul(a, b)`: the high 32 bits of `2·a·b`, rounded
+/// half away from zero (saturating the one overflowing case, `a = b = i32::MIN`).
+#[inline]
+pub fn saturating_rounding_doubling_high_mul(a: i32, b: i32) -> i32 {
+    if a == i32::MIN && b == i32::MIN {
+        return i32::MAX;
+    }
+    let ab = a as i64 * b as i64;
+    let nudge = if ab >= 0 { 1i64 << 30 } else { 1 - (1i64 << 30) };
+    // Truncating division, as C's `/`: |ab + nudge| / 2^31 < 2^31.
+    ((ab + nudge) / (1i64 << 31)) as i32
+}
+
+/// TFLite's `RoundingDivideByPOT(x, exponent)`: `x / 2^exponent` rounded half away from zero
+/// (`exponent` in `0..=31`; larger exponents are taken as 31).
+#[inline]
+pub fn rounding_divide_by_pot(x: i32, exponent: u32) -> i32 {
+    let e = exponent.min(31);
+    let mask = ((1i64 << e) - 1) as i32 as i64;
+    let x = x as i64;
+    let remainder = x & mask;
+    let threshold = (mask >> 1) + i64::from(x < 0);
+    ((x >> e) + i64::from(remainder > threshold)) as i32
+}
+
+/// TFLite's `MultiplyByQuantizedMultiplier(acc, multiplier, shift)` (TFLite Micro's reference
+/// kernels and CMSIS-NN's `arm_nn_requantize`, both with double rounding):
+/// `RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc · 2^left, multiplier), right)`
+/// with `left = max(shift, 0)`, `right = max(−shift, 0)`.
+///
+/// `(multiplier, shift)` must satisfy [`tflite_pair_is_valid`]; a loaded blob also guarantees
+/// that `acc · 2^left` fits in i32 (the shift wraps otherwise, as the C code's does in practice).
+#[inline]
+pub fn requantize_tflite(acc: i32, multiplier: i32, shift: i32) -> i32 {
+    let left = shift.clamp(0, 30) as u32;
+    let right = (-shift).clamp(0, 31) as u32;
+    rounding_divide_by_pot(saturating_rounding_doubling_high_mul(acc.wrapping_shl(left), multiplier), right)
+}
+
+/// TFLite's `QuantizeMultiplier`: `scale = q · 2^shift` with `q` a Q0.31 value in `[2^30, 2^31)`
+/// rounded half away from zero (`(0, 0)` for a zero scale, and for scales below `2^-32`, which
+/// TFLite flushes to zero; shifts above 30 saturate as in TFLite).
+pub fn tflite_multiplier(scale: f64) -> (i32, i32) {
+    if !(scale > 0.0) || !scale.is_finite() {
+        return (0, 0);
+    }
+    let (fraction, mut shift) = frexp(scale);
+    let mut q = libm::round(fraction * (1u64 << 31) as f64) as i64;
+    if q == 1i64 << 31 {
+        q /= 2;
+        shift += 1;
+    }
+    if shift < -31 {
+        return (0, 0);
+    }
+    if shift > 30 {
+        return (i32::MAX, 30);
+    }
+    (q as i32, shift)
+}
+
+/// `x = fraction · 2^exponent` with `fraction` in `[0.5, 1)` (C's `frexp`, for positive normal or
+/// subnormal `x`).
+fn frexp(x: f64) -> (f64, i32) {
+    let (x, bias) = if x < f64::MIN_POSITIVE { (x * (1u64 << 54) as f64, -54) } else { (x, 0) };
+    let bits = x.to_bits();
+    let exponent = ((bits >> 52) & 0x7FF) as i32 - 1022;
+    let fraction = f64::from_bits((bits & !(0x7FFu64 << 52)) | (1022u64 << 52));
+    (fraction, exponent + bias)
+}
+
+/// TFLite's int8 average: the window's sum of raw int8 values divided by its `count` values,
+/// rounded half away from zero (`(sum ± count/2) / count`, truncating).
+#[inline]
+pub fn tflite_average(sum: i32, count: i32) -> i32 {
+    if count <= 0 {
+        return 0;
+    }
+    if sum > 0 { (sum + count / 2) / count } else { (sum - count / 2) / count }
+}
+
 /// Adds the zero point and clamps to `[min, max]` (an int8 range; `min <= max`).
 #[inline]
 pub fn finish(scaled: i32, zero_point: i32, min: i32, max: i32) -> i8 {
@@ -221,6 +316,56 @@ mod tests {
         assert_eq!(requantize_per_channel(i32::MIN, 1e-30f32.to_bits()), 0);
     }
 
+    /// TFLite's requantization written out over i128: `floor((x·m + 2^30) / 2^31)` (the doubling
+    /// high multiply), then a division by `2^right` rounded half away from zero.
+    fn tflite_exact(acc: i32, m: i32, shift: i32) -> i32 {
+        let left = shift.max(0) as u32;
+        let right = (-shift).max(0) as u32;
+        let x = ((acc as i64) << left) as i32 as i128;
+        let high = (x * m as i128 + (1i128 << 30)).div_euclid(1i128 << 31);
+        if right == 0 {
+            return high as i32;
+        }
+        let half = 1i128 << (right - 1);
+        let q = if high >= 0 { (high + half) >> right } else { -((-high + half) >> right) };
+        q as i32
+    }
+
+    #[test]
+    fn tflite_multiplier_matches_quantize_multiplier() {
+        assert_eq!(tflite_multiplier(0.5), (1 << 30, 0));
+        assert_eq!(tflite_multiplier(0.25), (1 << 30, -1));
+        assert_eq!(tflite_multiplier(1.0), (1 << 30, 1));
+        assert_eq!(tflite_multiplier(0.75), (0x6000_0000, 0));
+        // 2/3 · 2^31 = 1431655765.33 rounds down.
+        assert_eq!(tflite_multiplier(1.0 / 3.0), (1_431_655_765, -1));
+        // A fraction that rounds up to 2^31 becomes 2^30 with one more shift.
+        assert_eq!(tflite_multiplier(1.0 - 1e-12), (1 << 30, 1));
+        assert_eq!(tflite_multiplier(0.0), (0, 0));
+        assert_eq!(tflite_multiplier(-1.0), (0, 0));
+        assert_eq!(tflite_multiplier(1e-12), (0, 0));
+        assert_eq!(tflite_multiplier(f64::MIN_POSITIVE / 4.0), (0, 0));
+        assert_eq!(tflite_multiplier(1e12), (i32::MAX, 30));
+    }
+
+    #[test]
+    fn tflite_roundings_go_half_away_from_zero() {
+        // x · 0.5 through a right shift of 1 (multiplier 2^30 is 0.5, shift 0 keeps it).
+        let got: Vec<i32> = [-5, -3, -1, 1, 3, 5].iter().map(|&a| requantize_tflite(a, 1 << 30, 0)).collect();
+        assert_eq!(got, [-2, -1, 0, 1, 2, 3]);
+        let got: Vec<i32> = [-6, -2, 2, 6].iter().map(|&a| requantize_tflite(a, 1 << 30, -1)).collect();
+        assert_eq!(got, [-2, -1, 1, 2]);
+        assert_eq!(rounding_divide_by_pot(-3, 1), -2);
+        assert_eq!(rounding_divide_by_pot(3, 1), 2);
+        assert_eq!(rounding_divide_by_pot(i32::MIN, 31), -1);
+        assert_eq!(rounding_divide_by_pot(i32::MAX, 31), 1);
+        assert_eq!(saturating_rounding_doubling_high_mul(i32::MIN, i32::MIN), i32::MAX);
+        assert_eq!(tflite_average(7, 2), 4);
+        assert_eq!(tflite_average(-7, 2), -4);
+        assert_eq!(tflite_average(-5, 3), -2);
+        assert_eq!(tflite_average(5, 0), 0);
+    }
+
     proptest! {
         // Under Miri (interpreted, ~1000x slower) a few cases check the arithmetic for UB.
         #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 16 } else { 20_000 }))]
@@ -242,6 +387,19 @@ mod tests {
             for acc in [k, k + 1, k - 1] {
                 prop_assert_eq!(requantize_per_channel(acc, m2.to_bits()), per_channel_f32(acc, m2));
             }
+        }
+
+        #[test]
+        fn tflite_equals_exact_formulation(acc in any::<i32>(), m in any_multiplier(), shift in -8i32..=0) {
+            let (mult, s) = tflite_multiplier(m as f64);
+            prop_assert_eq!(requantize_tflite(acc, mult, s + shift), tflite_exact(acc, mult, s + shift));
+        }
+
+        #[test]
+        fn tflite_average_equals_rounded_quotient(sum in -1_000_000i32..1_000_000, count in 1i32..1000) {
+            let q = sum as f64 / count as f64;
+            let rounded = if q >= 0.0 { (q + 0.5).floor() } else { (q - 0.5).ceil() };
+            prop_assert_eq!(tflite_average(sum, count) as f64, rounded);
         }
 
         #[test]

@@ -8,10 +8,11 @@
 use half::f16;
 use mnistc_runtime::format::Activation;
 use mnistc_runtime::kernels::params::{
-    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads,
+    AvgRequant, AvgRounding, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape,
+    same_pads,
 };
 use mnistc_runtime::kernels::reference;
-use mnistc_runtime::quant::multiplier_from_scale;
+use mnistc_runtime::quant::{multiplier_from_scale, tflite_multiplier};
 use proptest::prelude::*;
 
 // ---------- naive formulations ----------
@@ -437,7 +438,7 @@ proptest! {
             None => Requantizer::Uniform { multiplier: mult, shift },
         };
         let pool = c.pool_geometry().map(|(kind, g)| {
-            (kind, g, AvgRequant { input_zero_point: t.conv_zp, multiplier: pmult, shift: pshift, output_zero_point: t.out_zp })
+            (kind, g, AvgRequant { input_zero_point: t.conv_zp, multiplier: pmult, shift: pshift, output_zero_point: t.out_zp, rounding: AvgRounding::Multiplier })
         });
         let packed = pack(&t.weights, c.geometry().filter_len(), c.out_c);
         let op = ConvS8 {
@@ -520,11 +521,70 @@ proptest! {
         reference::maxpool2d_s8(&p, &input, &mut got);
         prop_assert_eq!(&got, &max);
         let (mult, shift) = multiplier_from_scale(m).unwrap();
-        let q = AvgRequant { input_zero_point: in_zp, multiplier: mult, shift, output_zero_point: out_zp };
+        let q = AvgRequant { input_zero_point: in_zp, multiplier: mult, shift, output_zero_point: out_zp, rounding: AvgRounding::Multiplier };
         reference::avgpool2d_s8(&p, &q, &input, &mut got);
         let wide: Vec<i64> = input.iter().map(|&v| v as i64).collect();
         let (avg, _) = naive_pool(&wide, s, k, st, |v| {
             finish(uniform_exact(v.iter().map(|&x| x - in_zp as i64).sum(), mult, shift), out_zp, -128, 127) as i64
+        });
+        prop_assert_eq!(got.iter().map(|&v| v as i64).collect::<Vec<_>>(), avg);
+    }
+}
+
+/// TFLite's requantization as its definition reads, over i128: `(x · 2^left) · m / 2^31` rounded
+/// half up (the doubling high multiply's nudge), then `/ 2^right` rounded half away from zero.
+fn tflite_exact(acc: i64, m: i32, shift: i32) -> i64 {
+    let x = (acc << shift.max(0)) as i128;
+    let high = (x * m as i128 + (1 << 30)).div_euclid(1 << 31);
+    let right = (-shift).max(0) as u32;
+    if right == 0 {
+        return high as i64;
+    }
+    let half = 1i128 << (right - 1);
+    (if high >= 0 { (high + half) >> right } else { -((-high + half) >> right) }) as i64
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 600 }))]
+
+    #[test]
+    fn dense_s8_tflite_matches_exact_integer_maths(
+        (n_in, n_out, (input, weights, _), bias, ms) in (1usize..max_len(400), 1usize..max_len(12)).prop_flat_map(|(i, o)| (
+            Just(i), Just(o), vectors(extreme_i8(), [i, i * o, 0]),
+            prop::collection::vec(-100_000i32..100_000, o), prop::collection::vec(multiplier(), o),
+        )),
+        in_zp in zero_point(), out_zp in zero_point(),
+    ) {
+        let pairs: Vec<[i32; 2]> = ms.iter().map(|&m| { let (q, s) = tflite_multiplier(m as f64); [q, s] }).collect();
+        let packed = pack(&weights, n_in, n_out);
+        let op = DenseS8 { input_len: n_in, output_len: n_out, input_zero_point: in_zp, requant: Requantizer::Tflite(&pairs), output_zero_point: out_zp, act_min: -128, act_max: 127, weights: &packed, bias: &bias };
+        let mut got = vec![0i8; n_out];
+        reference::dense_s8(&op, &input, &mut got);
+        for o in 0..n_out {
+            let acc: i64 = bias[o] as i64 + (0..n_in).map(|i| (input[i] as i64 - in_zp as i64) * weights[o * n_in + i] as i64).sum::<i64>();
+            let [q, s] = pairs[o];
+            prop_assert_eq!(got[o], finish(tflite_exact(acc, q, s), out_zp, -128, 127), "output {}", o);
+        }
+    }
+
+    #[test]
+    fn avgpool_s8_tflite_divides_and_rounds_half_away_from_zero(
+        (s, k, st, input) in (1usize..max_dim(10), 1usize..max_dim(10), 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4)
+            .prop_filter("window larger than the input", |(h, w, _, kh, kw, _, _)| kh <= h && kw <= w)
+            .prop_flat_map(|(h, w, c, kh, kw, sh, sw)| {
+                (Just(Shape::new(h, w, c)), Just([kh, kw]), Just([sh, sw]), prop::collection::vec(extreme_i8(), h * w * c))
+            }),
+        zp in zero_point(),
+    ) {
+        let (_, os) = naive_pool(&input, s, k, st, |v| *v.iter().max().unwrap());
+        let p = PoolGeometry { input: s, output: os, size_h: k[0], size_w: k[1], stride_h: st[0], stride_w: st[1] };
+        let q = AvgRequant { input_zero_point: zp, multiplier: 0, shift: 0, output_zero_point: zp, rounding: AvgRounding::TfliteDivide };
+        let mut got = vec![0i8; os.len()];
+        reference::avgpool2d_s8(&p, &q, &input, &mut got);
+        let wide: Vec<i64> = input.iter().map(|&v| v as i64).collect();
+        let (avg, _) = naive_pool(&wide, s, k, st, |v| {
+            let mean = v.iter().sum::<i64>() as f64 / v.len() as f64;
+            (if mean >= 0.0 { (mean + 0.5).floor() } else { (mean - 0.5).ceil() }) as i64
         });
         prop_assert_eq!(got.iter().map(|&v| v as i64).collect::<Vec<_>>(), avg);
     }

@@ -309,11 +309,6 @@ fn copy_runs<const N: usize>(src: &[i8], stride: usize, rows: usize, flip: u8, p
     }
 }
 
-#[inline(always)]
-fn avg_finish(sum: i32, q: &AvgRequant) -> i8 {
-    quant::finish(quant::requantize_uniform(sum, q.multiplier, q.shift), q.output_zero_point, -128, 127)
-}
-
 /// int8 convolution with fused activation range and pool (see the module docs).
 ///
 /// Checks its arguments first ([`super::check_conv2d_s8`]): after that, every slice the
@@ -492,7 +487,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
                                     }
                                 }
                                 for (d, &s) in dst.iter_mut().zip(&pooled[..n]) {
-                                    *d = avg_finish(s, &avg);
+                                    *d = avg.finish(s, window);
                                 }
                             }
                         }
@@ -704,8 +699,8 @@ pub(crate) fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) ->
     Ok(())
 }
 
-/// int8 average pool: window sums vectorizable over channels (64 at a time), then the uniform
-/// requantization. Checks its arguments first ([`super::check_avgpool2d_s8`]).
+/// int8 average pool: window sums vectorizable over channels (64 at a time), then the pool's
+/// rounding ([`AvgRequant::finish`]). Checks its arguments first ([`super::check_avgpool2d_s8`]).
 #[inline(always)]
 pub(crate) fn avgpool2d_s8(
     p: &PoolGeometry,
@@ -715,6 +710,7 @@ pub(crate) fn avgpool2d_s8(
 ) -> Result<(), ParamError> {
     super::check_avgpool2d_s8(p, q, input, output)?;
     const BLOCK: usize = 64;
+    let n = p.window_len();
     let c = p.input.c;
     for py in 0..p.output.h {
         for px in 0..p.output.w {
@@ -735,7 +731,7 @@ pub(crate) fn avgpool2d_s8(
                     return Err(ParamError::Output);
                 };
                 for (o, &a) in out.iter_mut().zip(&acc[..m]) {
-                    *o = avg_finish(a, q);
+                    *o = q.finish(a, n);
                 }
             }
         }

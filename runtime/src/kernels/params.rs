@@ -117,6 +117,7 @@ fn requant_len(requant: &Requantizer<'_>, out: usize) -> Result<(), ParamError> 
     match requant {
         Requantizer::Uniform { .. } => Ok(()),
         Requantizer::PerChannel(m) => same(m.len(), out, ParamError::Requant),
+        Requantizer::Tflite(m) => same(m.len(), out, ParamError::Requant),
     }
 }
 
@@ -471,6 +472,9 @@ pub enum Requantizer<'a> {
     },
     /// tract's per-channel path: the f32 bits of each output channel's multiplier.
     PerChannel(&'a [u32]),
+    /// TFLite's arithmetic: each output channel's Q31 `[multiplier, shift]`
+    /// ([`crate::quant::requantize_tflite`]).
+    Tflite(&'a [[i32; 2]]),
 }
 
 impl Requantizer<'_> {
@@ -487,12 +491,27 @@ impl Requantizer<'_> {
             Requantizer::PerChannel(m) => {
                 m.get(channel).map_or(0, |&bits| crate::quant::requantize_per_channel(acc, bits))
             }
+            Requantizer::Tflite(m) => {
+                m.get(channel).map_or(0, |&[multiplier, shift]| crate::quant::requantize_tflite(acc, multiplier, shift))
+            }
         }
     }
 }
 
-/// Requantization of an int8 average pool: `Σ (x − input_zero_point)` over the window, scaled
-/// by a uniform multiplier (≈ `s_in / (n · s_out)`), plus `output_zero_point`, clamped to int8.
+/// How an int8 average pool turns its window sum into an output value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvgRounding {
+    /// tract's: `Σ (x − input_zero_point)` scaled by the uniform `multiplier` and `shift`
+    /// (≈ `s_in / (n · s_out)`), rounded half to even, plus `output_zero_point`.
+    Multiplier,
+    /// TFLite's: the sum of the raw values divided by the window size, rounded half away from
+    /// zero ([`crate::quant::tflite_average`]); input and output share their zero point and the
+    /// multiplier and shift are unused (zero).
+    TfliteDivide,
+}
+
+/// Requantization of an int8 average pool: `Σ (x − input_zero_point)` over the window, then
+/// [`AvgRounding`], clamped to int8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AvgRequant {
     /// Zero point of the pooled values.
@@ -503,9 +522,30 @@ pub struct AvgRequant {
     pub shift: i32,
     /// Zero point of the pool output.
     pub output_zero_point: i32,
+    /// tract's multiplier or TFLite's division.
+    pub rounding: AvgRounding,
 }
 
 impl AvgRequant {
+    /// The output value of a window of `count` values whose `Σ (x − input_zero_point)` is `sum`.
+    #[inline(always)]
+    pub fn finish(&self, sum: i32, count: usize) -> i8 {
+        match self.rounding {
+            AvgRounding::Multiplier => crate::quant::finish(
+                crate::quant::requantize_uniform(sum, self.multiplier, self.shift),
+                self.output_zero_point,
+                -128,
+                127,
+            ),
+            AvgRounding::TfliteDivide => {
+                // Σ x = sum + count·zp, within i32 for a checked window (count·255 does).
+                let count = count as i32;
+                let raw = sum.wrapping_add(count.wrapping_mul(self.input_zero_point));
+                crate::quant::finish(crate::quant::tflite_average(raw, count), 0, -128, 127)
+            }
+        }
+    }
+
     /// Checks an average pool of `window` values: zero points in int8, and the window sum
     /// `window · 255` within i32.
     ///
@@ -513,6 +553,9 @@ impl AvgRequant {
     /// [`ParamError::QuantRange`] or [`ParamError::Accumulator`].
     pub fn check(&self, window: usize) -> Result<(), ParamError> {
         quant_range(&[self.input_zero_point, self.output_zero_point], -128, 127)?;
+        if self.rounding == AvgRounding::TfliteDivide && self.input_zero_point != self.output_zero_point {
+            return Err(ParamError::QuantRange);
+        }
         if (window as u64).checked_mul(255).is_none_or(|bound| bound > i32::MAX as u64) {
             return Err(ParamError::Accumulator);
         }

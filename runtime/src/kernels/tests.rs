@@ -10,8 +10,8 @@
 use proptest::prelude::*;
 
 use super::params::{
-    AddS8, AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer, Shape,
-    same_pads,
+    AddS8, AvgRequant, AvgRounding, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer,
+    Shape, same_pads,
 };
 use super::{conv2d_s8_scratch_size, dense_s8_scratch_size, reference};
 use crate::quant::multiplier_from_scale;
@@ -27,6 +27,8 @@ pub(crate) struct ConvCase {
     pub zero_points: [i32; 3],
     pub multipliers: Vec<f32>,
     pub per_channel: bool,
+    /// TFLite's arithmetic (Q31 pairs, a dividing average pool), whatever `per_channel` says.
+    pub tflite: bool,
     pub pool_scale: f32,
     pub act: (i32, i32),
     /// A fused residual add (used only without a pool) and the residual tensor the output
@@ -96,6 +98,22 @@ fn geometry() -> impl Strategy<Value = (ConvGeometry, Option<(PoolKind, PoolGeom
         })
 }
 
+/// Whether a case uses TFLite's arithmetic (one case in three).
+fn tflite() -> impl Strategy<Value = bool> {
+    prop_oneof![2 => Just(false), 1 => Just(true)]
+}
+
+/// TFLite's Q31 `[multiplier, shift]` of each multiplier.
+pub(crate) fn tflite_pairs(multipliers: &[f32]) -> Vec<[i32; 2]> {
+    multipliers
+        .iter()
+        .map(|&m| {
+            let (q, s) = crate::quant::tflite_multiplier(m as f64);
+            [q, s]
+        })
+        .collect()
+}
+
 pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
     geometry().prop_flat_map(|(g, pool)| {
         let k = g.filter_len();
@@ -117,6 +135,7 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
             prop::collection::vec(0.001f32..1.0, g.output.c),
             any::<bool>(),
             (0.2f32..1.5, -128i32..=127, -128i32..=127),
+            tflite(),
         )
             .prop_map(
                 |(
@@ -129,6 +148,7 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
                     fractions,
                     per_channel,
                     (pool_scale, a, b),
+                    tflite,
                 )| {
                     let top = max_multiplier(geometry.filter_len(), &bias);
                     ConvCase {
@@ -140,6 +160,7 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
                         multipliers: fractions.iter().map(|f| f * top).collect(),
                         bias,
                         per_channel,
+                        tflite: tflite && residual.is_none(),
                         pool_scale,
                         act: (a.min(b), a.max(b)),
                         residual,
@@ -152,20 +173,37 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
 /// Runs `f` on the case's op and returns its output.
 pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8], &mut [u8])) -> Vec<i8> {
     let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
-    let requant = match t.per_channel {
-        true => Requantizer::PerChannel(&bits),
-        false => {
+    let pairs = tflite_pairs(&t.multipliers);
+    let requant = match (t.tflite, t.per_channel) {
+        (true, _) => Requantizer::Tflite(&pairs),
+        (false, true) => Requantizer::PerChannel(&bits),
+        (false, false) => {
             let (multiplier, shift) = multiplier_from_scale(t.multipliers[0]).unwrap_or((1 << 30, 0));
             Requantizer::Uniform { multiplier, shift }
         }
     };
     let pool = t.pool.map(|(kind, p)| {
-        let (multiplier, shift) = multiplier_from_scale(t.pool_scale / p.window_len() as f32).unwrap_or((1 << 30, 0));
-        (
-            kind,
-            p,
-            AvgRequant { input_zero_point: t.zero_points[1], multiplier, shift, output_zero_point: t.zero_points[2] },
-        )
+        let q = if t.tflite {
+            let zp = t.zero_points[1];
+            AvgRequant {
+                input_zero_point: zp,
+                multiplier: 0,
+                shift: 0,
+                output_zero_point: zp,
+                rounding: AvgRounding::TfliteDivide,
+            }
+        } else {
+            let (multiplier, shift) =
+                multiplier_from_scale(t.pool_scale / p.window_len() as f32).unwrap_or((1 << 30, 0));
+            AvgRequant {
+                input_zero_point: t.zero_points[1],
+                multiplier,
+                shift,
+                output_zero_point: t.zero_points[2],
+                rounding: AvgRounding::Multiplier,
+            }
+        };
+        (kind, p, q)
     });
     let op = ConvS8 {
         geometry: t.geometry,
@@ -198,6 +236,8 @@ pub(crate) struct DenseCase {
     pub zero_points: [i32; 2],
     pub multipliers: Vec<f32>,
     pub per_channel: bool,
+    /// TFLite's arithmetic (the multipliers as Q31 pairs), whatever `per_channel` says.
+    pub tflite: bool,
 }
 
 pub(crate) fn dense_case() -> impl Strategy<Value = DenseCase> {
@@ -209,8 +249,9 @@ pub(crate) fn dense_case() -> impl Strategy<Value = DenseCase> {
             (zero_point(), zero_point()),
             prop::collection::vec(0.001f32..1.0, n),
             any::<bool>(),
+            tflite(),
         )
-            .prop_map(|(input, weights, bias, zps, fractions, per_channel)| {
+            .prop_map(|(input, weights, bias, zps, fractions, per_channel, tflite)| {
                 let top = max_multiplier(input.len(), &bias);
                 DenseCase {
                     weights: packed(&weights, input.len(), bias.len()),
@@ -219,6 +260,7 @@ pub(crate) fn dense_case() -> impl Strategy<Value = DenseCase> {
                     bias,
                     zero_points: [zps.0, zps.1],
                     per_channel,
+                    tflite,
                 }
             })
     })
@@ -226,9 +268,11 @@ pub(crate) fn dense_case() -> impl Strategy<Value = DenseCase> {
 
 pub(crate) fn run_dense(t: &DenseCase, f: impl FnOnce(&DenseS8<'_>, &[i8], &mut [i8], &mut [u8])) -> Vec<i8> {
     let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
-    let requant = match t.per_channel {
-        true => Requantizer::PerChannel(&bits),
-        false => {
+    let pairs = tflite_pairs(&t.multipliers);
+    let requant = match (t.tflite, t.per_channel) {
+        (true, _) => Requantizer::Tflite(&pairs),
+        (false, true) => Requantizer::PerChannel(&bits),
+        (false, false) => {
             let (multiplier, shift) = multiplier_from_scale(t.multipliers[0]).unwrap_or((1 << 30, 0));
             Requantizer::Uniform { multiplier, shift }
         }
@@ -263,9 +307,10 @@ pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRe
         zero_point(),
         zero_point(),
         0.3f32..2.0,
+        tflite(),
     )
         .prop_filter("window larger than the input", |(h, w, _, kh, kw, ..)| kh <= h && kw <= w)
-        .prop_flat_map(|(h, w, c, kh, kw, sh, sw, zi, zo, s)| {
+        .prop_flat_map(|(h, w, c, kh, kw, sh, sw, zi, zo, s, tflite)| {
             let input = Shape::new(h, w, c);
             let g = PoolGeometry {
                 input,
@@ -276,7 +321,23 @@ pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRe
                 stride_w: sw,
             };
             let (multiplier, shift) = multiplier_from_scale(s / (kh * kw) as f32).unwrap_or((1 << 30, 0));
-            let q = AvgRequant { input_zero_point: zi, multiplier, shift, output_zero_point: zo };
+            let q = if tflite {
+                AvgRequant {
+                    input_zero_point: zi,
+                    multiplier: 0,
+                    shift: 0,
+                    output_zero_point: zi,
+                    rounding: AvgRounding::TfliteDivide,
+                }
+            } else {
+                AvgRequant {
+                    input_zero_point: zi,
+                    multiplier,
+                    shift,
+                    output_zero_point: zo,
+                    rounding: AvgRounding::Multiplier,
+                }
+            };
             (Just(g), prop::collection::vec(extreme_i8(), input.len()), Just(q))
         })
 }
@@ -292,6 +353,8 @@ pub(crate) struct DepthwiseCase {
     pub zero_points: [i32; 2],
     pub multipliers: Vec<f32>,
     pub per_channel: bool,
+    /// TFLite's arithmetic, whatever `per_channel` says.
+    pub tflite: bool,
     pub act: (i32, i32),
 }
 
@@ -324,21 +387,35 @@ pub(crate) fn depthwise_case() -> impl Strategy<Value = DepthwiseCase> {
                 prop::collection::vec(0.05f32..1.0, c),
                 any::<bool>(),
                 (-128i32..=0, 0i32..=127),
+                tflite(),
             )
         })
-        .prop_map(|(geometry, input, weights, bias, (zi, zo), scales, per_channel, act)| {
+        .prop_map(|(geometry, input, weights, bias, (zi, zo), scales, per_channel, act, tflite)| {
             let taps = geometry.kernel_h * geometry.kernel_w;
             let m = max_multiplier(taps, &bias);
             let multipliers = scales.iter().map(|s| s * m).collect();
             let act = (act.0.min(zo), act.1.max(zo));
-            DepthwiseCase { geometry, input, weights, bias, zero_points: [zi, zo], multipliers, per_channel, act }
+            DepthwiseCase {
+                geometry,
+                input,
+                weights,
+                bias,
+                zero_points: [zi, zo],
+                multipliers,
+                per_channel,
+                tflite,
+                act,
+            }
         })
 }
 
 /// Runs `f` on the op of a depthwise case and returns its output.
 pub(crate) fn run_depthwise(t: &DepthwiseCase, f: impl FnOnce(&DepthwiseS8<'_>, &[i8], &mut [i8])) -> Vec<i8> {
     let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
-    let requant = if t.per_channel {
+    let pairs = tflite_pairs(&t.multipliers);
+    let requant = if t.tflite {
+        Requantizer::Tflite(&pairs)
+    } else if t.per_channel {
         Requantizer::PerChannel(&bits)
     } else {
         let (multiplier, shift) = multiplier_from_scale(t.multipliers[0]).unwrap_or((1 << 30, -1));
@@ -494,6 +571,7 @@ macro_rules! isa_suite {
                         zero_points: [zp, -128, 127],
                         multipliers: vec![0.01; 7],
                         per_channel: true,
+                        tflite: false,
                         pool_scale: 1.0,
                         act: (-128, 127),
                         residual: None,
@@ -523,6 +601,7 @@ macro_rules! isa_suite {
                         zero_points: [zp, -128],
                         multipliers: vec![2e-6; n],
                         per_channel: true,
+                        tflite: false,
                     };
                     let want = run_dense(&t, |op, x, out, _| reference::dense_s8(op, x, out));
                     // SAFETY: the ISA is available (checked above).

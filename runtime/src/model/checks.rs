@@ -11,7 +11,7 @@ use super::Region;
 use super::validate::{Ctx, Tensor};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FLAG_RESIDUAL, FusedPool, OpKind, OpRecord, Precision, Requant, TAP_GROUP};
-use crate::kernels::params::{AvgRequant, ConvGeometry, PoolGeometry, Requantizer, Shape};
+use crate::kernels::params::{AvgRequant, AvgRounding, ConvGeometry, PoolGeometry, Requantizer, Shape};
 use crate::quant;
 
 /// The int8 value range (zero points, activation bounds).
@@ -423,6 +423,16 @@ fn requantizer<'a>(
             }
             Ok(Requantizer::PerChannel(m))
         }
+        Requant::Tflite => {
+            e.unused(&uniform_fields(r))?;
+            let bytes =
+                section_slice(ctx, e, ("quant_offset", r.quant_offset), ("quant_len", r.quant_len), channels * 8, 4)?;
+            let m: &[[i32; 2]] = cast(e, "quant_offset", bytes)?;
+            if !m.iter().all(|&[multiplier, shift]| quant::tflite_pair_is_valid(multiplier, shift)) {
+                return Err(e.at("quant_offset", Problem::OutOfRange));
+            }
+            Ok(Requantizer::Tflite(m))
+        }
     }
 }
 
@@ -458,15 +468,27 @@ fn check_int8_output(e: &OpErr, r: &OpRecord, has_avg_pool: bool) -> Result<(), 
 }
 
 /// The requantization of an average pool over `n` values with zero point `zp`, or zeros if `avg`
-/// is false (the fields must then be zero).
-pub(super) fn avg_requant(e: &OpErr, r: &OpRecord, zp: i32, avg: bool, n: usize) -> Result<AvgRequant, LoadError> {
-    if !avg {
+/// is false (the fields must then be zero). With TFLite's arithmetic (`requant`) the pool divides
+/// (no multiplier) and keeps its input's zero point.
+pub(super) fn avg_requant(
+    e: &OpErr,
+    r: &OpRecord,
+    zp: i32,
+    (avg, requant): (bool, Requant),
+    n: usize,
+) -> Result<AvgRequant, LoadError> {
+    let tflite = requant == Requant::Tflite;
+    if !avg || tflite {
         e.unused(&pool_requant_fields(r))?;
+        if avg && r.output_zero_point != zp {
+            return Err(e.at("output_zero_point", Problem::Mismatch));
+        }
         return Ok(AvgRequant {
             input_zero_point: zp,
             multiplier: 0,
             shift: 0,
             output_zero_point: r.output_zero_point,
+            rounding: if tflite { AvgRounding::TfliteDivide } else { AvgRounding::Multiplier },
         });
     }
     uniform(e, ("pool_multiplier", r.pool_multiplier), ("pool_shift", r.pool_shift))?;
@@ -479,6 +501,7 @@ pub(super) fn avg_requant(e: &OpErr, r: &OpRecord, zp: i32, avg: bool, n: usize)
         multiplier: r.pool_multiplier,
         shift: r.pool_shift,
         output_zero_point: r.output_zero_point,
+        rounding: AvgRounding::Multiplier,
     })
 }
 
@@ -499,6 +522,12 @@ fn check_accumulator(e: &OpErr, bias: &[i32], k: usize, requant: &Requantizer<'_
                 let mant = ((bits & 0x7F_FFFF) | 0x80_0000) as u64;
                 let exp = ((bits >> 23) & 0xFF) as i32 - 150;
                 scaled_below(bound, mant, exp)
+            }),
+            // The left shift must not overflow before the multiply (the result is then at most
+            // `bound · m · 2^(shift − 31)` rounded, below 2^30 by the same rule).
+            Requantizer::Tflite(m) => m.get(c).is_some_and(|&[multiplier, shift]| {
+                let left = shift.max(0) as u32;
+                (bound << left) <= i32::MAX as u64 && scaled_below(bound, multiplier as u64, shift - 31)
             }),
         };
         if !ok {

@@ -286,12 +286,17 @@ fn conv2d_s8<'a>(
     residual: Option<Tensor>,
 ) -> Result<Kernel<'a>, LoadError> {
     let weights: &[i8] = bytemuck::cast_slice(w_bytes);
-    let has_avg_pool = codes.pool == FusedPool::Avg;
+    // TFLite's arithmetic has no fused residual add.
+    if residual.is_some() && codes.requant == Requant::Tflite {
+        return Err(e.at("requant", Problem::Unknown));
+    }
+    // A fused average pool under TFLite's arithmetic divides: no pool multiplier.
+    let has_avg_pool = codes.pool == FusedPool::Avg && codes.requant != Requant::Tflite;
     let (bias, requant) = int8_accumulation(ctx, e, r, codes.requant, b_bytes, geometry.filter_len(), has_avg_pool)?;
     let pool = match fused {
         None => None,
         Some((kind, g)) => {
-            let avg = avg_requant(e, r, r.conv_zero_point, kind == PoolKind::Avg, g.window_len())?;
+            let avg = avg_requant(e, r, r.conv_zero_point, (kind == PoolKind::Avg, codes.requant), g.window_len())?;
             Some((kind, g, avg))
         }
     };
@@ -458,7 +463,10 @@ fn pool<'a>(
     if codes.pool != FusedPool::None {
         return Err(e.at("pool", Problem::Unknown));
     }
-    if codes.requant != Requant::None {
+    // Only an int8 average pool may name an arithmetic (TFLite's rounded division).
+    let tflite_avg =
+        codes.requant == Requant::Tflite && codes.kind == OpKind::AvgPool2d && ctx.precision == Precision::Int8;
+    if codes.requant != Requant::None && !tflite_avg {
         return Err(e.at("requant", Problem::Unknown));
     }
     e.unused(&fused_pool_fields(r))?;
@@ -474,7 +482,7 @@ fn pool<'a>(
     check_output_shape(e, output, g.output)?;
     let avg = codes.kind == OpKind::AvgPool2d;
     Ok(match (ctx.precision, avg) {
-        (Precision::Int8, _) => pool_s8(e, r, g, avg)?,
+        (Precision::Int8, _) => pool_s8(e, r, g, avg, codes.requant)?,
         (_, true) => Kernel::AvgPoolF32(g),
         (_, false) => Kernel::MaxPoolF32(g),
     })
@@ -482,7 +490,7 @@ fn pool<'a>(
 
 /// The int8 rules of a pool: no uniform multiplier, the full int8 range, the input's zero point
 /// throughout (a max pool keeps it on its output); an average pool's own requantization.
-fn pool_s8<'a>(e: &OpErr, r: &OpRecord, g: PoolGeometry, avg: bool) -> Result<Kernel<'a>, LoadError> {
+fn pool_s8<'a>(e: &OpErr, r: &OpRecord, g: PoolGeometry, avg: bool, requant: Requant) -> Result<Kernel<'a>, LoadError> {
     e.unused(&uniform_fields(r))?;
     if r.act_min != -128 || r.act_max != 127 {
         return Err(e.at(if r.act_min != -128 { "act_min" } else { "act_max" }, Problem::OutOfRange));
@@ -493,7 +501,7 @@ fn pool_s8<'a>(e: &OpErr, r: &OpRecord, g: PoolGeometry, avg: bool) -> Result<Ke
     if !I8_RANGE.contains(&r.output_zero_point) {
         return Err(e.at("output_zero_point", Problem::OutOfRange));
     }
-    let q = avg_requant(e, r, r.input_zero_point, avg, g.window_len())?;
+    let q = avg_requant(e, r, r.input_zero_point, (avg, requant), g.window_len())?;
     if avg {
         return Ok(Kernel::AvgPoolS8(g, q));
     }

@@ -172,8 +172,7 @@ fn conv2d_s8_checked(op: &ConvS8<'_>, input: &[i8], output: &mut [i8]) -> Option
                                         sum += v as i32 - avg.input_zero_point;
                                     }
                                 }
-                                let scaled = quant::requantize_uniform(sum, avg.multiplier, avg.shift);
-                                quant::finish(scaled, avg.output_zero_point, i8::MIN as i32, i8::MAX as i32)
+                                avg.finish(sum, p.window_len())
                             }
                         };
                         *output.get_mut(p.output.index(py, px, oc))? = value;

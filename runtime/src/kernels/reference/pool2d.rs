@@ -5,7 +5,6 @@
 
 use super::conv2d::{pool_f32, window};
 use crate::kernels::params::{AvgRequant, PoolGeometry, PoolKind};
-use crate::quant;
 
 /// f32 max pool. Scratch: none.
 pub fn maxpool2d_f32(p: &PoolGeometry, input: &[f32], output: &mut [f32]) {
@@ -29,13 +28,14 @@ pub fn maxpool2d_s8(p: &PoolGeometry, input: &[i8], output: &mut [i8]) {
 }
 
 /// int8 average pool: `clamp(requant(Σ (x − in_zp)) + out_zp)`, exactly what a depthwise
-/// `QLinearConv` with all-ones weights of scale `1/n` computes. Scratch: none.
+/// `QLinearConv` with all-ones weights of scale `1/n` computes, or TFLite's rounded division
+/// ([`AvgRounding`](crate::kernels::params::AvgRounding)). Scratch: none.
 pub fn avgpool2d_s8(p: &PoolGeometry, q: &AvgRequant, input: &[i8], output: &mut [i8]) {
     let _ = try_pool_each(p, output, |py, px, c| {
         let sum = window(p, py, px).try_fold(0i32, |sum, (y, x)| {
             Some(sum + (*input.get(p.input.index(y, x, c))? as i32 - q.input_zero_point))
         })?;
-        Some(quant::finish(quant::requantize_uniform(sum, q.multiplier, q.shift), q.output_zero_point, -128, 127))
+        Some(q.finish(sum, p.window_len()))
     });
 }
 
