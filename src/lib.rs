@@ -38,6 +38,15 @@ pub fn data_dir() -> std::path::PathBuf {
     }
 }
 
+/// The models made by other tools (`.tflite`, `.onnx`) for import tests: `MNISTC_MODELS` if set,
+/// else `models/` beside the data directory ([`data_dir`]: `../shared/models`).
+pub fn models_dir() -> std::path::PathBuf {
+    match std::env::var_os("MNISTC_MODELS") {
+        Some(d) if !d.is_empty() => std::path::PathBuf::from(d),
+        _ => data_dir().join("../models"),
+    }
+}
+
 /// Runs the `mnistc` command line in-process: `(exit code, stdout, stderr)`.
 pub fn mnistc(args: &[&str]) -> (u8, String, String) {
     let mut out = Vec::new();
@@ -122,6 +131,7 @@ pub fn random_plan(layers: &[Layer], input: Shape, classes: usize, precision: Pr
         input,
         precision: Precision::F32,
         output_quant: None,
+        input_quant: None,
         source_hash: [7; 32],
         ops,
     };
@@ -309,6 +319,7 @@ pub fn residual_plan(precision: Precision, seed: u64) -> Plan {
         input,
         precision: Precision::F32,
         output_quant: None,
+        input_quant: None,
         source_hash: [9; 32],
         ops,
     };

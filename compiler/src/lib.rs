@@ -20,6 +20,7 @@
 //! | stage | module | what |
 //! |---|---|---|
 //! | 1 | [`spec`] | `model.toml`: parsing (one line-aware TOML reader, `spec/reader.rs`), validation, shape inference |
+//! | 1′ | [`import`] | a model trained elsewhere (`.tflite`) to an int8 plan in TFLite's arithmetic, then stages 4's fuse and emit |
 //! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`]; where data sets come from ([`data::sources`]) and their download |
 //! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`] |
 //! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`], the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
@@ -41,6 +42,8 @@ pub mod cache_dir;
 pub mod cli;
 pub mod data;
 pub mod export;
+#[cfg(feature = "train")]
+pub mod import;
 pub mod lower;
 #[cfg(feature = "train")]
 pub mod pipeline;

@@ -160,7 +160,8 @@ pub enum RunError {
         /// Elements given.
         got: usize,
     },
-    /// This kind of input does not fit the model's precision (int8 input to a float model).
+    /// This kind of input does not fit the model (int8 input to a float model, pixels to an
+    /// int8 model whose input is not `pixel − 128`).
     InputKind,
     /// The output buffer has the wrong number of elements.
     OutputLength {
@@ -191,7 +192,9 @@ impl fmt::Display for RunError {
             RunError::InputLength { expected, got } => {
                 write!(f, "input has {got} elements, the model takes {expected}")
             }
-            RunError::InputKind => f.write_str("an int8 input needs an int8 model"),
+            RunError::InputKind => {
+                f.write_str("this kind of input does not fit the model (int8 needs an int8 model; pixels need a model that takes pixel - 128)")
+            }
             RunError::OutputLength { expected, got } => {
                 write!(f, "output has room for {got} logits, the model produces {expected}")
             }

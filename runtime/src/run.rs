@@ -15,7 +15,8 @@ pub enum Input<'a> {
     /// Floats scaled to `[0, 1]` (`pixel / 255`), as the exported ONNX takes them. int8 models
     /// quantize them as `clamp(round_half_even(x · 255) − 128)`.
     F32(&'a [f32]),
-    /// An already-quantized int8 input (scale 1/255, zero point −128); int8 models only.
+    /// An already-quantized int8 input, in the model's input quantization (mnistc's own blobs:
+    /// scale 1/255, zero point −128); int8 models only.
     I8(&'a [i8]),
 }
 
@@ -181,6 +182,9 @@ impl Model<'_> {
                 Some(Err(e)) => return Err(RunError::Op(*e)),
             };
             if index == 0 {
+                if !self.takes_pixels() && !matches!(input, Input::I8(_)) {
+                    return Err(RunError::InputKind);
+                }
                 write_input(input, float, region_mut(arena, op.input).ok_or(too_small)?)?;
             }
             run_op(op, arena).ok_or(too_small)??;

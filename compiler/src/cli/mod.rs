@@ -16,6 +16,7 @@ pub mod common;
 pub mod data;
 pub mod eval;
 pub mod export_c;
+pub mod import;
 pub mod inspect;
 pub mod predict;
 pub mod search;
@@ -53,6 +54,8 @@ pub enum Command {
     Inspect(inspect::Args),
     /// Write a blob as C source (NAME.h / NAME.c) for the C API, optionally with test vectors.
     ExportC(export_c::Args),
+    /// Compile a model trained elsewhere (a full-integer .tflite) into a blob.
+    Import(import::Args),
     /// Classify PNG images or the images of an IDX file with a blob.
     Predict(predict::Args),
     /// Compare a blob run by the runtime with its ONNX twin run by tract-onnx, bit for bit.
@@ -135,6 +138,7 @@ fn dispatch(cli: Cli, io: &mut Io<'_>) -> Result<(), CliError> {
         Command::Eval(args) => eval::run(args, io),
         Command::Inspect(args) => inspect::run(args, io),
         Command::ExportC(args) => export_c::run(args, io),
+        Command::Import(args) => import::run(args, io),
         Command::Predict(args) => predict::run(args, io),
         Command::Check(args) => check::run(args, io),
         Command::Bench(args) => bench::run(args, io),

@@ -223,6 +223,13 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
                     r.requant = Requant::PerChannel as u8;
                     (r.quant_offset, r.quant_len) = push_aligned(&mut weights, bytemuck::cast_slice(m));
                 }
+                Some(RequantSpec::Tflite(m)) => {
+                    r.requant = Requant::Tflite as u8;
+                    // An average pool names the arithmetic alone: no multipliers, no region.
+                    if !m.is_empty() {
+                        (r.quant_offset, r.quant_len) = push_aligned(&mut weights, bytemuck::cast_slice(m));
+                    }
+                }
             }
             if let Some(b) = q.input2 {
                 r.input2_zero_point = b.zero_point;
@@ -262,7 +269,9 @@ pub fn write(plan: &Plan) -> Result<Blob, BlobError> {
     meta.input_scale = 1.0 / 255.0;
     match plan.output_quant {
         Some(q) => {
-            meta.input_zero_point = -128;
+            let input = plan.input_quant.unwrap_or(crate::quantize::INPUT_QPARAMS);
+            meta.input_scale = input.scale;
+            meta.input_zero_point = input.zero_point;
             meta.output_scale = q.scale;
             meta.output_zero_point = q.zero_point;
         }

@@ -160,6 +160,7 @@ fn plan_of(spec: &ModelSpec, ops: Vec<PlanOp>, source_hash: [u8; 32]) -> Plan {
         input: Shape::new(spec.input.height, spec.input.width, spec.input.channels),
         precision: Precision::F32,
         output_quant: None,
+        input_quant: None,
         source_hash,
         ops,
     }

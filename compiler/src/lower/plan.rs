@@ -25,6 +25,9 @@ pub struct Plan {
     pub precision: Precision,
     /// int8 logits: their scale and zero point (`None` for float plans).
     pub output_quant: Option<QParams>,
+    /// The int8 input's scale and zero point when it is not mnistc's own `pixel − 128`
+    /// ([`crate::quantize::INPUT_QPARAMS`]): an imported model's (`None`: the default).
+    pub input_quant: Option<QParams>,
     /// SHA-256 of the source spec and data files.
     pub source_hash: [u8; 32],
     /// Ops in execution order.
@@ -125,6 +128,10 @@ pub enum RequantSpec {
     },
     /// One f32 multiplier per output channel (tract's per-channel path).
     PerChannel(Vec<f32>),
+    /// TFLite's arithmetic: one Q31 `[multiplier, shift]` per output channel
+    /// ([`mnistc_runtime::quant::requantize_tflite`]); on an average pool (no multipliers, the
+    /// vector empty) TFLite's rounded division.
+    Tflite(Vec<[i32; 2]>),
 }
 
 /// int8 parameters of an op.
@@ -141,7 +148,8 @@ pub struct OpQuant {
     pub output: QParams,
     /// Per-output-channel weight scales (symmetric, zero point 0); empty for pools.
     pub weight_scales: Vec<f32>,
-    /// Accumulator scaling of the conv/dense (`None` for pools).
+    /// Accumulator scaling of the conv/dense (`None` for pools but a TFLite average pool's,
+    /// [`RequantSpec::Tflite`] without multipliers).
     pub requant: Option<RequantSpec>,
     /// Clamp range of the conv/dense output, after the zero point.
     pub act_min: i32,

@@ -33,7 +33,7 @@ pub struct OpInfo {
     pub macs: u64,
     /// Bytes of weights, biases and multipliers in the blob.
     pub weight_bytes: usize,
-    /// int8: requantization path (`uniform`, `per-channel`) or none.
+    /// int8: requantization path (`uniform`, `per-channel`, `tflite`) or none.
     pub requant: Option<String>,
     /// int8: input scale and zero point.
     pub input_quant: Option<(f32, i32)>,
@@ -142,6 +142,7 @@ pub fn inspect(model: &Model<'_>) -> Inspection {
             requant: match Requant::from_u8(r.requant) {
                 Some(Requant::Uniform) => Some("uniform".into()),
                 Some(Requant::PerChannel) => Some("per-channel".into()),
+                Some(Requant::Tflite) => Some("tflite".into()),
                 _ => None,
             },
             input_quant: int8.then_some((r.input_scale, r.input_zero_point)),

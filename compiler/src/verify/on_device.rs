@@ -87,8 +87,17 @@ pub fn evaluate(model: &Model<'_>, images: &Images) -> Result<Evaluation, OnDevi
 /// # Errors
 /// [`RunError`] if the image does not fit the model.
 pub fn logits(model: &Model<'_>, image: &[u8]) -> Result<Vec<f32>, RunError> {
+    logits_of(model, Input::Pixels(image))
+}
+
+/// The dequantized logits of one input of any kind ([`Input::I8`] for a model that does not
+/// take pixels).
+///
+/// # Errors
+/// [`RunError`] if the input does not fit the model.
+pub fn logits_of(model: &Model<'_>, input: Input<'_>) -> Result<Vec<f32>, RunError> {
     let mut arena = arena(model);
     let mut out = vec![0f32; model.output_len()];
-    model.run(Input::Pixels(image), bytemuck::cast_slice_mut(&mut arena), &mut out)?;
+    model.run(input, bytemuck::cast_slice_mut(&mut arena), &mut out)?;
     Ok(out)
 }

@@ -120,12 +120,15 @@ pub(super) fn validate_meta(m: &Meta) -> Result<Precision, LoadError> {
             return Err(err("class_names", Problem::Unknown));
         }
     }
-    if m.input_scale.to_bits() != INPUT_SCALE_BITS {
-        return Err(err("input_scale", Problem::OutOfRange));
-    }
     match precision {
+        // mnistc's own blobs take `pixel − 128` (scale 1/255, zero point −128); an imported
+        // model keeps its input quantization (any positive scale, an int8 zero point) and then
+        // runs on int8 input only (`Model::takes_pixels`).
         Precision::Int8 => {
-            if m.input_zero_point != -128 {
+            if !quant::per_channel_multiplier_is_valid(m.input_scale.to_bits()) {
+                return Err(err("input_scale", Problem::OutOfRange));
+            }
+            if !(-128..=127).contains(&m.input_zero_point) {
                 return Err(err("input_zero_point", Problem::OutOfRange));
             }
             if !quant::per_channel_multiplier_is_valid(m.output_scale.to_bits()) {
@@ -136,6 +139,9 @@ pub(super) fn validate_meta(m: &Meta) -> Result<Precision, LoadError> {
             }
         }
         Precision::F32 | Precision::F16 => {
+            if m.input_scale.to_bits() != INPUT_SCALE_BITS {
+                return Err(err("input_scale", Problem::OutOfRange));
+            }
             if m.input_zero_point != 0 {
                 return Err(err("input_zero_point", Problem::OutOfRange));
             }

@@ -154,7 +154,7 @@ impl<'a> Iterator for Ops<'a> {
 
 impl core::iter::FusedIterator for Ops<'_> {}
 
-/// The f32 bits of the input scale every blob uses (1/255).
+/// The f32 bits of the input scale of every blob that takes pixels (1/255).
 pub const INPUT_SCALE_BITS: u32 = (1.0f32 / 255.0).to_bits();
 
 impl<'a> Model<'a> {
@@ -220,6 +220,15 @@ impl<'a> Model<'a> {
     /// Number of ops (at least 1, at most [`MAX_OPS`](crate::format::MAX_OPS)).
     pub fn op_count(&self) -> usize {
         self.records.len()
+    }
+
+    /// Whether the model takes pixels ([`crate::Input::Pixels`], [`crate::Input::F32`]): every
+    /// float model, and int8 models whose input is `pixel − 128` (scale 1/255, zero point −128:
+    /// mnistc's own, and imported image models quantized that way). Other imported int8 models
+    /// (audio features, say) take [`crate::Input::I8`] only.
+    pub fn takes_pixels(&self) -> bool {
+        self.precision != Precision::Int8
+            || (self.meta.input_scale.to_bits() == INPUT_SCALE_BITS && self.meta.input_zero_point == -128)
     }
 
     /// Arena bytes [`Model::run`] needs.

@@ -153,6 +153,8 @@ fn multipliers(q: &OpQuant, channels: usize) -> Option<Vec<f32>> {
     match q.requant.as_ref()? {
         RequantSpec::PerChannel(m) => Some(m.clone()),
         RequantSpec::Uniform { multiplier, shift } => Some(vec![uniform_scale(*multiplier, *shift); channels]),
+        // TFLite's double rounding has no ONNX operator: imported TFLite models are not exported.
+        RequantSpec::Tflite(_) => None,
     }
 }
 
