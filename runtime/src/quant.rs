@@ -195,7 +195,7 @@ pub fn requantize_tflite(acc: i32, multiplier: i32, shift: i32) -> i32 {
 /// rounded half away from zero (`(0, 0)` for a zero scale, and for scales below `2^-32`, which
 /// TFLite flushes to zero; shifts above 30 saturate as in TFLite).
 pub fn tflite_multiplier(scale: f64) -> (i32, i32) {
-    if !(scale > 0.0) || !scale.is_finite() {
+    if scale.is_nan() || scale <= 0.0 || scale.is_infinite() {
         return (0, 0);
     }
     let (fraction, mut shift) = frexp(scale);
