@@ -189,22 +189,7 @@ impl<'a> Cx<'a> {
             return Err(self.model_err("the logits are not the last operator's output"));
         }
         let classes = logits.shape.len();
-        let class_names = match options.dataset {
-            Some(d) => {
-                let (h, w, c, n) = d.image_shape_and_classes();
-                if Shape::new(h, w, c) != shape || n != classes {
-                    return Err(self.model_err(format!(
-                        "the model takes {}x{}x{} and gives {classes} classes; {} has {h}x{w}x{c} images in {n} classes",
-                        shape.h,
-                        shape.w,
-                        shape.c,
-                        d.name()
-                    )));
-                }
-                d.class_names()
-            }
-            None => (0..classes).map(|i| i.to_string()).collect(),
-        };
+        let class_names = super::class_names(self.path, options.dataset, shape, classes)?;
         if classes > mnistc_runtime::format::MAX_CLASSES {
             return Err(self.model_err(format!(
                 "{classes} outputs; a blob holds at most {}",
@@ -221,7 +206,7 @@ impl<'a> Cx<'a> {
             precision: Precision::Int8,
             output_quant: Some(logits.q),
             input_quant: (!pixels).then_some(q),
-            source_hash: sha256(bytes),
+            source_hash: super::sha256(bytes),
             ops,
         })
     }
@@ -575,9 +560,4 @@ fn type_name(t: TensorType) -> String {
 
 fn op_name(code: BuiltinOperator) -> String {
     code.variant_name().map_or_else(|| format!("builtin {}", code.0), str::to_string)
-}
-
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(bytes).into()
 }
