@@ -161,9 +161,12 @@ fn a_model_on_audio_features_runs_on_raw_int8_tensors() {
 #[test]
 fn unsupported_or_broken_models_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    // A float model: no int8 input.
-    let err = import::import(&model("cnn_mnist_float32.tflite"), ImportOptions::default()).unwrap_err();
-    assert!(matches!(&err, ImportError::Model { .. }) && err.to_string().contains("float32"), "{err}");
+    // A model over the blob's limits (MobileNetV1: 28 ops; a blob holds 16): exit 2, named.
+    let vww = model("vww_96_float.tflite");
+    let (code, _, stderr) =
+        mnistc(&["import", vww.to_str().unwrap(), "-o", dir.path().join("v.bin").to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("vww_96_float.tflite") && stderr.contains("at most 16"), "{stderr}");
     // Truncated and corrupted copies of a real model: errors, never a panic.
     let bytes = std::fs::read(model("cnn_mnist_int8.tflite")).unwrap();
     for (i, cut) in [9, 100, bytes.len() / 2, bytes.len() - 1].into_iter().enumerate() {
@@ -192,11 +195,42 @@ fn unsupported_or_broken_models_are_clear_errors() {
     let err =
         import::import(&model("kws_ref_model.tflite"), ImportOptions { dataset: Some(Dataset::Mnist) }).unwrap_err();
     assert!(err.to_string().contains("49x10x1"), "{err}");
-    // Through the command line: exit 2, one line naming the file, no output left behind.
+    // A float model without a data set to calibrate it: exit 2, one line naming the file and
+    // what to give, no output left behind.
     let out = dir.path().join("out.bin");
     let float = model("cnn_mnist_float32.tflite");
     let (code, _, stderr) = mnistc(&["import", float.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("cnn_mnist_float32.tflite") && stderr.contains("float32"), "{stderr}");
+    assert!(stderr.contains("cnn_mnist_float32.tflite") && stderr.contains("--dataset"), "{stderr}");
     assert!(!out.exists());
+}
+
+#[test]
+fn a_float_tflite_model_is_quantized_by_mnistc() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("float.bin");
+    let src = model("cnn_mnist_float32.tflite");
+    let data = data_dir();
+    let (code, stdout, stderr) = mnistc(&[
+        "import",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--data",
+        data.to_str().unwrap(),
+        "--calibration",
+        "500",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["quantized_by_mnistc"], true);
+    let (code, stdout, stderr) = mnistc(&["eval", out.to_str().unwrap(), "--data", data.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let eval: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let accuracy = eval["correct"].as_f64().unwrap() / eval["images"].as_f64().unwrap();
+    // Keras's float model: 99.16 %; int8 by mnistc within a few tenths of it.
+    assert!(accuracy > 0.985, "{accuracy}");
 }

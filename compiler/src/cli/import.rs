@@ -60,6 +60,9 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let plan = import::import(&args.model, ImportOptions { dataset: args.dataset }).map_err(CliError::bad_input)?;
     let float = plan.precision != Precision::Int8;
     let plan = if float {
+        // The blob's limits (ops, classes, sizes) first: the float plan as a blob.
+        emit::write(&lower::fuse(plan.clone()))
+            .map_err(|e| CliError::bad_input(format!("{}: {e}", args.model.display())))?;
         let Some(dataset) = args.dataset else {
             return Err(CliError::bad_input(format!(
                 "{}: a float model; give --dataset NAME: mnistc quantizes it to int8 with calibration images from that data set",

@@ -146,6 +146,17 @@ pub(crate) fn class_names(
     Ok(d.class_names())
 }
 
+/// `weights` reordered: element `i` of the result is `weights[idx[i]]` (every index in bounds:
+/// the importers build `idx` from the weights' own shape).
+pub(crate) fn permute(weights: crate::lower::plan::Weights, idx: &[usize]) -> crate::lower::plan::Weights {
+    use crate::lower::plan::Weights;
+    match weights {
+        Weights::F32(w) => Weights::F32(idx.iter().map(|&i| w[i]).collect()),
+        Weights::I8(w) => Weights::I8(idx.iter().map(|&i| w[i]).collect()),
+        other => other,
+    }
+}
+
 /// SHA-256 of the model file (the blob's source hash).
 pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;

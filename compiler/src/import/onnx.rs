@@ -350,7 +350,9 @@ impl Cx<'_> {
                     ("Reshape", Some(Value::Const(t))) => Some(ints(t).map_err(&err)?),
                     ("Reshape", Some(Value::ShapeLike)) | ("Flatten", _) => None,
                     _ => {
-                        return Err(err("a Reshape whose target shape is not a constant or a shape computation".into()));
+                        return Err(
+                            err("a Reshape whose target shape is not a constant or a shape computation".into()),
+                        );
                     }
                 };
                 if op == "Flatten" && attr_int(node, "axis").unwrap_or(1) != 1 {
@@ -382,9 +384,9 @@ impl Cx<'_> {
                     (Value::Act { .. }, Value::Const(_) | Value::QConst { .. }) => (a, b),
                     (Value::Const(_) | Value::QConst { .. }, Value::Act { .. }) => (b, a),
                     _ => {
-                        return Err(
-                            err("an Add of two activations (a residual connection) is not supported yet".into()),
-                        );
+                        return Err(err(
+                            "an Add of two activations (a residual connection) is not supported yet".into()
+                        ));
                     }
                 };
                 let Value::Act { tensor, shape, layout, .. } = act else {
@@ -545,7 +547,7 @@ impl Cx<'_> {
             }
             idx
         };
-        let weights = permute(weights, &reorder(out_c * per_group * kh * kw));
+        let weights = super::permute(weights, &reorder(out_c * per_group * kh * kw));
         let mut pending = Pending { input_q, weight_scales: scales, bias: vec![0.0; out_c], output_q: None };
         if let Some(b) = node.input.get(2).filter(|n| !n.is_empty()).map(|_| self.value(node, 2)).transpose()? {
             add_to(&mut pending.bias, b)?;
@@ -655,7 +657,7 @@ impl Cx<'_> {
                 idx.push(if trans_b { o * k + row(i) } else { row(i) * out + o });
             }
         }
-        let weights = permute(weights, &idx);
+        let weights = super::permute(weights, &idx);
         if quantized && matches!(weights, Weights::F32(_)) {
             return Err("float weights in a quantized (QDQ) graph".into());
         }
@@ -708,15 +710,6 @@ fn add_to(bias: &mut [f32], v: Value) -> Result<(), String> {
         n => return Err(format!("a bias of {n} values for {} channels", bias.len())),
     }
     Ok(())
-}
-
-/// `weights` reordered: element `i` of the result is `weights[idx[i]]`.
-fn permute(weights: Weights, idx: &[usize]) -> Weights {
-    match weights {
-        Weights::F32(w) => Weights::F32(idx.iter().map(|&i| w[i]).collect()),
-        Weights::I8(w) => Weights::I8(idx.iter().map(|&i| w[i]).collect()),
-        other => other,
-    }
 }
 
 /// The clamp of `act` for an int8 output `y` (ReLU: real 0 and up; ReLU6: up to real 6).

@@ -1,5 +1,6 @@
 //! Full-integer TFLite models (what `TFLiteConverter` writes with `TFLITE_BUILTINS_INT8`) to an
-//! int8 [`Plan`] in TFLite's arithmetic.
+//! int8 [`Plan`] in TFLite's arithmetic; float32 TFLite models to an unfused f32 plan, which
+//! `mnistc import` quantizes itself ([`super::quantize_float`]).
 //!
 //! The flatbuffer is read with the code generated from the official schema (`tract-tflite`
 //! re-exports it) after the flatbuffers verifier has checked it. Supported operators:
@@ -45,7 +46,7 @@ const SUPPORTED: &str = "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2
 pub fn import(path: &Path, bytes: &[u8], options: ImportOptions) -> Result<Plan, ImportError> {
     let model =
         fb::root_as_model(bytes).map_err(|e| ImportError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
-    let cx = Cx { path, model };
+    let cx = Cx { path, model, float: false };
     cx.plan(bytes, options)
 }
 
@@ -53,6 +54,8 @@ pub fn import(path: &Path, bytes: &[u8], options: ImportOptions) -> Result<Plan,
 struct Cx<'a> {
     path: &'a Path,
     model: fb::Model<'a>,
+    /// A float32 model (weights, biases and activations): no quantization to read.
+    float: bool,
 }
 
 /// A tensor on the activation path: its plan tensor number, shape and quantization.
@@ -72,7 +75,7 @@ impl<'a> Cx<'a> {
         ImportError::Corrupt { path: self.path.to_path_buf(), what: what.into() }
     }
 
-    fn plan(&self, bytes: &[u8], options: ImportOptions) -> Result<Plan, ImportError> {
+    fn plan(mut self, bytes: &[u8], options: ImportOptions) -> Result<Plan, ImportError> {
         let graphs = self.model.subgraphs().ok_or_else(|| self.corrupt("no subgraph"))?;
         if graphs.len() != 1 {
             return Err(self.model_err(format!("{} subgraphs; mnistc imports single-subgraph models", graphs.len())));
@@ -89,10 +92,11 @@ impl<'a> Cx<'a> {
             )));
         };
         let input_tensor = self.tensor(&g, input)?;
-        if input_tensor.type_() != TensorType::INT8 {
+        self.float = input_tensor.type_() == TensorType::FLOAT32;
+        if input_tensor.type_() != TensorType::INT8 && !self.float {
             return Err(self.model_err(format!(
-                "the input is {}, not int8: mnistc imports full-integer models (TFLiteConverter with \
-                 TFLITE_BUILTINS_INT8 and int8 input and output types)",
+                "the input is {}: mnistc imports full-integer models (TFLiteConverter with \
+                 TFLITE_BUILTINS_INT8 and int8 input and output types) and float32 ones",
                 type_name(input_tensor.type_())
             )));
         }
@@ -148,8 +152,12 @@ impl<'a> Cx<'a> {
             let x = read(0)?;
             let y_shape = self.activation_shape(&out_tensor).map_err(|what| err(format!("output: {what}")))?;
             let y_q = self.qparams(&out_tensor).map_err(|what| err(format!("output: {what}")))?;
-            if out_tensor.type_() != TensorType::INT8 {
-                return Err(err(format!("output is {}, not int8", type_name(out_tensor.type_()))));
+            if out_tensor.type_() != self.activation_type() {
+                return Err(err(format!(
+                    "output is {}, not {}",
+                    type_name(out_tensor.type_()),
+                    type_name(self.activation_type())
+                )));
             }
             if code == BuiltinOperator::RESHAPE {
                 // A flatten: the NHWC bytes stay where they are.
@@ -203,9 +211,9 @@ impl<'a> Cx<'a> {
             dataset: options.dataset.map_or(String::new(), |d| d.name().to_string()),
             class_names,
             input: shape,
-            precision: Precision::Int8,
-            output_quant: Some(logits.q),
-            input_quant: (!pixels).then_some(q),
+            precision: if self.float { Precision::F32 } else { Precision::Int8 },
+            output_quant: (!self.float).then_some(logits.q),
+            input_quant: (!pixels && !self.float).then_some(q),
             source_hash: super::sha256(bytes),
             ops,
         })
@@ -242,8 +250,16 @@ impl<'a> Cx<'a> {
         shape.ok_or_else(|| format!("shape {dims:?}; expected [1, H, W, C] or [1, N] with a batch of 1"))
     }
 
-    /// A per-tensor int8 quantization.
+    /// The type of every activation: int8, or float32 in a float model.
+    fn activation_type(&self) -> TensorType {
+        if self.float { TensorType::FLOAT32 } else { TensorType::INT8 }
+    }
+
+    /// A per-tensor int8 quantization (a float model's activations have none: scale 1 stands in).
     fn qparams(&self, t: &Tensor<'_>) -> Result<QParams, String> {
+        if self.float {
+            return Ok(QParams { scale: 1.0, zero_point: 0 });
+        }
         let (scales, zps) = quantization(t);
         match (scales.as_slice(), zps.as_slice()) {
             ([s], [z]) if s.is_finite() && *s > 0.0 && (-128..=127).contains(z) => {
@@ -265,17 +281,27 @@ impl<'a> Cx<'a> {
         Ok(buffers.get(b).data().map(|d| d.bytes()).unwrap_or(&[]))
     }
 
-    /// int8 weights of `shape` with symmetric scales: one per output channel (along
-    /// `channel_dim`) or one for all, zero points 0.
-    fn weights(&self, t: &Tensor<'_>, shape: &[usize], channel_dim: usize) -> Result<(Vec<i8>, Vec<f32>), String> {
+    /// Weights of `shape`: float32 in a float model, else int8 with symmetric scales, one per
+    /// output channel (along `channel_dim`) or one for all, zero points 0.
+    fn weights(&self, t: &Tensor<'_>, shape: &[usize], channel_dim: usize) -> Result<(Weights, Vec<f32>), String> {
         let dims: Vec<i32> = t.shape().map(|v| v.iter().collect()).unwrap_or_default();
-        if t.type_() != TensorType::INT8 || dims.iter().map(|&d| d as i64).ne(shape.iter().map(|&d| d as i64)) {
-            return Err(format!("weights are {} {dims:?}, expected int8 {shape:?}", type_name(t.type_())));
+        let want = if self.float { TensorType::FLOAT32 } else { TensorType::INT8 };
+        if t.type_() != want || dims.iter().map(|&d| d as i64).ne(shape.iter().map(|&d| d as i64)) {
+            return Err(format!(
+                "weights are {} {dims:?}, expected {} {shape:?}",
+                type_name(t.type_()),
+                type_name(want)
+            ));
         }
         let data = self.data(t)?;
         let n: usize = shape.iter().product();
-        if data.len() != n {
-            return Err(format!("weights hold {} bytes, expected {n}", data.len()));
+        let size = if self.float { 4 } else { 1 };
+        if data.len() != n * size {
+            return Err(format!("weights hold {} bytes, expected {}", data.len(), n * size));
+        }
+        if self.float {
+            let w = data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+            return Ok((Weights::F32(w), vec![]));
         }
         let (scales, zps) = quantization(t);
         let channels = shape[channel_dim];
@@ -290,21 +316,46 @@ impl<'a> Cx<'a> {
         if scales.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err("a weight scale that is not positive and finite".into());
         }
-        Ok((bytemuck::cast_slice(data).to_vec(), scales))
+        Ok((Weights::I8(bytemuck::cast_slice(data).to_vec()), scales))
     }
 
-    /// int32 bias of `n` values, or zeros when the operator has none.
-    fn bias(&self, g: &SubGraph<'a>, inputs: &[i32], n: usize) -> Result<Vec<i32>, String> {
-        let Some(&b) = inputs.get(2).filter(|&&b| b >= 0) else { return Ok(vec![0; n]) };
+    /// The bias of `n` values (int32, or float32 in a float model), or zeros when the operator
+    /// has none.
+    fn bias(&self, g: &SubGraph<'a>, inputs: &[i32], n: usize) -> Result<Bias, String> {
+        let Some(&b) = inputs.get(2).filter(|&&b| b >= 0) else {
+            return Ok(if self.float { Bias::F32(vec![0.0; n]) } else { Bias::I32(vec![0; n]) });
+        };
         let t = self.tensor(g, b).map_err(|e| e.to_string())?;
-        if t.type_() != TensorType::INT32 {
-            return Err(format!("bias is {}, expected int32", type_name(t.type_())));
+        let want = if self.float { TensorType::FLOAT32 } else { TensorType::INT32 };
+        if t.type_() != want {
+            return Err(format!("bias is {}, expected {}", type_name(t.type_()), type_name(want)));
         }
         let data = self.data(&t)?;
         if data.len() != 4 * n {
             return Err(format!("bias holds {} bytes, expected {}", data.len(), 4 * n));
         }
-        Ok(data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let words = data.chunks_exact(4).map(|c| [c[0], c[1], c[2], c[3]]);
+        Ok(if self.float {
+            Bias::F32(words.map(f32::from_le_bytes).collect())
+        } else {
+            Bias::I32(words.map(i32::from_le_bytes).collect())
+        })
+    }
+
+    /// The quantization of a conv/dense (none in a float model).
+    fn weighted(
+        &self,
+        x: QParams,
+        y: QParams,
+        w_scales: Vec<f32>,
+        act: ActivationFunctionType,
+    ) -> Result<Option<OpQuant>, String> {
+        // Also refuses an activation the runtime has no clamp for, in a float model too.
+        let range = activation_range(act, y)?;
+        if self.float {
+            return Ok(None);
+        }
+        weighted_quant(x, y, w_scales, range).map(Some)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -369,11 +420,11 @@ impl<'a> Cx<'a> {
         // The plan keeps depthwise weights [channel][kh][kw]; TFLite stores [1][kh][kw][channel].
         let weights = if depthwise {
             let taps = kernel[0] * kernel[1];
-            (0..c_in).flat_map(|c| (0..taps).map(move |t| (c, t))).map(|(c, t)| w[t * c_in + c]).collect()
+            let idx: Vec<usize> = (0..c_in).flat_map(|c| (0..taps).map(move |t| t * c_in + c)).collect();
+            super::permute(w, &idx)
         } else {
             w
         };
-        let (act_min, act_max) = activation_range(act, y_q)?;
         let kind = if depthwise { OpKind::DepthwiseConv2d } else { OpKind::Conv2d };
         Ok(PlanOp {
             kind,
@@ -386,9 +437,9 @@ impl<'a> Cx<'a> {
             activation: plan_activation(act),
             fused_pool: None,
             residual: false,
-            weights: Weights::I8(weights),
-            bias: Bias::I32(bias),
-            quant: Some(weighted_quant(x.q, y_q, w_scales, (act_min, act_max))?),
+            weights,
+            bias,
+            quant: self.weighted(x.q, y_q, w_scales, act)?,
         })
     }
 
@@ -412,7 +463,6 @@ impl<'a> Cx<'a> {
         let (w, w_scales) = self.weights(&filter, &[y.c, n_in], 0)?;
         let bias = self.bias(g, inputs, y.c)?;
         let act = o.fused_activation_function();
-        let range = activation_range(act, y_q)?;
         Ok(PlanOp {
             kind: OpKind::Dense,
             inputs: vec![],
@@ -424,9 +474,9 @@ impl<'a> Cx<'a> {
             activation: plan_activation(act),
             fused_pool: None,
             residual: false,
-            weights: Weights::I8(w),
-            bias: Bias::I32(bias),
-            quant: Some(weighted_quant(x.q, y_q, w_scales, range)?),
+            weights: w,
+            bias,
+            quant: self.weighted(x.q, y_q, w_scales, act)?,
         })
     }
 
@@ -455,6 +505,7 @@ impl<'a> Cx<'a> {
         if avg {
             quant.requant = Some(RequantSpec::Tflite(vec![]));
         }
+        let quant = (!self.float).then_some(quant);
         Ok(PlanOp {
             kind: if avg { OpKind::AvgPool2d } else { OpKind::MaxPool2d },
             inputs: vec![],
@@ -468,7 +519,7 @@ impl<'a> Cx<'a> {
             residual: false,
             weights: Weights::None,
             bias: Bias::None,
-            quant: Some(quant),
+            quant,
         })
     }
 }
