@@ -3,8 +3,11 @@
 //! Reads the blob (`digits.bin`, or `$MNISTC_BLOB`), validates it with the host runtime, takes the
 //! first [`IMAGES`] test images and labels of the blob's data set from `$MNISTC_DATA` (the first
 //! [`CIFAR_IMAGES`] for CIFAR-10, whose colour images are 4 times larger), and runs them on the
-//! host to get the int8 logits the board must reproduce byte for byte. All of it goes to
-//! `OUT_DIR` for `include_bytes!`: nothing derived from the data set is committed.
+//! host to get the int8 logits the board must reproduce byte for byte. An imported model whose
+//! input is not pixels (the MLPerf keyword-spotting model's MFCC features) gets [`IMAGES`] random
+//! int8 inputs instead, the SplitMix64 stream of `tests/import_tflite.rs` (so its first 300
+//! parity inputs), and no labels. All of it goes to `OUT_DIR` for `include_bytes!`: nothing
+//! derived from the data set is committed.
 
 use std::env;
 use std::fs::{self, File};
@@ -67,6 +70,7 @@ fn run() -> Result<(), String> {
         ));
     }
 
+    let raw = !model.takes_pixels();
     println!("cargo::rerun-if-env-changed=MNISTC_DATA");
     let data_dir = env::var_os("MNISTC_DATA").map_or_else(|| manifest_dir.join("../data"), PathBuf::from);
     let set_dir = data_dir.join(model.dataset());
@@ -89,7 +93,18 @@ fn run() -> Result<(), String> {
             blob_path.display()
         ));
     }
-    let (images, labels) = if model.dataset() == "cifar-10" {
+    println!("cargo::rerun-if-env-changed=CARGO_FEATURE_TFLITE");
+    let tflite = model.ops().any(|op| op.record.requant == mnistc_runtime::format::Requant::Tflite as u8);
+    if tflite && env::var_os("CARGO_FEATURE_TFLITE").is_none() {
+        return Err(format!(
+            "{}: the model uses TFLite's arithmetic (imported from a .tflite); build the firmware with `--features tflite`",
+            blob_path.display()
+        ));
+    }
+    let (images, labels) = if raw {
+        // No labels: 0xFF is no class.
+        (random_inputs(IMAGES, shape.len()), vec![0xFF; IMAGES])
+    } else if model.dataset() == "cifar-10" {
         if (shape.h, shape.w, shape.c) != (32, 32, 3) {
             return Err(format!("the model takes {}x{}x{} images; CIFAR-10's are 32x32x3", shape.h, shape.w, shape.c));
         }
@@ -109,17 +124,35 @@ fn run() -> Result<(), String> {
     let mut arena = vec![0u8; model.arena_size()];
     let mut logits = Vec::with_capacity(labels.len() * model.output_len());
     for image in images.chunks_exact(shape.len()) {
-        match model.run_logits(Input::Pixels(image), &mut arena) {
+        let features: Vec<i8> = image.iter().map(|&v| v as i8).collect();
+        let input = if raw { Input::I8(&features) } else { Input::Pixels(image) };
+        match model.run_logits(input, &mut arena) {
             Ok(Logits::I8 { values, .. }) => logits.extend(values.iter().map(|&v| v as u8)),
             Ok(Logits::F32(_)) => return Err("an int8 model returned float logits".into()),
             Err(e) => return Err(format!("the host runtime failed: {e}")),
         }
     }
 
+    write(&out, "raw.bin", &[u8::from(raw)])?;
     write(&out, "model.bin", &blob)?;
     write(&out, "images.bin", &images)?;
     write(&out, "labels.bin", &labels)?;
     write(&out, "logits.bin", &logits)
+}
+
+/// `n` int8 inputs of `size` values (as bytes): SplitMix64 from the seed of
+/// `scripts/tflm-golden.py --random`, one byte per draw.
+fn random_inputs(n: usize, size: usize) -> Vec<u8> {
+    let mut state: u64 = 0x6d6e_6973_7463_2121;
+    (0..n * size)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)) as u8
+        })
+        .collect()
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {

@@ -8,11 +8,13 @@
 use half::f16;
 use mnistc_runtime::format::Activation;
 use mnistc_runtime::kernels::params::{
-    AvgRequant, AvgRounding, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape,
+    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape,
     same_pads,
 };
 use mnistc_runtime::kernels::reference;
-use mnistc_runtime::quant::{multiplier_from_scale, tflite_multiplier};
+use mnistc_runtime::quant::multiplier_from_scale;
+#[cfg(feature = "tflite")]
+use mnistc_runtime::quant::tflite_multiplier;
 use proptest::prelude::*;
 
 // ---------- naive formulations ----------
@@ -438,7 +440,7 @@ proptest! {
             None => Requantizer::Uniform { multiplier: mult, shift },
         };
         let pool = c.pool_geometry().map(|(kind, g)| {
-            (kind, g, AvgRequant { input_zero_point: t.conv_zp, multiplier: pmult, shift: pshift, output_zero_point: t.out_zp, rounding: AvgRounding::Multiplier })
+            (kind, g, AvgRequant { input_zero_point: t.conv_zp, multiplier: pmult, shift: pshift, output_zero_point: t.out_zp })
         });
         let packed = pack(&t.weights, c.geometry().filter_len(), c.out_c);
         let op = ConvS8 {
@@ -521,7 +523,7 @@ proptest! {
         reference::maxpool2d_s8(&p, &input, &mut got);
         prop_assert_eq!(&got, &max);
         let (mult, shift) = multiplier_from_scale(m).unwrap();
-        let q = AvgRequant { input_zero_point: in_zp, multiplier: mult, shift, output_zero_point: out_zp, rounding: AvgRounding::Multiplier };
+        let q = AvgRequant { input_zero_point: in_zp, multiplier: mult, shift, output_zero_point: out_zp };
         reference::avgpool2d_s8(&p, &q, &input, &mut got);
         let wide: Vec<i64> = input.iter().map(|&v| v as i64).collect();
         let (avg, _) = naive_pool(&wide, s, k, st, |v| {
@@ -531,6 +533,7 @@ proptest! {
     }
 }
 
+#[cfg(feature = "tflite")]
 /// TFLite's requantization as its definition reads, over i128: `(x · 2^left) · m / 2^31` rounded
 /// half up (the doubling high multiply's nudge), then `/ 2^right` rounded half away from zero.
 fn tflite_exact(acc: i64, m: i32, shift: i32) -> i64 {
@@ -547,6 +550,7 @@ fn tflite_exact(acc: i64, m: i32, shift: i32) -> i64 {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(if cfg!(miri) { 2 } else { 600 }))]
 
+    #[cfg(feature = "tflite")]
     #[test]
     fn dense_s8_tflite_matches_exact_integer_maths(
         (n_in, n_out, (input, weights, _), bias, ms) in (1usize..max_len(400), 1usize..max_len(12)).prop_flat_map(|(i, o)| (
@@ -567,6 +571,7 @@ proptest! {
         }
     }
 
+    #[cfg(feature = "tflite")]
     #[test]
     fn avgpool_s8_tflite_divides_and_rounds_half_away_from_zero(
         (s, k, st, input) in (1usize..max_dim(10), 1usize..max_dim(10), 1usize..5, 1usize..4, 1usize..4, 1usize..4, 1usize..4)
@@ -578,7 +583,7 @@ proptest! {
     ) {
         let (_, os) = naive_pool(&input, s, k, st, |v| *v.iter().max().unwrap());
         let p = PoolGeometry { input: s, output: os, size_h: k[0], size_w: k[1], stride_h: st[0], stride_w: st[1] };
-        let q = AvgRequant { input_zero_point: zp, multiplier: 0, shift: 0, output_zero_point: zp, rounding: AvgRounding::TfliteDivide };
+        let q = AvgRequant { input_zero_point: zp, multiplier: 0, shift: 0, output_zero_point: zp };
         let mut got = vec![0i8; os.len()];
         reference::avgpool2d_s8(&p, &q, &input, &mut got);
         let wide: Vec<i64> = input.iter().map(|&v| v as i64).collect();

@@ -117,6 +117,7 @@ fn requant_len(requant: &Requantizer<'_>, out: usize) -> Result<(), ParamError> 
     match requant {
         Requantizer::Uniform { .. } => Ok(()),
         Requantizer::PerChannel(m) => same(m.len(), out, ParamError::Requant),
+        #[cfg(feature = "tflite")]
         Requantizer::Tflite(m) => same(m.len(), out, ParamError::Requant),
     }
 }
@@ -473,7 +474,8 @@ pub enum Requantizer<'a> {
     /// tract's per-channel path: the f32 bits of each output channel's multiplier.
     PerChannel(&'a [u32]),
     /// TFLite's arithmetic: each output channel's Q31 `[multiplier, shift]`
-    /// ([`crate::quant::requantize_tflite`]).
+    /// ([`crate::quant::requantize_tflite`]; feature `tflite`).
+    #[cfg(feature = "tflite")]
     Tflite(&'a [[i32; 2]]),
 }
 
@@ -491,6 +493,7 @@ impl Requantizer<'_> {
             Requantizer::PerChannel(m) => {
                 m.get(channel).map_or(0, |&bits| crate::quant::requantize_per_channel(acc, bits))
             }
+            #[cfg(feature = "tflite")]
             Requantizer::Tflite(m) => {
                 m.get(channel).map_or(0, |&[multiplier, shift]| crate::quant::requantize_tflite(acc, multiplier, shift))
             }
@@ -511,26 +514,36 @@ pub enum AvgRounding {
 }
 
 /// Requantization of an int8 average pool: `Σ (x − input_zero_point)` over the window, then
-/// [`AvgRounding`], clamped to int8.
+/// its [`AvgRounding`] (a multiplier of 0 stands for TFLite's division: the struct stays 16
+/// bytes, which the firmware's stack feels), clamped to int8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AvgRequant {
     /// Zero point of the pooled values.
     pub input_zero_point: i32,
-    /// Q0.31 multiplier.
+    /// Q0.31 multiplier ([`AvgRounding::Multiplier`]), or 0 for [`AvgRounding::TfliteDivide`].
     pub multiplier: i32,
-    /// Shift.
+    /// Shift (0 with TFLite's division).
     pub shift: i32,
     /// Zero point of the pool output.
     pub output_zero_point: i32,
-    /// tract's multiplier or TFLite's division.
-    pub rounding: AvgRounding,
 }
 
 impl AvgRequant {
+    /// tract's multiplier, or TFLite's division when the multiplier is 0 (feature `tflite`;
+    /// without it, always the multiplier: a blob never gets here with 0).
+    #[inline(always)]
+    pub fn rounding(&self) -> AvgRounding {
+        if cfg!(feature = "tflite") && self.multiplier == 0 {
+            AvgRounding::TfliteDivide
+        } else {
+            AvgRounding::Multiplier
+        }
+    }
+
     /// The output value of a window of `count` values whose `Σ (x − input_zero_point)` is `sum`.
     #[inline(always)]
     pub fn finish(&self, sum: i32, count: usize) -> i8 {
-        match self.rounding {
+        match self.rounding() {
             AvgRounding::Multiplier => crate::quant::finish(
                 crate::quant::requantize_uniform(sum, self.multiplier, self.shift),
                 self.output_zero_point,
@@ -553,7 +566,7 @@ impl AvgRequant {
     /// [`ParamError::QuantRange`] or [`ParamError::Accumulator`].
     pub fn check(&self, window: usize) -> Result<(), ParamError> {
         quant_range(&[self.input_zero_point, self.output_zero_point], -128, 127)?;
-        if self.rounding == AvgRounding::TfliteDivide && self.input_zero_point != self.output_zero_point {
+        if self.rounding() == AvgRounding::TfliteDivide && self.input_zero_point != self.output_zero_point {
             return Err(ParamError::QuantRange);
         }
         if (window as u64).checked_mul(255).is_none_or(|bound| bound > i32::MAX as u64) {

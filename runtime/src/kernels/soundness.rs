@@ -13,7 +13,7 @@
 //! multipliers in the AVX-512 `requantize`) and an index-out-of-bounds panic on the reference.
 
 use super::params::{
-    AddF, AddS8, AvgRequant, AvgRounding, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, ParamError, PoolGeometry,
+    AddF, AddS8, AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, ParamError, PoolGeometry,
     PoolKind, Requantizer, Shape,
 };
 use crate::format::Activation;
@@ -269,7 +269,6 @@ fn mismatched_fused_pools_are_rejected() {
         multiplier: 1 << 30,
         shift: 0,
         output_zero_point: 0,
-        rounding: AvgRounding::Multiplier,
     };
     let ok = ConvS8 { pool: Some((PoolKind::Max, pool, avg)), ..d.op() };
     expect_conv(&ok, &d.input, 2 * 2 * 8, ok.scratch_size(), Ok(()));
@@ -384,7 +383,6 @@ fn int8_pools_reject_what_does_not_fit() {
         multiplier: 1 << 30,
         shift: 1,
         output_zero_point: 3,
-        rounding: AvgRounding::Multiplier,
     };
     let input = vec![7i8; p.input.len()];
     for imp in impls() {

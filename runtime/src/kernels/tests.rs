@@ -10,7 +10,7 @@
 use proptest::prelude::*;
 
 use super::params::{
-    AddS8, AvgRequant, AvgRounding, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer,
+    AddS8, AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer,
     Shape, same_pads,
 };
 use super::{conv2d_s8_scratch_size, dense_s8_scratch_size, reference};
@@ -98,9 +98,20 @@ fn geometry() -> impl Strategy<Value = (ConvGeometry, Option<(PoolKind, PoolGeom
         })
 }
 
-/// Whether a case uses TFLite's arithmetic (one case in three).
+/// Whether a case uses TFLite's arithmetic (one case in three; never without the feature).
 fn tflite() -> impl Strategy<Value = bool> {
-    prop_oneof![2 => Just(false), 1 => Just(true)]
+    prop_oneof![2 => Just(false), 1 => Just(cfg!(feature = "tflite"))]
+}
+
+/// The TFLite requantizer of `pairs` (feature `tflite`), else `None`.
+fn tflite_requantizer(pairs: &[[i32; 2]]) -> Option<Requantizer<'_>> {
+    #[cfg(feature = "tflite")]
+    return Some(Requantizer::Tflite(pairs));
+    #[cfg(not(feature = "tflite"))]
+    {
+        let _ = pairs;
+        None
+    }
 }
 
 /// TFLite's Q31 `[multiplier, shift]` of each multiplier.
@@ -174,10 +185,10 @@ pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
 pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8], &mut [u8])) -> Vec<i8> {
     let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
     let pairs = tflite_pairs(&t.multipliers);
-    let requant = match (t.tflite, t.per_channel) {
-        (true, _) => Requantizer::Tflite(&pairs),
-        (false, true) => Requantizer::PerChannel(&bits),
-        (false, false) => {
+    let requant = match (t.tflite.then(|| tflite_requantizer(&pairs)).flatten(), t.per_channel) {
+        (Some(r), _) => r,
+        (None, true) => Requantizer::PerChannel(&bits),
+        (None, false) => {
             let (multiplier, shift) = multiplier_from_scale(t.multipliers[0]).unwrap_or((1 << 30, 0));
             Requantizer::Uniform { multiplier, shift }
         }
@@ -190,7 +201,6 @@ pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8
                 multiplier: 0,
                 shift: 0,
                 output_zero_point: zp,
-                rounding: AvgRounding::TfliteDivide,
             }
         } else {
             let (multiplier, shift) =
@@ -200,7 +210,6 @@ pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8
                 multiplier,
                 shift,
                 output_zero_point: t.zero_points[2],
-                rounding: AvgRounding::Multiplier,
             }
         };
         (kind, p, q)
@@ -269,10 +278,10 @@ pub(crate) fn dense_case() -> impl Strategy<Value = DenseCase> {
 pub(crate) fn run_dense(t: &DenseCase, f: impl FnOnce(&DenseS8<'_>, &[i8], &mut [i8], &mut [u8])) -> Vec<i8> {
     let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
     let pairs = tflite_pairs(&t.multipliers);
-    let requant = match (t.tflite, t.per_channel) {
-        (true, _) => Requantizer::Tflite(&pairs),
-        (false, true) => Requantizer::PerChannel(&bits),
-        (false, false) => {
+    let requant = match (t.tflite.then(|| tflite_requantizer(&pairs)).flatten(), t.per_channel) {
+        (Some(r), _) => r,
+        (None, true) => Requantizer::PerChannel(&bits),
+        (None, false) => {
             let (multiplier, shift) = multiplier_from_scale(t.multipliers[0]).unwrap_or((1 << 30, 0));
             Requantizer::Uniform { multiplier, shift }
         }
@@ -327,7 +336,6 @@ pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRe
                     multiplier: 0,
                     shift: 0,
                     output_zero_point: zi,
-                    rounding: AvgRounding::TfliteDivide,
                 }
             } else {
                 AvgRequant {
@@ -335,7 +343,6 @@ pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRe
                     multiplier,
                     shift,
                     output_zero_point: zo,
-                    rounding: AvgRounding::Multiplier,
                 }
             };
             (Just(g), prop::collection::vec(extreme_i8(), input.len()), Just(q))
@@ -413,8 +420,8 @@ pub(crate) fn depthwise_case() -> impl Strategy<Value = DepthwiseCase> {
 pub(crate) fn run_depthwise(t: &DepthwiseCase, f: impl FnOnce(&DepthwiseS8<'_>, &[i8], &mut [i8])) -> Vec<i8> {
     let bits: Vec<u32> = t.multipliers.iter().map(|m| m.to_bits()).collect();
     let pairs = tflite_pairs(&t.multipliers);
-    let requant = if t.tflite {
-        Requantizer::Tflite(&pairs)
+    let requant = if let Some(r) = t.tflite.then(|| tflite_requantizer(&pairs)).flatten() {
+        r
     } else if t.per_channel {
         Requantizer::PerChannel(&bits)
     } else {

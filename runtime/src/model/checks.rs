@@ -11,7 +11,7 @@ use super::Region;
 use super::validate::{Ctx, Tensor};
 use crate::error::{LoadError, Problem};
 use crate::format::{Activation, FLAG_RESIDUAL, FusedPool, OpKind, OpRecord, Precision, Requant, TAP_GROUP};
-use crate::kernels::params::{AvgRequant, AvgRounding, ConvGeometry, PoolGeometry, Requantizer, Shape};
+use crate::kernels::params::{AvgRequant, ConvGeometry, PoolGeometry, Requantizer, Shape};
 use crate::quant;
 
 /// The int8 value range (zero points, activation bounds).
@@ -423,6 +423,9 @@ fn requantizer<'a>(
             }
             Ok(Requantizer::PerChannel(m))
         }
+        #[cfg(not(feature = "tflite"))]
+        Requant::Tflite => Err(e.at("requant", Problem::NotCompiledIn)),
+        #[cfg(feature = "tflite")]
         Requant::Tflite => {
             e.unused(&uniform_fields(r))?;
             let bytes =
@@ -478,6 +481,9 @@ pub(super) fn avg_requant(
     n: usize,
 ) -> Result<AvgRequant, LoadError> {
     let tflite = requant == Requant::Tflite;
+    if tflite && !cfg!(feature = "tflite") {
+        return Err(e.at("requant", Problem::NotCompiledIn));
+    }
     if !avg || tflite {
         e.unused(&pool_requant_fields(r))?;
         if avg && r.output_zero_point != zp {
@@ -488,7 +494,6 @@ pub(super) fn avg_requant(
             multiplier: 0,
             shift: 0,
             output_zero_point: r.output_zero_point,
-            rounding: if tflite { AvgRounding::TfliteDivide } else { AvgRounding::Multiplier },
         });
     }
     uniform(e, ("pool_multiplier", r.pool_multiplier), ("pool_shift", r.pool_shift))?;
@@ -501,7 +506,6 @@ pub(super) fn avg_requant(
         multiplier: r.pool_multiplier,
         shift: r.pool_shift,
         output_zero_point: r.output_zero_point,
-        rounding: AvgRounding::Multiplier,
     })
 }
 
@@ -525,6 +529,7 @@ fn check_accumulator(e: &OpErr, bias: &[i32], k: usize, requant: &Requantizer<'_
             }),
             // The left shift must not overflow before the multiply (the result is then at most
             // `bound · m · 2^(shift − 31)` rounded, below 2^30 by the same rule).
+            #[cfg(feature = "tflite")]
             Requantizer::Tflite(m) => m.get(c).is_some_and(|&[multiplier, shift]| {
                 let left = shift.max(0) as u32;
                 (bound << left) <= i32::MAX as u64 && scaled_below(bound, multiplier as u64, shift - 31)
