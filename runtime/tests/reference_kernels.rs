@@ -8,8 +8,7 @@
 use half::f16;
 use mnistc_runtime::format::Activation;
 use mnistc_runtime::kernels::params::{
-    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape,
-    same_pads,
+    AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, PoolGeometry, PoolKind, Requantizer, Shape, same_pads,
 };
 use mnistc_runtime::kernels::reference;
 use mnistc_runtime::quant::multiplier_from_scale;

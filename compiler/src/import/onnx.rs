@@ -459,7 +459,7 @@ impl Cx<'_> {
         };
         match (bound(1)?, bound(2)?) {
             (Some(lo), Some(hi)) if lo == 0.0 && hi == 6.0 => Ok(Activation::Relu6),
-            (Some(lo), None) if lo == 0.0 => Ok(Activation::Relu),
+            (Some(0.0), None) => Ok(Activation::Relu),
             (lo, hi) => Err(format!("Clip to [{lo:?}, {hi:?}]; only [0, 6] (relu6) is supported")),
         }
     }

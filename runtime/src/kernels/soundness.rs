@@ -13,8 +13,8 @@
 //! multipliers in the AVX-512 `requantize`) and an index-out-of-bounds panic on the reference.
 
 use super::params::{
-    AddF, AddS8, AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, ParamError, PoolGeometry,
-    PoolKind, Requantizer, Shape,
+    AddF, AddS8, AvgRequant, ConvF, ConvGeometry, ConvS8, DenseF, DenseS8, ParamError, PoolGeometry, PoolKind,
+    Requantizer, Shape,
 };
 use crate::format::Activation;
 use crate::format::packed_len;
@@ -264,12 +264,7 @@ fn mismatched_fused_pools_are_rejected() {
     let d = ConvData::new();
     let o = geometry().output;
     let pool = PoolGeometry { input: o, output: Shape::new(2, 2, 8), size_h: 2, size_w: 2, stride_h: 2, stride_w: 2 };
-    let avg = AvgRequant {
-        input_zero_point: 0,
-        multiplier: 1 << 30,
-        shift: 0,
-        output_zero_point: 0,
-    };
+    let avg = AvgRequant { input_zero_point: 0, multiplier: 1 << 30, shift: 0, output_zero_point: 0 };
     let ok = ConvS8 { pool: Some((PoolKind::Max, pool, avg)), ..d.op() };
     expect_conv(&ok, &d.input, 2 * 2 * 8, ok.scratch_size(), Ok(()));
     for (p, want) in [
@@ -378,12 +373,7 @@ fn pool_geometry() -> PoolGeometry {
 #[test]
 fn int8_pools_reject_what_does_not_fit() {
     let p = pool_geometry();
-    let q = AvgRequant {
-        input_zero_point: -1,
-        multiplier: 1 << 30,
-        shift: 1,
-        output_zero_point: 3,
-    };
+    let q = AvgRequant { input_zero_point: -1, multiplier: 1 << 30, shift: 1, output_zero_point: 3 };
     let input = vec![7i8; p.input.len()];
     for imp in impls() {
         let run = |p: &PoolGeometry, q: &AvgRequant, input: &[i8], out: usize| {

@@ -10,8 +10,8 @@
 use proptest::prelude::*;
 
 use super::params::{
-    AddS8, AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer,
-    Shape, same_pads,
+    AddS8, AvgRequant, ConvGeometry, ConvS8, DenseS8, DepthwiseS8, PoolGeometry, PoolKind, Requantizer, Shape,
+    same_pads,
 };
 use super::{conv2d_s8_scratch_size, dense_s8_scratch_size, reference};
 use crate::quant::multiplier_from_scale;
@@ -196,21 +196,11 @@ pub(crate) fn run_conv(t: &ConvCase, f: impl FnOnce(&ConvS8<'_>, &[i8], &mut [i8
     let pool = t.pool.map(|(kind, p)| {
         let q = if t.tflite {
             let zp = t.zero_points[1];
-            AvgRequant {
-                input_zero_point: zp,
-                multiplier: 0,
-                shift: 0,
-                output_zero_point: zp,
-            }
+            AvgRequant { input_zero_point: zp, multiplier: 0, shift: 0, output_zero_point: zp }
         } else {
             let (multiplier, shift) =
                 multiplier_from_scale(t.pool_scale / p.window_len() as f32).unwrap_or((1 << 30, 0));
-            AvgRequant {
-                input_zero_point: t.zero_points[1],
-                multiplier,
-                shift,
-                output_zero_point: t.zero_points[2],
-            }
+            AvgRequant { input_zero_point: t.zero_points[1], multiplier, shift, output_zero_point: t.zero_points[2] }
         };
         (kind, p, q)
     });
@@ -331,19 +321,9 @@ pub(crate) fn pool_case() -> impl Strategy<Value = (PoolGeometry, Vec<i8>, AvgRe
             };
             let (multiplier, shift) = multiplier_from_scale(s / (kh * kw) as f32).unwrap_or((1 << 30, 0));
             let q = if tflite {
-                AvgRequant {
-                    input_zero_point: zi,
-                    multiplier: 0,
-                    shift: 0,
-                    output_zero_point: zi,
-                }
+                AvgRequant { input_zero_point: zi, multiplier: 0, shift: 0, output_zero_point: zi }
             } else {
-                AvgRequant {
-                    input_zero_point: zi,
-                    multiplier,
-                    shift,
-                    output_zero_point: zo,
-                }
+                AvgRequant { input_zero_point: zi, multiplier, shift, output_zero_point: zo }
             };
             (Just(g), prop::collection::vec(extreme_i8(), input.len()), Just(q))
         })
