@@ -146,6 +146,27 @@ pub(crate) fn class_names(
     Ok(d.class_names())
 }
 
+/// An op of `kind` from `input` to `output` with nothing else set (no window, padding,
+/// activation, weights or quantization): the importers fill in what their operator has.
+pub(crate) fn plan_op(kind: crate::lower::plan::OpKind, input: Shape, output: Shape) -> crate::lower::plan::PlanOp {
+    use crate::lower::plan::{Activation, Bias, PlanOp, Weights};
+    PlanOp {
+        kind,
+        inputs: vec![],
+        input,
+        output,
+        kernel: [0; 2],
+        stride: [0; 2],
+        pads: [0; 4],
+        activation: Activation::None,
+        fused_pool: None,
+        residual: false,
+        weights: Weights::None,
+        bias: Bias::None,
+        quant: None,
+    }
+}
+
 /// `weights` reordered: element `i` of the result is `weights[idx[i]]` (every index in bounds:
 /// the importers build `idx` from the weights' own shape).
 pub(crate) fn permute(weights: crate::lower::plan::Weights, idx: &[usize]) -> crate::lower::plan::Weights {

@@ -558,19 +558,12 @@ impl Cx<'_> {
         let _ = tensor;
         Ok((
             PlanOp {
-                kind: if depthwise { OpKind::DepthwiseConv2d } else { OpKind::Conv2d },
                 inputs: vec![tensor],
-                input: x,
-                output: y,
                 kernel,
                 stride,
                 pads,
-                activation: Activation::None,
-                fused_pool: None,
-                residual: false,
                 weights,
-                bias: Bias::None,
-                quant: None,
+                ..super::plan_op(if depthwise { OpKind::DepthwiseConv2d } else { OpKind::Conv2d }, x, y)
             },
             pending,
         ))
@@ -600,19 +593,10 @@ impl Cx<'_> {
         let y = Shape::new((x.h - kernel[0]) / stride[0] + 1, (x.w - kernel[1]) / stride[1] + 1, x.c);
         Ok((
             PlanOp {
-                kind: if op == "MaxPool" { OpKind::MaxPool2d } else { OpKind::AvgPool2d },
                 inputs: vec![tensor],
-                input: x,
-                output: y,
                 kernel,
                 stride,
-                pads: [0; 4],
-                activation: Activation::None,
-                fused_pool: None,
-                residual: false,
-                weights: Weights::None,
-                bias: Bias::None,
-                quant: None,
+                ..super::plan_op(if op == "MaxPool" { OpKind::MaxPool2d } else { OpKind::AvgPool2d }, x, y)
             },
             Pending { input_q, ..Pending::default() },
         ))
@@ -662,21 +646,7 @@ impl Cx<'_> {
             return Err("float weights in a quantized (QDQ) graph".into());
         }
         Ok((
-            PlanOp {
-                kind: OpKind::Dense,
-                inputs: vec![tensor],
-                input: x,
-                output: Shape::new(1, 1, out),
-                kernel: [0; 2],
-                stride: [0; 2],
-                pads: [0; 4],
-                activation: Activation::None,
-                fused_pool: None,
-                residual: false,
-                weights,
-                bias: Bias::None,
-                quant: None,
-            },
+            PlanOp { inputs: vec![tensor], weights, ..super::plan_op(OpKind::Dense, x, Shape::new(1, 1, out)) },
             Pending { input_q, weight_scales: scales, bias: vec![0.0; out], output_q: None },
         ))
     }
@@ -757,28 +727,14 @@ fn reshape(layout: Layout, shape: Shape, target: Option<&[i64]>) -> Result<Layou
     };
     let Some(target) = target else { return Ok(flat(layout)) };
     let dims: Vec<i64> = target.iter().skip(1).copied().collect();
-    let known = |v: i64| v as usize;
-    match dims.as_slice() {
-        [_] => Ok(flat(layout)),
-        // NHWC <-> NCHW without moving a byte: one channel, or a 1x1 map.
-        [c, h, w]
-            if layout == Layout::Nhwc
-                && known(*c) == shape.c
-                && known(*h) == shape.h
-                && known(*w) == shape.w
-                && (shape.c == 1 || shape.h * shape.w == 1) =>
-        {
-            Ok(Layout::Nchw)
-        }
-        [h, w, c]
-            if layout == Layout::Nchw
-                && known(*c) == shape.c
-                && known(*h) == shape.h
-                && known(*w) == shape.w
-                && (shape.c == 1 || shape.h * shape.w == 1) =>
-        {
-            Ok(Layout::Nhwc)
-        }
+    // NHWC <-> NCHW without moving a byte: one channel, or a 1x1 map.
+    let same = |c: i64, h: i64, w: i64| {
+        (c as usize, h as usize, w as usize) == (shape.c, shape.h, shape.w) && (shape.c == 1 || shape.h * shape.w == 1)
+    };
+    match (layout, dims.as_slice()) {
+        (_, [_]) => Ok(flat(layout)),
+        (Layout::Nhwc, &[c, h, w]) if same(c, h, w) => Ok(Layout::Nchw),
+        (Layout::Nchw, &[h, w, c]) if same(c, h, w) => Ok(Layout::Nhwc),
         _ => Err(format!("a reshape of a {layout:?} {shape:?} tensor to {target:?}; only flattens are supported")),
     }
 }

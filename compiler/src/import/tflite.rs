@@ -427,19 +427,14 @@ impl<'a> Cx<'a> {
         };
         let kind = if depthwise { OpKind::DepthwiseConv2d } else { OpKind::Conv2d };
         Ok(PlanOp {
-            kind,
-            inputs: vec![],
-            input: x.shape,
-            output: y,
             kernel,
             stride,
             pads,
             activation: plan_activation(act),
-            fused_pool: None,
-            residual: false,
             weights,
             bias,
             quant: self.weighted(x.q, y_q, w_scales, act)?,
+            ..super::plan_op(kind, x.shape, y)
         })
     }
 
@@ -464,19 +459,11 @@ impl<'a> Cx<'a> {
         let bias = self.bias(g, inputs, y.c)?;
         let act = o.fused_activation_function();
         Ok(PlanOp {
-            kind: OpKind::Dense,
-            inputs: vec![],
-            input: x.shape,
-            output: y,
-            kernel: [0; 2],
-            stride: [0; 2],
-            pads: [0; 4],
             activation: plan_activation(act),
-            fused_pool: None,
-            residual: false,
             weights: w,
             bias,
             quant: self.weighted(x.q, y_q, w_scales, act)?,
+            ..super::plan_op(OpKind::Dense, x.shape, y)
         })
     }
 
@@ -507,19 +494,10 @@ impl<'a> Cx<'a> {
         }
         let quant = (!self.float).then_some(quant);
         Ok(PlanOp {
-            kind: if avg { OpKind::AvgPool2d } else { OpKind::MaxPool2d },
-            inputs: vec![],
-            input: x.shape,
-            output: y,
             kernel,
             stride,
-            pads: [0; 4],
-            activation: Activation::None,
-            fused_pool: None,
-            residual: false,
-            weights: Weights::None,
-            bias: Bias::None,
             quant,
+            ..super::plan_op(if avg { OpKind::AvgPool2d } else { OpKind::MaxPool2d }, x.shape, y)
         })
     }
 }
