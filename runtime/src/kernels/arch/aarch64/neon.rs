@@ -148,6 +148,25 @@ impl Micro for NeonDot {
         max: i32,
         out: &mut [i8],
     ) {
+        #[cfg(feature = "tflite")]
+        if let Requantizer::Tflite(pairs) = *requant
+            && let Some(pairs) = pairs.get(oc0..oc0 + n)
+        {
+            let full = n / 4 * 4;
+            // SAFETY: NEON is available; `pairs` holds `n` pairs (just sliced), `acc` and `out`
+            // at least `n` values (the `requantize` contract).
+            unsafe { requantize_tflite(acc, full, pairs, zp, min, max, out) };
+            return driver::requantize_portable(
+                &acc[full..],
+                n - full,
+                oc0 + full,
+                requant,
+                zp,
+                min,
+                max,
+                &mut out[full..],
+            );
+        }
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
@@ -170,6 +189,45 @@ impl Micro for NeonDot {
             }
         }
         driver::requantize_portable(&acc[full..], n - full, oc0 + full, requant, zp, min, max, &mut out[full..]);
+    }
+}
+
+/// TFLite's requantization ([`crate::quant::requantize_tflite`]) of the first `full` (a
+/// multiple of 4) accumulators with their `[multiplier, shift]` pairs, as gemmlowp writes it for
+/// NEON: `SQRDMULH` is `SaturatingRoundingDoublingHighMul` exactly, and `RoundingDivideByPOT` is a
+/// rounding shift (`SRSHL`, ties up) after subtracting 1 from negative values (ties away from
+/// zero).
+///
+/// # Safety
+/// NEON; `full <= acc.len()`, `full <= pairs.len()`, `full <= out.len()`, `full % 4 == 0`, and
+/// validated shifts (`-31..=30`).
+#[cfg(feature = "tflite")]
+#[inline(always)]
+unsafe fn requantize_tflite(acc: &[i32], full: usize, pairs: &[[i32; 2]], zp: i32, min: i32, max: i32, out: &mut [i8]) {
+    // SAFETY: 4-lane loads of `acc[j..j + 4]` and of the pairs `pairs[j..j + 4]` (`vld2q`
+    // de-interleaves 8 i32), for j + 4 <= full (the caller's bounds); stores go through a local
+    // array and `out[j..j + 4]`, bounds-checked.
+    unsafe {
+        let zero = vdupq_n_s32(0);
+        let words = pairs.as_ptr().cast::<i32>();
+        for j in (0..full).step_by(4) {
+            let a = vld1q_s32(acc.as_ptr().add(j));
+            let pair = vld2q_s32(words.add(2 * j));
+            let (m, shift) = (pair.0, pair.1);
+            let x = vshlq_s32(a, vmaxq_s32(shift, zero));
+            let high = vqrdmulhq_s32(x, m);
+            // -right (0 or negative): a negative shift count is a shift right.
+            let right = vminq_s32(shift, zero);
+            let fixup = vshrq_n_s32::<31>(vandq_s32(high, right));
+            let q = vrshlq_s32(vqaddq_s32(high, fixup), right);
+            let r = vaddq_s32(q, vdupq_n_s32(zp));
+            let r = vminq_s32(vmaxq_s32(r, vdupq_n_s32(min)), vdupq_n_s32(max));
+            let mut lanes = [0i32; 4];
+            vst1q_s32(lanes.as_mut_ptr(), r);
+            for (o, &l) in out[j..j + 4].iter_mut().zip(&lanes) {
+                *o = l as i8;
+            }
+        }
     }
 }
 

@@ -105,6 +105,25 @@ impl Micro for Avx2 {
         max: i32,
         out: &mut [i8],
     ) {
+        #[cfg(feature = "tflite")]
+        if let Requantizer::Tflite(pairs) = *requant
+            && let Some(pairs) = pairs.get(oc0..oc0 + n)
+        {
+            let full = n / BLOCK * BLOCK;
+            // SAFETY: AVX2 is available; `pairs` holds `n` pairs (just sliced), `acc` and `out`
+            // at least `n` values (the `requantize` contract).
+            unsafe { requantize_tflite(acc, full, pairs, zp, min, max, out) };
+            return driver::requantize_portable(
+                &acc[full..],
+                n - full,
+                oc0 + full,
+                requant,
+                zp,
+                min,
+                max,
+                &mut out[full..],
+            );
+        }
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
@@ -126,6 +145,58 @@ impl Micro for Avx2 {
             }
         }
         driver::requantize_portable(&acc[full..], n - full, oc0 + full, requant, zp, min, max, &mut out[full..]);
+    }
+}
+
+/// TFLite's requantization ([`crate::quant::requantize_tflite`]) of the first `full` (a
+/// multiple of 8) accumulators with their `[multiplier, shift]` pairs, as the AVX-512 module
+/// does it: the left shift, `(a·b + 2^30) >> 31` on 64-bit lanes (whose low 32 bits a logical
+/// shift gives as well as an arithmetic one), then `RoundingDivideByPOT`.
+///
+/// # Safety
+/// AVX2; `full <= acc.len()`, `full <= pairs.len()`, `full <= out.len()`, `full % 8 == 0`, and
+/// validated shifts (`-31..=30`).
+#[cfg(feature = "tflite")]
+#[inline(always)]
+unsafe fn requantize_tflite(acc: &[i32], full: usize, pairs: &[[i32; 2]], zp: i32, min: i32, max: i32, out: &mut [i8]) {
+    // SAFETY: 8-lane loads of `acc[j..j + 8]` and 16-lane (two 8-lane) loads of the pairs
+    // `pairs[j..j + 8]`, stores of 8 bytes at `out[j..]`, all for j + 8 <= full (the caller's
+    // bounds); the rest is register arithmetic.
+    unsafe {
+        let (zpv, lo, hi) = (_mm256_set1_epi32(zp), _mm256_set1_epi32(min), _mm256_set1_epi32(max));
+        let zero = _mm256_setzero_si256();
+        let one = _mm256_set1_epi32(1);
+        let nudge = _mm256_set1_epi64x(1 << 30);
+        // [m0 s0 m1 s1 m2 s2 m3 s3] -> [m0 m1 m2 m3 s0 s1 s2 s3].
+        let split = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        let words = pairs.as_ptr().cast::<i32>();
+        for j in (0..full).step_by(BLOCK) {
+            let a = _mm256_loadu_si256(acc.as_ptr().add(j).cast());
+            let w0 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(words.add(2 * j).cast()), split);
+            let w1 = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(words.add(2 * j + 8).cast()), split);
+            let m = _mm256_permute2x128_si256::<0x20>(w0, w1);
+            let shift = _mm256_permute2x128_si256::<0x31>(w0, w1);
+            let left = _mm256_max_epi32(shift, zero);
+            let right = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+            let x = _mm256_sllv_epi32(a, left);
+            let pe = _mm256_srli_epi64::<31>(_mm256_add_epi64(_mm256_mul_epi32(x, m), nudge));
+            let xo = _mm256_srli_epi64::<32>(x);
+            let mo = _mm256_srli_epi64::<32>(m);
+            let po = _mm256_srli_epi64::<31>(_mm256_add_epi64(_mm256_mul_epi32(xo, mo), nudge));
+            let high = _mm256_blend_epi32::<0b1010_1010>(pe, _mm256_slli_epi64::<32>(po));
+            // RoundingDivideByPOT(high, right).
+            let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, right), one);
+            let remainder = _mm256_and_si256(high, mask);
+            let negative = _mm256_srli_epi32::<31>(high);
+            let threshold = _mm256_add_epi32(_mm256_srli_epi32::<1>(mask), negative);
+            let q = _mm256_srav_epi32(high, right);
+            // cmpgt gives -1 where the remainder is above the threshold: subtract it.
+            let q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(remainder, threshold));
+            let r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(q, zpv), lo), hi);
+            let r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+            let r8 = _mm_packs_epi16(r16, r16);
+            _mm_storel_epi64(out.as_mut_ptr().add(j).cast(), r8);
+        }
     }
 }
 

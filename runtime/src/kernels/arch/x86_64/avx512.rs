@@ -208,6 +208,14 @@ impl Micro for Avx512Vnni {
         max: i32,
         out: &mut [i8],
     ) {
+        #[cfg(feature = "tflite")]
+        if let Requantizer::Tflite(pairs) = *requant
+            && let Some(pairs) = pairs.get(oc0..oc0 + n)
+        {
+            // SAFETY: `pairs` holds `n` pairs (just sliced); `acc` and `out` at least `n` values
+            // (the `requantize` contract, as below).
+            return unsafe { requantize_tflite(acc, n, pairs, zp, min, max, out) };
+        }
         let Requantizer::PerChannel(m) = *requant else {
             return driver::requantize_portable(acc, n, oc0, requant, zp, min, max, out);
         };
@@ -225,6 +233,57 @@ impl Micro for Avx512Vnni {
                 let r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
                 _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(j).cast(), k, r);
             }
+        }
+    }
+}
+
+/// TFLite's requantization ([`crate::quant::requantize_tflite`]) of `acc[..n]` with the
+/// `[multiplier, shift]` pairs `pairs[..n]`, 16 channels at a time: the left shift, the doubling
+/// high multiply as `(a·b + 2^30) >> 31` on 64-bit lanes (the C code's nudge and truncating
+/// division, which is that floor), then `RoundingDivideByPOT` with its remainder test.
+///
+/// # Safety
+/// AVX-512 F; `n <= acc.len()`, `n <= pairs.len()`, `n <= out.len()` (the driver's contract),
+/// and validated shifts (`-31..=30`).
+#[cfg(feature = "tflite")]
+#[inline(always)]
+unsafe fn requantize_tflite(acc: &[i32], n: usize, pairs: &[[i32; 2]], zp: i32, min: i32, max: i32, out: &mut [i8]) {
+    // SAFETY: masked loads and stores touch only the first `n` lanes of `acc` and `out` and the
+    // first `2n` i32 of `pairs` (the caller's bounds); the rest is register arithmetic.
+    unsafe {
+        let (zp, lo, hi) = (_mm512_set1_epi32(zp), _mm512_set1_epi32(min), _mm512_set1_epi32(max));
+        let zero = _mm512_setzero_si512();
+        let one = _mm512_set1_epi32(1);
+        let nudge = _mm512_set1_epi64(1 << 30);
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let words = pairs.as_ptr().cast::<i32>();
+        for j in (0..n).step_by(16) {
+            let k = lanes(n - j, 0);
+            let a = _mm512_maskz_loadu_epi32(k, acc.as_ptr().add(j));
+            let w0 = _mm512_maskz_loadu_epi32(lanes(2 * (n - j), 0), words.add(2 * j));
+            let w1 = _mm512_maskz_loadu_epi32(lanes(2 * (n - j), 1), words.add(2 * j + 16));
+            let m = _mm512_permutex2var_epi32(w0, even, w1);
+            let shift = _mm512_permutex2var_epi32(w0, odd, w1);
+            let left = _mm512_max_epi32(shift, zero);
+            let right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+            let x = _mm512_sllv_epi32(a, left);
+            // Even lanes' products, then the odd lanes' (moved down); (ab + 2^30) >> 31 each.
+            let pe = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), nudge), 31);
+            let xo = _mm512_srli_epi64(x, 32);
+            let mo = _mm512_srli_epi64(m, 32);
+            let po = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(xo, mo), nudge), 31);
+            let high = _mm512_mask_blend_epi32(0xAAAA, pe, _mm512_slli_epi64(po, 32));
+            // RoundingDivideByPOT(high, right).
+            let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
+            let remainder = _mm512_and_si512(high, mask);
+            let negative = _mm512_cmplt_epi32_mask(high, zero);
+            let threshold =
+                _mm512_mask_add_epi32(_mm512_srli_epi32(mask, 1), negative, _mm512_srli_epi32(mask, 1), one);
+            let q = _mm512_srav_epi32(high, right);
+            let q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(remainder, threshold), q, one);
+            let r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, zp), lo), hi);
+            _mm512_mask_cvtepi32_storeu_epi8(out.as_mut_ptr().add(j).cast(), k, r);
         }
     }
 }
