@@ -44,7 +44,10 @@ fn load_and_run(bytes: &[u8]) -> Result<(), LoadError> {
         if fill == 77 {
             px.iter_mut().for_each(|p| *p = rng.next_u64() as u8);
         }
-        let class = model.run(Input::Pixels(&px), arena.as_bytes_mut(), &mut out).expect("a loaded model runs");
+        // A mutated input quantization makes an int8 blob take int8 tensors rather than pixels.
+        let raw: Vec<i8> = px.iter().map(|&p| p as i8).collect();
+        let input = if model.takes_pixels() { Input::Pixels(&px) } else { Input::I8(&raw) };
+        let class = model.run(input, arena.as_bytes_mut(), &mut out).expect("a loaded model runs");
         assert!(class < model.output_len());
     }
     Ok(())
@@ -298,6 +301,8 @@ fn metadata_field_mutations_are_rejected_or_harmless() {
                 // Free text and the source hash may hold anything valid.
                 ("name" | "dataset" | "class_names" | "source_hash", Ok(())) => true,
                 ("output_scale", Ok(())) => precision == Precision::Int8,
+                // An int8 blob may take any input quantization (an imported model's).
+                ("input_scale" | "input_zero_point", Ok(())) => precision == Precision::Int8,
                 // Another precision changes every op's element sizes.
                 ("precision", Err(LoadError::Op { .. } | LoadError::Meta { .. })) => true,
                 // The input shape is checked where the first op reads it.
@@ -313,6 +318,8 @@ fn metadata_field_mutations_are_rejected_or_harmless() {
                     ),
                 ) => true,
                 ("input_zero_point", Err(LoadError::Meta { field: "input_zero_point", .. })) => true,
+                // The first op reads the input at its zero point.
+                ("input_zero_point", Err(LoadError::Op { index: 0, field: "input_zero_point", .. })) => true,
                 ("output_zero_point", Err(LoadError::Meta { field: "output_zero_point", .. })) => true,
                 (field, Err(LoadError::Meta { field: f, .. })) => {
                     *f == field || (field.starts_with("reserved") && *f == "reserved")
