@@ -122,13 +122,19 @@ pub fn quantize_float(path: &Path, plan: Plan, images: &[u8]) -> Result<Plan, Im
 /// which must match, or the class indices.
 ///
 /// # Errors
-/// [`ImportError::Model`] if the data set's images or classes do not match the model.
+/// [`ImportError::Model`] if there are more classes than a blob holds, or the data set's images
+/// or classes do not match the model.
 pub(crate) fn class_names(
     path: &Path,
     dataset: Option<Dataset>,
     input: Shape,
     classes: usize,
 ) -> Result<Vec<String>, ImportError> {
+    let max = mnistc_runtime::format::MAX_CLASSES;
+    if classes > max {
+        let what = format!("{classes} outputs; a blob holds at most {max}");
+        return Err(ImportError::Model { path: path.to_path_buf(), what });
+    }
     let Some(d) = dataset else { return Ok((0..classes).map(|i| i.to_string()).collect()) };
     let (h, w, c, n) = d.image_shape_and_classes();
     if Shape::new(h, w, c) != input || n != classes {
@@ -176,6 +182,11 @@ pub(crate) fn permute(weights: crate::lower::plan::Weights, idx: &[usize]) -> cr
         Weights::I8(w) => Weights::I8(idx.iter().map(|&i| w[i]).collect()),
         other => other,
     }
+}
+
+/// The blob's model name: the file's stem.
+pub(crate) fn model_name(path: &Path) -> String {
+    path.file_stem().and_then(|s| s.to_str()).unwrap_or("imported").to_string()
 }
 
 /// SHA-256 of the model file (the blob's source hash).

@@ -157,14 +157,8 @@ impl Cx<'_> {
             return Err(self.model_err("the logits are not the last operator's output"));
         }
         let classes = out_shape.len();
-        if classes > mnistc_runtime::format::MAX_CLASSES {
-            return Err(self.model_err(format!(
-                "{classes} outputs; a blob holds at most {}",
-                mnistc_runtime::format::MAX_CLASSES
-            )));
-        }
         let class_names = super::class_names(self.path, options.dataset, shape, classes)?;
-        let name = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("imported").to_string();
+        let name = super::model_name(self.path);
         let mut plan = Plan {
             name,
             dataset: options.dataset.map_or(String::new(), |d| d.name().to_string()),

@@ -198,13 +198,7 @@ impl<'a> Cx<'a> {
         }
         let classes = logits.shape.len();
         let class_names = super::class_names(self.path, options.dataset, shape, classes)?;
-        if classes > mnistc_runtime::format::MAX_CLASSES {
-            return Err(self.model_err(format!(
-                "{classes} outputs; a blob holds at most {}",
-                mnistc_runtime::format::MAX_CLASSES
-            )));
-        }
-        let name = self.path.file_stem().and_then(|s| s.to_str()).unwrap_or("imported").to_string();
+        let name = super::model_name(self.path);
         let pixels = q.scale.to_bits() == INPUT_QPARAMS.scale.to_bits() && q.zero_point == INPUT_QPARAMS.zero_point;
         Ok(Plan {
             name,
