@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use mnistc::data::{self, DataDir, Dataset, Split};
 use mnistc::import::{self, ImportError, ImportOptions};
 use mnistc::lower::{self, emit};
+use mnistc::verify::tflite_micro::random_inputs;
 use mnistc_runtime::{Activations, Input};
 use mnistc_suite::{data_dir, mnistc, models_dir, workspace_root};
 
@@ -47,20 +48,6 @@ fn run_all<'a>(blob: &emit::Blob, inputs: impl Iterator<Item = Input<'a>>) -> Ve
         }
     }
     logits
-}
-
-/// The inputs of `scripts/tflm-golden.py --random N`: SplitMix64 from its seed, one byte per draw.
-fn random_inputs(n: usize, size: usize) -> Vec<i8> {
-    let mut state: u64 = 0x6d6e_6973_7463_2121;
-    (0..n * size)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) as u8 as i8
-        })
-        .collect()
 }
 
 #[test]

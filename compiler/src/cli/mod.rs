@@ -58,7 +58,7 @@ pub enum Command {
     Import(import::Args),
     /// Classify PNG images or the images of an IDX file with a blob.
     Predict(predict::Args),
-    /// Compare a blob run by the runtime with its ONNX twin run by tract-onnx, bit for bit.
+    /// Compare a blob run by the runtime with its ONNX twin (tract-onnx) or its .tflite (TFLite Micro), bit for bit.
     Check(check::Args),
     /// Time a blob: runtime fast kernels, runtime reference kernels, tract-onnx.
     Bench(bench::Args),

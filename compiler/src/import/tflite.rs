@@ -44,6 +44,24 @@ const SUPPORTED: &str = "CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, MAX_POOL_2
 /// # Errors
 /// [`ImportError`]: a corrupt flatbuffer, a model-wide property or an operator mnistc cannot run.
 pub fn import(path: &Path, bytes: &[u8], options: ImportOptions) -> Result<Plan, ImportError> {
+    import_traced(path, bytes, options).map(|(plan, _)| plan)
+}
+
+/// A TFLite tensor, by its index in the subgraph and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorRef {
+    /// Index in the subgraph's tensor list (what TFLite Micro's `GetTensor` takes).
+    pub index: i32,
+    /// The tensor's name in the file (`sequential/conv2d/Relu`).
+    pub name: String,
+}
+
+/// [`import`], and for each op of the (unfused) plan the TFLite tensor its output equals
+/// (`mnistc check --tflite --per-layer` compares the two).
+///
+/// # Errors
+/// As [`import`].
+pub fn import_traced(path: &Path, bytes: &[u8], options: ImportOptions) -> Result<(Plan, Vec<TensorRef>), ImportError> {
     let model =
         fb::root_as_model(bytes).map_err(|e| ImportError::Corrupt { path: path.to_path_buf(), what: e.to_string() })?;
     let cx = Cx { path, model, float: false };
@@ -75,7 +93,7 @@ impl<'a> Cx<'a> {
         ImportError::Corrupt { path: self.path.to_path_buf(), what: what.into() }
     }
 
-    fn plan(mut self, bytes: &[u8], options: ImportOptions) -> Result<Plan, ImportError> {
+    fn plan(mut self, bytes: &[u8], options: ImportOptions) -> Result<(Plan, Vec<TensorRef>), ImportError> {
         let graphs = self.model.subgraphs().ok_or_else(|| self.corrupt("no subgraph"))?;
         if graphs.len() != 1 {
             return Err(self.model_err(format!("{} subgraphs; mnistc imports single-subgraph models", graphs.len())));
@@ -106,6 +124,7 @@ impl<'a> Cx<'a> {
         let mut activ: Vec<Option<Activ>> = vec![None; tensors.len()];
         activ[input as usize] = Some(Activ { tensor: 0, shape, q });
         let mut ops: Vec<PlanOp> = Vec::new();
+        let mut origins: Vec<TensorRef> = Vec::new();
         let mut logits: Option<Activ> = None;
         let operators = g.operators().ok_or_else(|| self.corrupt("no operators"))?;
         let count = operators.len();
@@ -183,6 +202,7 @@ impl<'a> Cx<'a> {
             .map_err(err)?;
             plan_op.inputs = vec![x.tensor];
             ops.push(plan_op);
+            origins.push(TensorRef { index: out_index, name: out_tensor.name().unwrap_or("").to_string() });
             activ[out_index as usize] = Some(Activ { tensor: ops.len(), shape: y_shape, q: y_q });
         }
         let logits = match logits {
@@ -200,7 +220,7 @@ impl<'a> Cx<'a> {
         let class_names = super::class_names(self.path, options.dataset, shape, classes)?;
         let name = super::model_name(self.path);
         let pixels = q.scale.to_bits() == INPUT_QPARAMS.scale.to_bits() && q.zero_point == INPUT_QPARAMS.zero_point;
-        Ok(Plan {
+        let plan = Plan {
             name,
             dataset: options.dataset.map_or(String::new(), |d| d.name().to_string()),
             class_names,
@@ -210,7 +230,8 @@ impl<'a> Cx<'a> {
             input_quant: (!pixels && !self.float).then_some(q),
             source_hash: super::sha256(bytes),
             ops,
-        })
+        };
+        Ok((plan, origins))
     }
 
     fn opcode(&self, op: &Operator<'_>, index: usize) -> Result<BuiltinOperator, ImportError> {

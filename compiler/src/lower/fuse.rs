@@ -6,7 +6,16 @@ use super::plan::{Activation, OpKind, OpQuant, Plan, PlanOp, Pool, PoolKind, Pre
 
 /// Every fusion, in order: [`fuse_pools`], then [`fuse_residual_adds`].
 pub fn fuse(plan: Plan) -> Plan {
-    fuse_residual_adds(fuse_pools(plan))
+    fuse_traced(plan).0
+}
+
+/// [`fuse`], and for each fused op the index of the unfused op whose output it writes (the last
+/// op merged into it: the pool of a conv + pool, the add of a conv + add).
+pub fn fuse_traced(plan: Plan) -> (Plan, Vec<usize>) {
+    let (plan, pools) = pools_traced(plan);
+    let (plan, adds) = residual_adds_traced(plan);
+    let origins = adds.into_iter().map(|i| pools[i]).collect();
+    (plan, origins)
 }
 
 /// Merges each int8 add into the convolution that produces one of its operands, when that
@@ -16,10 +25,17 @@ pub fn fuse(plan: Plan) -> Plan {
 /// convolution's output never takes arena space (in a ResNet stack, one feature map less at the
 /// peak). Numbers do not change: the runtime requantizes the convolution to its own scale and adds
 /// exactly as the add op does. Float plans are returned as they are.
-pub fn fuse_residual_adds(mut plan: Plan) -> Plan {
+pub fn fuse_residual_adds(plan: Plan) -> Plan {
+    residual_adds_traced(plan).0
+}
+
+/// [`fuse_residual_adds`] and, per fused op, the index of the op whose output it writes.
+fn residual_adds_traced(mut plan: Plan) -> (Plan, Vec<usize>) {
     if plan.precision != Precision::Int8 {
-        return plan;
+        let identity = (0..plan.ops.len()).collect();
+        return (plan, identity);
     }
+    let mut origins: Vec<usize> = Vec::with_capacity(plan.ops.len());
     let readers = plan.reader_counts();
     let last_reader = plan.last_readers();
     let mut renumber: Vec<usize> = vec![0; plan.ops.len() + 1];
@@ -60,13 +76,17 @@ pub fn fuse_residual_adds(mut plan: Plan) -> Plan {
             conv.activation = op.activation;
             conv.inputs.push(op.inputs[k]);
             renumber[i + 1] = ops.len();
+            if let Some(last) = origins.last_mut() {
+                *last = i;
+            }
             continue;
         }
         ops.push(op);
+        origins.push(i);
         renumber[i + 1] = ops.len();
     }
     plan.ops = ops;
-    plan
+    (plan, origins)
 }
 
 /// Merges every pool op that directly follows a convolution and is the only reader of its
@@ -77,8 +97,14 @@ pub fn fuse_residual_adds(mut plan: Plan) -> Plan {
 /// outputs and pools them as the two ops would. For int8 the merged op keeps the
 /// convolution's output quantization as `conv` and takes the pool's output and average-pool
 /// requantization.
-pub fn fuse_pools(mut plan: Plan) -> Plan {
+pub fn fuse_pools(plan: Plan) -> Plan {
+    pools_traced(plan).0
+}
+
+/// [`fuse_pools`] and, per fused op, the index of the op whose output it writes.
+fn pools_traced(mut plan: Plan) -> (Plan, Vec<usize>) {
     let readers = plan.reader_counts();
+    let mut origins: Vec<usize> = Vec::with_capacity(plan.ops.len());
     // Old tensor number -> new one (the model input stays 0).
     let mut renumber: Vec<usize> = vec![0; plan.ops.len() + 1];
     let mut ops: Vec<PlanOp> = Vec::with_capacity(plan.ops.len());
@@ -100,11 +126,17 @@ pub fn fuse_pools(mut plan: Plan) -> Plan {
                     cq.output = pq.output;
                     cq.pool_requant = pq.pool_requant;
                 }
+                if let Some(last) = origins.last_mut() {
+                    *last = i;
+                }
             }
-            _ => ops.push(op),
+            _ => {
+                ops.push(op);
+                origins.push(i);
+            }
         }
         renumber[i + 1] = ops.len();
     }
     plan.ops = ops;
-    plan
+    (plan, origins)
 }

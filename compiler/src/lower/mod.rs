@@ -29,7 +29,7 @@ pub mod fuse;
 pub mod plan;
 
 pub use fold_batchnorm::fold_batchnorm;
-pub use fuse::{fuse, fuse_pools, fuse_residual_adds};
+pub use fuse::{fuse, fuse_pools, fuse_residual_adds, fuse_traced};
 pub use mnistc_runtime::kernels::params::same_pads;
 
 use crate::spec::{self, Layer, ModelSpec, Padding};

@@ -115,6 +115,20 @@ pub enum CheckError {
         /// The error.
         source: RunError,
     },
+    /// The `.tflite` cannot be imported (`--tflite`).
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
+    /// The `.tflite` is not what the blob was imported from, or TFLite Micro cannot compare it.
+    #[error("{0}")]
+    NotComparable(String),
+    /// TFLite Micro, run from Python (`--tflite`), failed.
+    #[error("TFLite Micro (Python `{python}`): {what}")]
+    Python {
+        /// The Python interpreter.
+        python: String,
+        /// What went wrong, and how to fix it.
+        what: String,
+    },
     /// tract failed on an image.
     #[error("tract failed on image {image}: {source}")]
     TractRun {
@@ -292,10 +306,10 @@ pub fn check(blob: &[u8], onnx: &[u8], images: &[u8], per_layer: bool) -> Result
 
 /// Running maxima of one comparison.
 #[derive(Debug, Default)]
-struct Cmp {
-    max_abs: f64,
-    max_lsb: u32,
-    mismatches: usize,
+pub(crate) struct Cmp {
+    pub(crate) max_abs: f64,
+    pub(crate) max_lsb: u32,
+    pub(crate) mismatches: usize,
 }
 
 impl Cmp {
@@ -317,7 +331,7 @@ impl Cmp {
     }
 
     /// int8 values, exact; `scale` converts steps to real units.
-    fn ints(&mut self, runtime: &[i8], tract: &[i8], scale: f32) {
+    pub(crate) fn ints(&mut self, runtime: &[i8], tract: &[i8], scale: f32) {
         for (&r, &t) in runtime.iter().zip(tract) {
             let d = (r as i32 - t as i32).unsigned_abs();
             self.max_lsb = self.max_lsb.max(d);
