@@ -8,7 +8,7 @@ use mnistc::spec::{
     SpecError, TensorShape,
 };
 
-const MODELS: &[&str] = &["digits", "mlp", "fashion", "fashion-mlp"];
+const MODELS: &[&str] = &["digits", "mlp", "fashion", "fashion-mlp", "cifar-transfer"];
 
 fn model_path(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(format!("{name}.toml"))

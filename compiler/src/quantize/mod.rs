@@ -117,7 +117,7 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                 }
                 // Keep |bias| + k·255·128 inside i32 (the runtime's accumulator bound).
                 let limit = (i32::MAX as f64 - per as f64 * 255.0 * 128.0).max(0.0);
-                let bq: Vec<i32> = b
+                let mut bq: Vec<i32> = b
                     .iter()
                     .zip(&scales)
                     .map(|(&v, &s)| (v as f64 / (x.scale as f64 * s as f64)).round().clamp(-limit, limit) as i32)
@@ -136,6 +136,22 @@ pub fn quantize(plan: &Plan, ranges: &[Range]) -> Result<Plan, QuantizeError> {
                     })
                     .fold(0.0, f64::max) as f32;
                 let y = widen(op.activation, output_qparams(op.activation, range), range, floor);
+                // A channel whose weights are all but zero (a dead filter of a pretrained model:
+                // |w| ~ 1e-30) would get a multiplier below the smallest the runtime represents
+                // (2^-32). Raise its scale to the smallest usable one (and far enough for its bias
+                // to fit); its weights then round to 0, as they nearly are. Changes nothing else.
+                let s_min = 2f32.powi(-31) * y.scale / x.scale;
+                for (c, row) in w.chunks_exact(per.max(1)).enumerate() {
+                    if scales[c] >= s_min {
+                        continue;
+                    }
+                    let s = s_min.max((b[c].abs() as f64 / (x.scale as f64 * limit.max(1.0))) as f32 * 1.001);
+                    scales[c] = s;
+                    for (q, v) in wq[c * per..(c + 1) * per].iter_mut().zip(row) {
+                        *q = (v / s).round_ties_even().clamp(-127.0, 127.0) as i8;
+                    }
+                    bq[c] = (b[c] as f64 / (x.scale as f64 * s as f64)).round().clamp(-limit, limit) as i32;
+                }
                 // ReLU6 clamps at 6 through the int8 range unless a widened scale reaches past it.
                 let act_max = match op.activation {
                     Activation::Relu6 => ((6.0 / y.scale).round() as i32 - 128).min(127),

@@ -25,8 +25,14 @@ pub struct Summary {
     pub names: Vec<Option<String>>,
     /// Whether every layer reads the one before it (then the table has no graph columns).
     pub chain: bool,
+    /// Per layer whether it is frozen (`freeze`).
+    pub frozen: Vec<bool>,
+    /// `[init] from`, if any.
+    pub init_from: Option<String>,
     /// Sum of parameters.
     pub total_params: usize,
+    /// Parameters of the layers that are not frozen.
+    pub trainable_params: usize,
     /// Sum of MACs.
     pub total_macs: u64,
 }
@@ -44,6 +50,9 @@ pub fn summarize(spec: &ModelSpec) -> Result<Summary, SpecError> {
         input: (spec.input.height, spec.input.width, spec.input.channels),
         classes: spec.input.classes,
         total_params: layers.iter().map(|l| l.params).sum(),
+        trainable_params: layers.iter().zip(&spec.layers).filter(|(_, s)| !s.freeze).map(|(l, _)| l.params).sum(),
+        frozen: spec.layers.iter().map(|l| l.freeze).collect(),
+        init_from: spec.init.as_ref().map(|i| i.from.display().to_string()),
         total_macs: layers.iter().map(|l| l.macs).sum(),
         layers,
         names: spec.layers.iter().map(|l| l.name.clone()).collect(),
@@ -130,7 +139,9 @@ impl Summary {
                 if !self.chain {
                     row.push(self.names.get(l.index).cloned().flatten().unwrap_or_default());
                 }
-                row.extend([describe(&l.layer), l.output.display(), thousands(l.params as u64), thousands(l.macs)]);
+                let frozen = if self.frozen.get(l.index) == Some(&true) { " (frozen)" } else { "" };
+                let text = format!("{}{frozen}", describe(&l.layer));
+                row.extend([text, l.output.display(), thousands(l.params as u64), thousands(l.macs)]);
                 if !self.chain {
                     let inputs: Vec<String> = l.inputs.iter().map(|&s| self.source_label(s)).collect();
                     row.push(inputs.join(", "));
@@ -185,6 +196,12 @@ impl Summary {
             p * 4.0 / 1024.0,
             p / 1024.0
         );
+        if self.trainable_params != self.total_params {
+            let _ = writeln!(out, "Trainable:    {}", thousands(self.trainable_params as u64));
+        }
+        if let Some(from) = &self.init_from {
+            let _ = writeln!(out, "Starts from:  {from}");
+        }
         let _ = writeln!(out, "Total MACs:   {}", thousands(self.total_macs));
         out
     }
@@ -211,6 +228,7 @@ impl Summary {
                     "inputs": inputs,
                     "type": l.layer.type_name(),
                     "description": describe(&l.layer),
+                    "frozen": self.frozen.get(l.index) == Some(&true),
                     "layer": l.layer,
                     "input": l.input,
                     "output": l.output,
@@ -227,6 +245,8 @@ impl Summary {
             "classes": self.classes,
             "layers": layers,
             "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "init_from": self.init_from,
             "total_macs": self.total_macs,
         })
     }

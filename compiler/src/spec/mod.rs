@@ -14,7 +14,7 @@ pub(crate) mod reader;
 mod shape;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,9 @@ pub struct ModelSpec {
     pub quantize: QuantizeSpec,
     /// Optional deployment budgets.
     pub target: TargetSpec,
+    /// `[init]`: pretrained weights to start from (transfer learning); `None`: a fresh start.
+    #[serde(default)]
+    pub init: Option<InitSpec>,
     /// Non-fatal remarks about the description (e.g. a key that has no effect with the chosen
     /// optimizer). The CLI prints them on stderr.
     #[serde(default)]
@@ -59,6 +62,20 @@ pub struct InputSpec {
     pub channels: usize,
     /// Number of classes (logits of the last layer).
     pub classes: usize,
+}
+
+/// `[init]`: start from the weights of a model trained elsewhere or earlier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitSpec {
+    /// A `.tflite`, an `.onnx` or an mnistc checkpoint; a relative `from` is resolved against the
+    /// model file's folder.
+    pub from: PathBuf,
+    /// How many of the model's layers with parameters (conv2d, depthwise_conv2d, dense,
+    /// batchnorm), first to last, take the file's (by position; kind and shape must match);
+    /// `None`: as many as the file has.
+    pub layers: Option<usize>,
+    /// 1-based line of `from` (0 when unknown).
+    pub line: usize,
 }
 
 /// Where a layer reads its input from.
@@ -84,6 +101,11 @@ pub struct LayerSpec {
     /// before it, the first layer the model input: see [`ModelSpec::inputs_of`].
     #[serde(default)]
     pub inputs: Vec<InputRef>,
+    /// Whether training leaves the layer's weights as they are (`freeze = true`, or `[init]
+    /// freeze = "all-but-last-N"`); a frozen batchnorm also keeps its running statistics and
+    /// normalizes with them.
+    #[serde(default)]
+    pub freeze: bool,
     /// 1-based line of the layer's table in the source (0 when unknown).
     pub line: usize,
     /// 1-based line of each key given in the source, for later error messages.
@@ -435,13 +457,23 @@ pub struct Overrides {
 }
 
 /// A layer in the training key: its parameters, and its inputs only when they are not the
-/// default chain (so the keys of chain models did not change when graphs came).
+/// default chain (so the keys of chain models did not change when graphs came), and `freeze`
+/// only when set.
 #[derive(Serialize)]
 struct KeyLayer<'a> {
     #[serde(flatten)]
     layer: &'a Layer,
     #[serde(skip_serializing_if = "Option::is_none")]
     inputs: Option<Vec<InputRef>>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    freeze: bool,
+}
+
+/// `[init]` in the training key: the pretrained file by content, not by path.
+#[derive(Serialize)]
+struct KeyInit {
+    sha256: String,
+    layers: Option<usize>,
 }
 
 /// The canonical form of everything that influences training (for cache keys).
@@ -452,6 +484,8 @@ struct TrainingKey<'a> {
     layers: Vec<KeyLayer<'a>>,
     data: &'a DataSpec,
     train: &'a TrainSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<KeyInit>,
 }
 
 impl ModelSpec {
@@ -549,7 +583,9 @@ impl ModelSpec {
     /// (parameters only, no line numbers), `[data]` and `[train]`. `name`, `[quantize]` and
     /// `[target]` are left out, so renaming a model or changing its quantization or budgets
     /// does not invalidate a training. Field order is fixed by the struct definitions, so the
-    /// string is stable across runs and platforms.
+    /// string is stable across runs and platforms. `[init]` enters by the SHA-256 of the
+    /// pretrained file's bytes (read here; an unreadable file keys as its path, and training
+    /// then reports it).
     pub fn training_key_json(&self) -> String {
         let key = TrainingKey {
             key_version: 1,
@@ -558,10 +594,21 @@ impl ModelSpec {
                 .map(|i| KeyLayer {
                     layer: &self.layers[i].layer,
                     inputs: (!self.is_default_input(i)).then(|| self.inputs_of(i)),
+                    freeze: self.layers[i].freeze,
                 })
                 .collect(),
             data: &self.data,
             train: &self.train,
+            init: self.init.as_ref().map(|init| KeyInit {
+                sha256: std::fs::read(&init.from).map_or_else(
+                    |_| format!("unreadable {}", init.from.display()),
+                    |bytes| {
+                        use sha2::Digest;
+                        sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect()
+                    },
+                ),
+                layers: init.layers,
+            }),
         };
         // Serializing plain structs, enums and numbers into a String cannot fail.
         serde_json::to_string(&key).unwrap_or_default()

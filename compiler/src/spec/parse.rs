@@ -7,11 +7,12 @@ use super::error::{InvalidKind, SpecError};
 use super::reader::{Source, Table, Value};
 use super::shape;
 use super::{
-    Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InputRef, InputSpec, Layer, LayerSpec, LrSchedule,
-    ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec, default_input,
+    Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InitSpec, InputRef, InputSpec, Layer, LayerSpec,
+    LrSchedule, ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec, default_input,
 };
 
-const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target"];
+const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target", "init"];
+const INIT_KEYS: &[&str] = &["from", "layers", "freeze"];
 const INPUT_KEYS: &[&str] = &["height", "width", "channels", "classes"];
 const DATA_KEYS: &[&str] = &["dataset", "validation", "train_limit"];
 const TRAIN_KEYS: &[&str] = &[
@@ -45,14 +46,15 @@ const LAYER_TYPES: &[(&str, &str)] = &[
     ("global_avgpool", "global_avgpool"),
     ("add", "add"),
 ];
-const CONV_KEYS: &[&str] = &["type", "name", "inputs", "filters", "kernel", "stride", "padding", "activation"];
-const DEPTHWISE_KEYS: &[&str] = &["type", "name", "inputs", "kernel", "stride", "padding", "activation"];
+const CONV_KEYS: &[&str] =
+    &["type", "name", "inputs", "filters", "kernel", "stride", "padding", "activation", "freeze"];
+const DEPTHWISE_KEYS: &[&str] = &["type", "name", "inputs", "kernel", "stride", "padding", "activation", "freeze"];
 const POOL_KEYS: &[&str] = &["type", "name", "inputs", "size", "stride"];
-const DENSE_KEYS: &[&str] = &["type", "name", "inputs", "units", "activation"];
+const DENSE_KEYS: &[&str] = &["type", "name", "inputs", "units", "activation", "freeze"];
 const DROPOUT_KEYS: &[&str] = &["type", "name", "inputs", "rate"];
 const FLATTEN_KEYS: &[&str] = &["type", "name", "inputs"];
 // No `inputs`: a batchnorm normalizes the layer right before it (see `check_batchnorm_follows`).
-const BATCHNORM_KEYS: &[&str] = &["type", "name", "epsilon", "momentum", "activation"];
+const BATCHNORM_KEYS: &[&str] = &["type", "name", "epsilon", "momentum", "activation", "freeze"];
 const ADD_KEYS: &[&str] = &["type", "name", "inputs", "activation"];
 /// The name `inputs` uses for the model's input image.
 const MODEL_INPUT: &str = "input";
@@ -72,13 +74,100 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
     let name = read_name(&root, origin)?;
     let data = read_data(&root)?;
     let input = read_input(&root, data.dataset)?;
-    let layers = read_layers(&root, &input)?;
+    let mut layers = read_layers(&root, &input)?;
     let mut warnings = Vec::new();
+    let init = read_init(&root, origin, &mut layers, &mut warnings)?;
     let train = read_train(&root, &input, &data, &mut warnings)?;
     let quantize = read_quantize(&root)?;
     let target = read_target(&root)?;
 
-    Ok(ModelSpec { name, origin: origin.to_string(), input, layers, data, train, quantize, target, warnings })
+    Ok(ModelSpec { name, origin: origin.to_string(), input, layers, data, train, quantize, target, init, warnings })
+}
+
+/// `[init]`, and the `freeze` flags it sets (`freeze = "all-but-last-N"`); checks that something
+/// is left to train.
+fn read_init(
+    root: &Table<'_, '_>,
+    origin: &str,
+    layers: &mut [LayerSpec],
+    warnings: &mut Vec<String>,
+) -> Result<Option<InitSpec>, SpecError> {
+    let t = section(root, "init", INIT_KEYS)?;
+    let with_params: Vec<usize> = (0..layers.len())
+        .filter(|&i| layers[i].layer.has_weights() || matches!(layers[i].layer, Layer::BatchNorm { .. }))
+        .collect();
+    let weighted: Vec<usize> = (0..layers.len()).filter(|&i| layers[i].layer.has_weights()).collect();
+    let init = match &t {
+        None => None,
+        Some(t) => {
+            let v = t.require("from", "the pretrained model: a .tflite, an .onnx or an mnistc checkpoint")?;
+            let from = v.str()?;
+            if from.is_empty() {
+                return Err(v.err(InvalidKind::BadValue, "an empty path; name a .tflite, .onnx or checkpoint file"));
+            }
+            let mut path = std::path::PathBuf::from(from);
+            if path.is_relative() && !origin.starts_with('<') {
+                if let Some(dir) = Path::new(origin).parent() {
+                    path = dir.join(path);
+                }
+            }
+            let count = get_or(Some(t), "layers", None, |v| v.usize(1, with_params.len()).map(Some))?;
+            if let Some(v) = t.get("freeze") {
+                let text = v.str()?;
+                let keep = match text {
+                    "none" => None,
+                    _ => Some(
+                        text.strip_prefix("all-but-last-")
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .filter(|&n| (1..=weighted.len()).contains(&n))
+                            .ok_or_else(|| {
+                                v.err(
+                                    InvalidKind::BadValue,
+                                    format!(
+                                        "`{text}`: expected \"none\" or \"all-but-last-N\" with N from 1 to {} (the \
+                                         model's conv2d, depthwise_conv2d and dense layers), e.g. \"all-but-last-1\" \
+                                         to train only the classifier",
+                                        weighted.len()
+                                    ),
+                                )
+                            })?,
+                    ),
+                };
+                if let Some(n) = keep {
+                    let frozen = &weighted[..weighted.len() - n];
+                    for &i in frozen {
+                        layers[i].freeze = true;
+                    }
+                    // A batchnorm follows the layer it normalizes.
+                    for i in 1..layers.len() {
+                        if matches!(layers[i].layer, Layer::BatchNorm { .. }) && frozen.contains(&(i - 1)) {
+                            layers[i].freeze = true;
+                        }
+                    }
+                }
+            }
+            Some(InitSpec { from: path, layers: count, line: v.line })
+        }
+    };
+    if with_params.iter().all(|&i| layers[i].freeze) {
+        let line = t.as_ref().map_or_else(|| layers.last().map_or(1, |l| l.line_of("freeze")), |t| t.line_of("freeze"));
+        let key = if t.as_ref().and_then(|t| t.get("freeze")).is_some() { "init.freeze" } else { "freeze" };
+        return Err(root.src.error(
+            line,
+            key,
+            InvalidKind::Inconsistent,
+            "every layer with parameters is frozen: nothing would train (leave at least the last dense layer unfrozen)",
+        ));
+    }
+    if init.is_none()
+        && let Some(l) = layers.iter().find(|l| l.freeze)
+    {
+        warnings.push(format!(
+            "{origin}:{}: freeze = true without [init] from: the layer keeps its random initial weights",
+            l.line_of("freeze")
+        ));
+    }
+    Ok(init)
 }
 
 /// `[section]` as a table, or `None` when absent.
@@ -318,7 +407,8 @@ fn read_layers(root: &Table<'_, '_>, input: &InputSpec) -> Result<Vec<LayerSpec>
         };
         let inputs = read_inputs(t, i, kind == "add", &names)?;
         let name = names.iter().find(|(_, (j, _))| *j == i).map(|(n, _)| n.clone());
-        layers.push(LayerSpec { layer, name, inputs, line: t.line, key_lines: key_lines(t, keys) });
+        let freeze = get_or(Some(t), "freeze", false, |v| v.bool())?;
+        layers.push(LayerSpec { layer, name, inputs, freeze, line: t.line, key_lines: key_lines(t, keys) });
     }
 
     // Whole-model checks, in file order: the graph, shapes, then the classifier head.

@@ -25,7 +25,7 @@ use crate::data::FileDigest;
 use crate::report::metrics::Evaluation;
 use crate::spec::ModelSpec;
 
-const MAGIC: &[u8; 8] = b"MNISTCKP";
+pub(crate) const MAGIC: &[u8; 8] = b"MNISTCKP";
 const VERSION: u32 = 1;
 
 /// An error while saving or loading a checkpoint.

@@ -85,6 +85,18 @@ pub enum TrainError {
         /// Learning rate in use.
         learning_rate: f64,
     },
+    /// `[init] from` cannot be read, or its layers do not fit the model's.
+    #[error("{origin}:{line}: init.from: {}: {detail}", from.display())]
+    Pretrained {
+        /// The model file.
+        origin: String,
+        /// Line of `from`.
+        line: usize,
+        /// The pretrained file.
+        from: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// Stored weights do not fit the model description.
     #[error("the weights do not match the model description: {detail}")]
     WeightsMismatch {

@@ -37,6 +37,8 @@ pub mod malloc;
 mod model;
 #[cfg(feature = "train")]
 mod optim;
+#[cfg(feature = "train")]
+mod pretrained;
 pub mod profile;
 #[cfg(feature = "train")]
 mod progress;

@@ -82,6 +82,10 @@ pub(crate) struct Net {
     /// is dropped (the logits, read by nobody, live to the end).
     #[module(skip)]
     last_reader: Vec<usize>,
+    /// Per block, whether it is frozen (`freeze` in the spec): no gradients, and a batchnorm
+    /// normalizes with its running statistics and leaves them as they are.
+    #[module(skip)]
+    frozen: Vec<bool>,
 }
 
 /// A callback receiving `(layer index, layer output)`.
@@ -128,24 +132,50 @@ impl Net {
     /// A freshly initialized network (weights drawn from the device's seeded RNG in layer
     /// order, biases zero).
     pub fn init(spec: &ModelSpec, device: &Device) -> Result<Net, TrainError> {
-        Net::build(spec, device, None)
+        Net::build(spec, device, None, false)
     }
 
     /// A network carrying the given trained weights (no random draw).
     pub fn from_trained(spec: &ModelSpec, layers: &[TrainedLayer], device: &Device) -> Result<Net, TrainError> {
-        Net::build(spec, device, Some(layers))
+        Net::build(spec, device, Some(layers), false)
     }
 
-    fn build(spec: &ModelSpec, device: &Device, trained: Option<&[TrainedLayer]>) -> Result<Net, TrainError> {
+    /// A fresh network whose first layers carry pretrained weights (`[init] from`: `layers`
+    /// name the spec layers they initialize, in order); the others are initialized as
+    /// [`Net::init`] does.
+    pub fn from_pretrained(spec: &ModelSpec, layers: &[TrainedLayer], device: &Device) -> Result<Net, TrainError> {
+        Net::build(spec, device, Some(layers), true)
+    }
+
+    /// Freezes the spec's frozen blocks again (after loading a record over the network).
+    pub fn refreeze(mut self) -> Net {
+        for (block, &frozen) in self.blocks.iter_mut().zip(&self.frozen) {
+            if frozen {
+                *block = block.clone().freeze();
+            }
+        }
+        self
+    }
+
+    fn build(
+        spec: &ModelSpec,
+        device: &Device,
+        trained: Option<&[TrainedLayer]>,
+        partial: bool,
+    ) -> Result<Net, TrainError> {
         let shapes = spec.shapes()?;
         let init = initializer(spec.train.init);
         let mut blocks = Vec::with_capacity(spec.layers.len());
-        let mut trained_iter = trained.map(|t| t.iter());
+        let mut trained_iter = trained.map(|t| t.iter().peekable());
         for (index, (layer_spec, shape)) in spec.layers.iter().zip(&shapes).enumerate() {
             let mut next_weights = |kind: LayerKind, w_shape: Vec<usize>, b_len: usize| {
                 let Some(iter) = trained_iter.as_mut() else {
                     return Ok(None);
                 };
+                // Pretrained weights cover a prefix of the layers; the rest start fresh.
+                if partial && iter.peek().is_none_or(|t| t.spec_index != index) {
+                    return Ok(None);
+                }
                 let t = iter
                     .next()
                     .ok_or(TrainError::WeightsMismatch { detail: format!("no weights for layer {index}") })?;
@@ -258,7 +288,7 @@ impl Net {
                 Layer::Flatten => Block::Flatten(FlattenBlock),
                 Layer::Add { activation } => Block::Add(AddBlock { activation }),
             };
-            blocks.push(block);
+            blocks.push(if layer_spec.freeze { block.freeze() } else { block });
         }
         let sources: Vec<Vec<usize>> = (0..blocks.len())
             .map(|i| {
@@ -287,7 +317,8 @@ impl Net {
                 ),
             });
         }
-        Ok(Net { blocks, sources, last_reader })
+        let frozen = spec.layers.iter().map(|l| l.freeze).collect();
+        Ok(Net { blocks, sources, last_reader, frozen })
     }
 
     /// Logits `[batch, classes]` for inputs `[batch, channels, height, width]`.

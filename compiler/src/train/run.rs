@@ -85,7 +85,7 @@ fn skip_dropout_masks(
 /// The network and optimizer of a saved state, loaded over freshly built ones.
 fn restore(state: &ResumeState, net: &Net, optimizer: ModuleOptimizer) -> Result<(Net, ModuleOptimizer), String> {
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(state.net.clone())).map_err(|e| e.to_string())?;
-    let net = net.clone().try_load_record(record).map_err(|e| e.to_string())?;
+    let net = net.clone().try_load_record(record).map_err(|e| e.to_string())?.refreeze();
     let optimizer = optimizer.from_bytes(Bytes::from_bytes_vec(state.optimizer.clone())).map_err(|e| e.to_string())?;
     Ok((net, optimizer))
 }
@@ -111,7 +111,10 @@ pub(crate) fn run(spec: &ModelSpec, train_set: &Images, opts: &TrainOptions<'_>)
     let run_start = Instant::now();
     let device = plain.clone().autodiff();
     device.seed(t.seed);
-    let mut net = Net::init(spec, &device)?;
+    let mut net = match super::pretrained::load(spec)? {
+        Some(layers) => Net::from_pretrained(spec, &layers, &device)?,
+        None => Net::init(spec, &device)?,
+    };
     let mut optimizer = optim::build(t);
     let loss_fn = CrossEntropyLossConfig::new()
         .with_smoothing((t.label_smoothing > 0.0).then_some(t.label_smoothing as f32))
