@@ -222,6 +222,36 @@ mod tests {
         assert_eq!(q.zero_point, 127);
     }
 
+    /// A pretrained model's dead filter (weights ~1e-30) gets a usable scale: weights 0, its bias
+    /// kept, and the runtime accepts the blob.
+    #[test]
+    fn an_all_but_zero_channel_gets_a_usable_scale() {
+        use crate::lower::plan::Shape;
+        let input = Shape::new(1, 1, 4);
+        let layer = crate::spec::Layer::Dense { units: 2, activation: crate::spec::Activation::None };
+        let w = vec![0.5, -0.3, 0.2, 0.1, 1e-30, -2e-30, 0.0, 1e-31];
+        let mut op = crate::lower::layer_op(&layer, input, w, vec![0.05, 0.1]).unwrap().unwrap();
+        op.inputs = vec![0];
+        let plan = Plan {
+            name: "dead".into(),
+            dataset: String::new(),
+            class_names: vec!["a".into(), "b".into()],
+            input,
+            precision: Precision::F32,
+            output_quant: None,
+            input_quant: None,
+            source_hash: [0; 32],
+            ops: vec![op],
+        };
+        let q = quantize(&plan, &[Range { lo: -1.0, hi: 2.0 }]).expect("quantizes");
+        let op = &q.ops[0];
+        let (Weights::I8(wq), Bias::I32(bq), Some(oq)) = (&op.weights, &op.bias, &op.quant) else { panic!() };
+        assert_eq!(&wq[4..], &[0, 0, 0, 0]);
+        let bias = bq[1] as f64 * oq.input.scale as f64 * oq.weight_scales[1] as f64;
+        assert!((bias - 0.1).abs() < 1e-6, "{bias}");
+        crate::lower::emit::write(&q).expect("the runtime accepts it");
+    }
+
     #[test]
     fn relu_outputs_start_at_the_lowest_int8() {
         let q = output_qparams(Activation::Relu, Range { lo: -3.0, hi: 5.1 });
