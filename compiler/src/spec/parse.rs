@@ -106,10 +106,11 @@ fn read_init(
                 return Err(v.err(InvalidKind::BadValue, "an empty path; name a .tflite, .onnx or checkpoint file"));
             }
             let mut path = std::path::PathBuf::from(from);
-            if path.is_relative() && !origin.starts_with('<') {
-                if let Some(dir) = Path::new(origin).parent() {
-                    path = dir.join(path);
-                }
+            if path.is_relative()
+                && !origin.starts_with('<')
+                && let Some(dir) = Path::new(origin).parent()
+            {
+                path = dir.join(path);
             }
             let count = get_or(Some(t), "layers", None, |v| v.usize(1, with_params.len()).map(Some))?;
             if let Some(v) = t.get("freeze") {
@@ -139,9 +140,9 @@ fn read_init(
                         layers[i].freeze = true;
                     }
                     // A batchnorm follows the layer it normalizes.
-                    for i in 1..layers.len() {
-                        if matches!(layers[i].layer, Layer::BatchNorm { .. }) && frozen.contains(&(i - 1)) {
-                            layers[i].freeze = true;
+                    for (i, l) in layers.iter_mut().enumerate().skip(1) {
+                        if matches!(l.layer, Layer::BatchNorm { .. }) && frozen.contains(&(i - 1)) {
+                            l.freeze = true;
                         }
                     }
                 }
