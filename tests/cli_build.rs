@@ -301,7 +301,8 @@ fn build_reuses_the_training_that_train_stored_in_the_cache() {
 
 /// Every model shipped in `models/` builds (briefly trained) and its blob passes `check` against
 /// tract: a spec that validates must deploy, the MLPs with their explicit `flatten` included, and
-/// the CIFAR-10 depthwise-separable CNN and ResNet-8 (whose 600 images and one epoch teach them nothing:
+/// the CIFAR-10 depthwise-separable CNN, ResNet-8 and the transfer model (its `[init] from`
+/// reads `../shared/models/vww_96_float.tflite` beside the checkout) (whose 600 images and one epoch teach them nothing:
 /// only the digit models' accuracy is asserted).
 #[test]
 fn every_shipped_model_builds_and_checks() {
@@ -315,7 +316,7 @@ fn every_shipped_model_builds_and_checks() {
         .collect();
     models.sort();
     let names: Vec<String> = models.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["cifar-dscnn", "cifar-resnet8", "digits", "fashion-mlp", "fashion", "mlp"]);
+    assert_eq!(names, ["cifar-dscnn", "cifar-resnet8", "cifar-transfer", "digits", "fashion-mlp", "fashion", "mlp"]);
     for (model, name) in models.iter().zip(&names) {
         let out = dir.path().join(format!("{name}.bin"));
         let (code, stdout, err) = mnistc(&[

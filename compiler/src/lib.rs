@@ -20,7 +20,7 @@
 //! | stage | module | what |
 //! |---|---|---|
 //! | 1 | [`spec`] | `model.toml`: parsing (one line-aware TOML reader, `spec/reader.rs`), validation, shape inference |
-//! | 1′ | [`import`] | a model trained elsewhere (`.tflite`) to an int8 plan in TFLite's arithmetic, then stages 4's fuse and emit |
+//! | 1′ | [`import`] | a model trained elsewhere (`.tflite`, `.onnx`) to a plan (int8 in its own arithmetic, or float for stage 5), then stage 4's fuse and emit; also `[init] from` |
 //! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`]; where data sets come from ([`data::sources`]) and their download |
 //! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`] |
 //! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`], the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
@@ -34,7 +34,8 @@
 //!
 //! Feature `train` (default) brings burn and tract-onnx: training, [`pipeline`], [`verify`],
 //! ONNX export, search trials and [`cli`]. Without it the crate is the rest: what the parsers'
-//! fuzz targets build.
+//! fuzz targets build. Feature `import` (part of `train`) is the importers alone, without burn:
+//! what the importer's fuzz target builds.
 
 pub mod atomic;
 pub mod cache_dir;
@@ -42,7 +43,7 @@ pub mod cache_dir;
 pub mod cli;
 pub mod data;
 pub mod export;
-#[cfg(feature = "train")]
+#[cfg(feature = "import")]
 pub mod import;
 pub mod lower;
 #[cfg(feature = "train")]
