@@ -344,7 +344,7 @@ impl Cmp {
 }
 
 /// Index of the largest value, the first on ties (as the runtime's `argmax`).
-fn argmax(v: &[f32]) -> usize {
+pub(crate) fn argmax<T: PartialOrd>(v: &[T]) -> usize {
     let mut best = 0;
     for i in 1..v.len() {
         if v[i] > v[best] {

@@ -22,7 +22,7 @@ use mnistc_runtime::format::OpKind;
 use mnistc_runtime::{Activations, Input, Model, Precision};
 use serde::Deserialize;
 
-use super::check::{CheckError, CheckReport, Cmp, Divergence, LayerReport};
+use super::check::{CheckError, CheckReport, Cmp, Divergence, LayerReport, argmax};
 use crate::import::{self, ImportOptions};
 use crate::lower::emit::AlignedBytes;
 use crate::lower::{self, plan};
@@ -306,15 +306,4 @@ pub fn check(
         layers: if per_layer { layers } else { Vec::new() },
         first_divergence,
     })
-}
-
-/// Index of the largest value, the first on ties (as the runtime's `argmax`).
-fn argmax(v: &[i8]) -> usize {
-    let mut best = 0;
-    for i in 1..v.len() {
-        if v[i] > v[best] {
-            best = i;
-        }
-    }
-    best
 }
