@@ -5,7 +5,8 @@
 //! TFLite Micro runs in a Python child process: the `tflite-micro` package on PyPI wraps its
 //! reference kernels (`tflite_micro.runtime.Interpreter`), and [`SCRIPT`] (compiled into the
 //! binary, run with `python -c`) streams the int8 inputs in on stdin and the int8 values of the
-//! asked tensors out on stdout, one input at a time, so ten thousand images never sit in memory.
+//! asked tensors out on stdout, one input at a time, so the reference outputs of ten thousand
+//! images never sit in memory together.
 //!
 //! Which TFLite tensor an op of the blob writes is found by importing the `.tflite` again
 //! ([`crate::import::tflite::import_traced`], then [`crate::lower::fuse_traced`]): the blob must
