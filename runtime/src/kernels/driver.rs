@@ -190,7 +190,7 @@ pub(crate) fn requantize_portable(
 }
 
 /// Splits scratch into `n` aligned i32 and the bytes after them (`None` if too small).
-fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
+pub(crate) fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
     // Bytes up to the next multiple of 4 (at most 3, which the scratch sizes include).
     let skip = scratch.as_ptr().addr().wrapping_neg() % core::mem::align_of::<i32>();
     let rest = scratch.get_mut(skip..)?;
@@ -208,7 +208,7 @@ fn carve(scratch: &mut [u8], n: usize) -> Option<(&mut [i32], &mut [u8])> {
 /// `M`'s ISA must be available; `eff.len() == out` and `weights.len() == groups·4·out` (the
 /// [`Micro::weight_sums`] contract).
 #[inline(always)]
-unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: &[i32], zp: i32, eff: &mut [i32]) {
+pub(crate) unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: &[i32], zp: i32, eff: &mut [i32]) {
     // SAFETY: the caller runs with M's ISA available and passes `eff.len() == out` (from
     // `carve`) and `weights.len() == groups·4·out` (checked on entry to the kernel).
     unsafe { M::weight_sums(weights, out, eff) };

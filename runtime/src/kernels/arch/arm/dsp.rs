@@ -19,7 +19,7 @@ pub(crate) struct ArmDsp;
 
 /// `SXTB16 x`: bytes 0 and 2 sign-extended into the two halfwords.
 #[inline(always)]
-fn sxtb16(x: u32) -> u32 {
+pub(super) fn sxtb16(x: u32) -> u32 {
     let r: u32;
     // SAFETY: a pure register operation of the DSP extension, which this target has.
     unsafe { core::arch::asm!("sxtb16 {r}, {x}", r = lateout(reg) r, x = in(reg) x, options(pure, nomem, nostack)) };
@@ -28,7 +28,7 @@ fn sxtb16(x: u32) -> u32 {
 
 /// `SXTB16 x, ROR #8`: bytes 1 and 3 sign-extended into the two halfwords.
 #[inline(always)]
-fn sxtb16_ror8(x: u32) -> u32 {
+pub(super) fn sxtb16_ror8(x: u32) -> u32 {
     let r: u32;
     // SAFETY: as above.
     unsafe {
@@ -235,7 +235,7 @@ pub unsafe fn conv2d_s8(
     scratch: &mut [u8],
 ) -> Result<(), ParamError> {
     // SAFETY: the DSP extension is part of every target this module is compiled for.
-    unsafe { driver::conv2d_s8::<ArmDsp>(op, input, output, scratch) }
+    unsafe { super::conv2d::conv2d_s8(op, input, output, scratch) }
 }
 
 /// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).

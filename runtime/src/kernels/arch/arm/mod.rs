@@ -2,4 +2,5 @@
 //! Selected by `build.rs` from the target name (`cfg(mnistc_arm_dsp)`), because
 //! `target_feature = "dsp"` is not visible on stable Rust.
 
+mod conv2d;
 pub mod dsp;
