@@ -561,6 +561,7 @@ pub(crate) unsafe fn dense_s8<M: Micro>(
 
 /// Channels of one block of the depthwise kernel's accumulators (on the stack): as
 /// [`MAX_BLOCK`], fewer on 32-bit Arm for the microcontroller's stack.
+#[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own kernel
 const DEPTHWISE_BLOCK: usize = MAX_BLOCK;
 
 /// int8 depthwise convolution, vectorizable over channels: per output pixel and block of
@@ -571,6 +572,7 @@ const DEPTHWISE_BLOCK: usize = MAX_BLOCK;
 ///
 /// # Safety
 /// The ISA of `M` must be available.
+#[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own kernel
 #[inline(always)]
 pub(crate) unsafe fn depthwise_conv2d_s8<M: Micro>(
     op: &DepthwiseS8<'_>,

@@ -20,11 +20,10 @@
 //! accumulator rows. The results equal [`crate::kernels::reference::conv2d_s8`] bit for bit (the
 //! effective bias is the driver's, `bias − zp·Σw`; padding taps hold the zero point).
 
-use super::dsp::{ArmDsp, sxtb16, sxtb16_ror8};
+use super::dsp::{ArmDsp, requantize_one, sxtb16, sxtb16_ror8};
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, Micro};
-use crate::kernels::params::{ConvGeometry, ConvS8, ParamError, PoolKind, Requantizer};
-use crate::quant;
+use crate::kernels::params::{ConvGeometry, ConvS8, ParamError, PoolKind};
 
 /// Output channels whose pooled values live on the stack at once (256 B).
 const CHANNEL_BLOCK: usize = 64;
@@ -216,18 +215,6 @@ fn le_word(taps: [i8; 4]) -> u32 {
 #[inline(always)]
 fn widen(a: u32, b: u32) -> [u32; 4] {
     [sxtb16(a), sxtb16_ror8(a), sxtb16(b), sxtb16_ror8(b)]
-}
-
-/// `clamp(requant(acc, c) + zp, min, max)`: with per-channel multipliers and a hardware FPU,
-/// the f32 form, as [`ArmDsp`]'s `requantize` does for a block.
-#[inline(always)]
-fn requantize_one(requant: &Requantizer<'_>, acc: i32, c: usize, zp: i32, min: i32, max: i32) -> i8 {
-    #[cfg(target_abi = "eabihf")]
-    if let Requantizer::PerChannel(m) = *requant {
-        // A validated op has one multiplier per channel: `get` never fails.
-        return m.get(c).map_or(0, |&bits| quant::finish(quant::requantize_per_channel_f32(acc, bits), zp, min, max));
-    }
-    quant::finish(requant.apply(acc, c), zp, min, max)
 }
 
 /// The channel pair of the micro-kernel for channel `j` (`out >= 2`): `(j, j + 1)`, or

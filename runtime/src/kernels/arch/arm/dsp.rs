@@ -95,9 +95,21 @@ fn smlad(a: u32, b: u32, acc: i32) -> i32 {
 /// # Safety
 /// `p..p + 4` must be readable.
 #[inline(always)]
-unsafe fn word(p: *const u8) -> u32 {
+pub(super) unsafe fn word(p: *const u8) -> u32 {
     // SAFETY: the caller's contract.
     u32::from_le(unsafe { core::ptr::read_unaligned(p.cast::<u32>()) })
+}
+
+/// `clamp(requant(acc, c) + zp, min, max)`: with per-channel multipliers and a hardware FPU,
+/// the f32 form, as [`ArmDsp`]'s `requantize` does for a block (one value: no call).
+#[inline(always)]
+pub(super) fn requantize_one(requant: &Requantizer<'_>, acc: i32, c: usize, zp: i32, min: i32, max: i32) -> i8 {
+    #[cfg(target_abi = "eabihf")]
+    if let Requantizer::PerChannel(m) = *requant {
+        // A validated op has one multiplier per channel: `get` never fails.
+        return m.get(c).map_or(0, |&bits| quant::finish(quant::requantize_per_channel_f32(acc, bits), zp, min, max));
+    }
+    quant::finish(requant.apply(acc, c), zp, min, max)
 }
 
 impl Micro for ArmDsp {
@@ -217,7 +229,8 @@ impl Micro for ArmDsp {
     }
 }
 
-/// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]).
+/// int8 convolution (see [`crate::kernels::reference::conv2d_s8`]): pixel pairs widened once,
+/// an assembly 2 × 2 micro-kernel (`conv2d.rs`).
 ///
 /// # Errors
 /// Checks every argument first, like [`crate::kernels::conv2d_s8`], and returns its [`ParamError`]
@@ -256,9 +269,8 @@ pub unsafe fn dense_s8(
     unsafe { driver::dense_s8::<ArmDsp>(op, input, output, scratch) }
 }
 
-/// int8 depthwise convolution (see [`crate::kernels::reference::depthwise_conv2d_s8`]): the
-/// shared channel-blocked loop of the driver (the DSP extension has no per-lane multiply that
-/// keeps channels apart, so the gain is the loop order: bounds per tap, not per channel).
+/// int8 depthwise convolution (see [`crate::kernels::reference::depthwise_conv2d_s8`]): 4
+/// channels at a time with `SMLABB` / `SMLATT` on `SXTB16`-split words (`depthwise_conv2d.rs`).
 ///
 /// # Errors
 /// Checks every argument first, like [`crate::kernels::depthwise_conv2d_s8`], and returns its
@@ -267,8 +279,8 @@ pub unsafe fn dense_s8(
 /// # Safety
 /// Always sound where compiled.
 pub unsafe fn depthwise_conv2d_s8(op: &DepthwiseS8<'_>, input: &[i8], output: &mut [i8]) -> Result<(), ParamError> {
-    // SAFETY: the ISA is available (this function's own contract).
-    unsafe { driver::depthwise_conv2d_s8::<ArmDsp>(op, input, output) }
+    // SAFETY: the DSP extension is part of every target this module is compiled for.
+    unsafe { super::depthwise_conv2d::depthwise_conv2d_s8(op, input, output) }
 }
 
 /// int8 element-wise add (see [`crate::kernels::reference::add_s8`]): the driver's loop, equal to

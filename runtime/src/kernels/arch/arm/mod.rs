@@ -3,4 +3,5 @@
 //! `target_feature = "dsp"` is not visible on stable Rust.
 
 mod conv2d;
+mod depthwise_conv2d;
 pub mod dsp;
