@@ -31,6 +31,7 @@ use crate::kernels::params::{
 use crate::quant;
 
 /// Output pixels per micro-kernel call (convolutions).
+#[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own convolution
 pub(crate) const PIXELS: usize = super::GROUP_PIXELS;
 /// Most output channels of one micro-kernel call. The convolution keeps `PIXELS` blocks of i32
 /// accumulators on the stack: 16 channels on 32-bit Arm (1 KB less stack on a microcontroller;
@@ -78,6 +79,7 @@ pub(crate) trait Micro {
     /// # Safety
     /// As [`Micro::accumulate`].
     #[allow(clippy::too_many_arguments)]
+    #[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own convolution
     unsafe fn accumulate_max<const P: usize>(
         patches: [&[u8]; P],
         groups: usize,
@@ -221,6 +223,7 @@ pub(crate) unsafe fn effective_bias<M: Micro>(weights: &[i8], out: usize, bias: 
 /// Writes the patch of conv output `(oy, ox)`: the receptive field in OHWI tap order, each input
 /// `x` stored as `x + offset`, padding as `zero_point + offset`. The bytes after the last tap are
 /// left alone: the caller zeroes them once per call.
+#[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own convolution
 #[inline(always)]
 fn im2col(g: &ConvGeometry, input: &[i8], (oy, ox): (usize, usize), offset: i32, zp: i32, patch: &mut [u8]) {
     let pad = (zp + offset) as u8;
@@ -318,6 +321,7 @@ fn copy_runs<const N: usize>(src: &[i8], stride: usize, rows: usize, flip: u8, p
 ///
 /// # Safety
 /// `M`'s ISA must be available.
+#[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own convolution
 #[inline(always)]
 pub(crate) unsafe fn conv2d_s8<M: Micro>(
     op: &ConvS8<'_>,
@@ -501,6 +505,7 @@ pub(crate) unsafe fn conv2d_s8<M: Micro>(
 
 /// Patches `first..first + PIXELS` of `patches` (`plen` bytes each); `None` if there are not
 /// that many (the micro-kernels read whole patches, so they must never get a short one).
+#[cfg_attr(mnistc_arm_dsp, allow(dead_code))] // the DSP targets have their own convolution
 #[inline(always)]
 fn patch_refs(patches: &[u8], plen: usize, first: usize) -> Option<[&[u8]; PIXELS]> {
     let mut chunks = patches.get(first * plen..)?.chunks_exact(plen);

@@ -226,7 +226,7 @@ fn channel_pair(j: usize, out: usize) -> usize {
 
 /// int8 convolution with fused activation range and pool: see the module docs. Checks its
 /// arguments first ([`crate::kernels::check_conv2d_s8`]); a convolution with a single output
-/// channel takes the shared driver.
+/// channel takes the reference kernel.
 ///
 /// # Safety
 /// Sound wherever this module is compiled (the DSP targets).
@@ -241,8 +241,10 @@ pub(super) unsafe fn conv2d_s8(
     let g = &op.geometry;
     let (k, out) = (g.filter_len(), g.output.c);
     if out < 2 {
-        // SAFETY: the DSP extension is part of every target this module is compiled for.
-        return unsafe { driver::conv2d_s8::<ArmDsp>(op, input, output, scratch) };
+        // One filter: no channel pair (rare; the reference kernel, already linked, not a
+        // second copy of the shared driver's).
+        crate::kernels::reference::conv2d_s8(op, input, output);
+        return Ok(());
     }
     let groups = k.div_ceil(TAP_GROUP);
     let Some((eff, area)) = driver::carve(scratch, out) else { return Err(ParamError::Scratch) };
