@@ -48,17 +48,20 @@ pub enum Isa {
     NeonDot = 4,
     /// Arm DSP extension (`SMLAD`, `SXTB16`: Cortex-M4/M7/M33, Armv7-A).
     ArmDsp = 5,
+    /// x86-64 AVX2 with AVX-VNNI (`vpdpbusd` on 256-bit vectors).
+    AvxVnni = 6,
 }
 
 impl Isa {
     /// Every implementation, best last.
-    pub const ALL: [Isa; 5] = [Isa::Reference, Isa::ArmDsp, Isa::NeonDot, Isa::Avx2, Isa::Avx512Vnni];
+    pub const ALL: [Isa; 6] = [Isa::Reference, Isa::ArmDsp, Isa::NeonDot, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
 
-    /// Short name (`reference`, `avx2`, `avx512-vnni`, `neon-dot`, `arm-dsp`).
+    /// Short name (`reference`, `avx2`, `avx-vnni`, `avx512-vnni`, `neon-dot`, `arm-dsp`).
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Reference => "reference",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avx-vnni",
             Isa::Avx512Vnni => "avx512-vnni",
             Isa::NeonDot => "neon-dot",
             Isa::ArmDsp => "arm-dsp",
@@ -72,6 +75,8 @@ impl Isa {
             Isa::Reference => true,
             #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
             Isa::Avx2 => arch::x86_64::avx2::is_available(),
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
+            Isa::AvxVnni => arch::x86_64::avx_vnni::is_available(),
             #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
             Isa::Avx512Vnni => arch::x86_64::avx512::is_available(),
             #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar"), not(miri)))]
@@ -90,6 +95,7 @@ impl Isa {
             3 => Some(Isa::Avx512Vnni),
             4 => Some(Isa::NeonDot),
             5 => Some(Isa::ArmDsp),
+            6 => Some(Isa::AvxVnni),
             _ => None,
         }
     }
@@ -267,6 +273,10 @@ macro_rules! dispatch {
             // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
             // checks every other precondition itself.
             Isa::Avx2 => unsafe { arch::x86_64::avx2::$name($($fast),*) },
+            #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
+            // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
+            // checks every other precondition itself.
+            Isa::AvxVnni => unsafe { arch::x86_64::avx_vnni::$name($($fast),*) },
             #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar"), not(miri)))]
             // SAFETY: `isa()` returns this ISA only when its `is_available()` holds; the function
             // checks every other precondition itself.

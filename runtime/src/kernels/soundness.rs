@@ -117,6 +117,8 @@ fn impls() -> Vec<Impl> {
     #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
     all.extend(isa_impl!(super::Isa::Avx2, super::arch::x86_64::avx2));
     #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
+    all.extend(isa_impl!(super::Isa::AvxVnni, super::arch::x86_64::avx_vnni));
+    #[cfg(all(target_arch = "x86_64", not(feature = "force-scalar"), not(miri)))]
     all.extend(isa_impl!(super::Isa::Avx512Vnni, super::arch::x86_64::avx512));
     #[cfg(all(target_arch = "aarch64", not(feature = "force-scalar"), not(miri)))]
     all.extend(isa_impl!(super::Isa::NeonDot, super::arch::aarch64::neon));

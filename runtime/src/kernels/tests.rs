@@ -126,7 +126,53 @@ pub(crate) fn tflite_pairs(multipliers: &[f32]) -> Vec<[i32; 2]> {
 }
 
 pub(crate) fn conv_case() -> impl Strategy<Value = ConvCase> {
-    geometry().prop_flat_map(|(g, pool)| {
+    conv_case_with(geometry())
+}
+
+/// A grey first layer: one input channel, a square 2x2 to 4x4 kernel, no padding, any stride,
+/// up to 70 filters, a fused max pool or none (what the x86-64 first-layer kernel takes, and
+/// its neighbours: strides, odd filter counts, more than 64 filters).
+fn first_layer_geometry() -> impl Strategy<Value = (ConvGeometry, Option<(PoolKind, PoolGeometry)>)> {
+    (2usize..=4, 4usize..=12, 4usize..=12, output_channels(), 1usize..=2, 1usize..=2)
+        .prop_filter_map("kernel larger than the input", |(k, h, w, oc, sh, sw)| {
+            (k <= h && k <= w).then(|| ConvGeometry {
+                input: Shape::new(h, w, 1),
+                output: Shape::new((h - k) / sh + 1, (w - k) / sw + 1, oc),
+                kernel_h: k,
+                kernel_w: k,
+                stride_h: sh,
+                stride_w: sw,
+                pad_top: 0,
+                pad_left: 0,
+            })
+        })
+        .prop_flat_map(|g| {
+            let o = g.output;
+            let pool = prop_oneof![
+                1 => Just(None),
+                2 => (1..=o.h.min(2), 1..=o.w.min(2), 1usize..=2).prop_map(move |(ph, pw, s)| {
+                    Some((PoolKind::Max, PoolGeometry {
+                        input: o,
+                        output: Shape::new((o.h - ph) / s + 1, (o.w - pw) / s + 1, o.c),
+                        size_h: ph,
+                        size_w: pw,
+                        stride_h: s,
+                        stride_w: s,
+                    }))
+                }),
+            ];
+            (Just(g), pool)
+        })
+}
+
+pub(crate) fn first_layer_case() -> impl Strategy<Value = ConvCase> {
+    conv_case_with(first_layer_geometry())
+}
+
+fn conv_case_with(
+    geometry: impl Strategy<Value = (ConvGeometry, Option<(PoolKind, PoolGeometry)>)>,
+) -> impl Strategy<Value = ConvCase> {
+    geometry.prop_flat_map(|(g, pool)| {
         let k = g.filter_len();
         let residual = if pool.is_some() {
             Just(None).boxed()
@@ -479,6 +525,15 @@ macro_rules! isa_suite {
                 }
 
                 #[test]
+                fn first_layer_conv2d_s8_equals_reference(t in first_layer_case()) {
+                    if !available() { return Ok(()); }
+                    let want = run_conv(&t, |op, x, out, _| reference::conv2d_s8(op, x, out));
+                    // SAFETY: the ISA is available (checked above).
+                    let got = run_conv(&t, |op, x, out, scratch| unsafe { isa::conv2d_s8(op, x, out, scratch) }.expect("a valid case"));
+                    prop_assert_eq!(got, want);
+                }
+
+                #[test]
                 fn dense_s8_equals_reference(t in dense_case()) {
                     if !available() { return Ok(()); }
                     let want = run_dense(&t, |op, x, out, _| reference::dense_s8(op, x, out));
@@ -604,6 +659,8 @@ macro_rules! isa_suite {
 // unavailable there, so every case would be skipped after generating its inputs anyway).
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 isa_suite!(avx2, super::super::Isa::Avx2, crate::kernels::arch::x86_64::avx2);
+#[cfg(all(target_arch = "x86_64", not(miri)))]
+isa_suite!(avx_vnni, super::super::Isa::AvxVnni, crate::kernels::arch::x86_64::avx_vnni);
 #[cfg(all(target_arch = "x86_64", not(miri)))]
 isa_suite!(avx512_vnni, super::super::Isa::Avx512Vnni, crate::kernels::arch::x86_64::avx512);
 #[cfg(all(target_arch = "aarch64", not(miri)))]

@@ -75,21 +75,25 @@ impl Micro for Avx2 {
 
     #[inline(always)]
     unsafe fn weight_sums(weights: &[i8], out: usize, sums: &mut [i32]) {
-        if !out.is_multiple_of(BLOCK) {
-            return driver::weight_sums_portable(weights, out, sums);
-        }
         let groups = weights.len() / (TAP_GROUP * out).max(1);
-        // SAFETY: AVX2 is available; loads of 32 bytes at channels c0..c0 + 8 <= out.
+        // SAFETY: AVX2 is available; masked loads and stores of the channels c0..min(c0 + 8,
+        // out): inside each group's `4·out` bytes and `sums` (`out` values, the contract).
         unsafe {
             let (ones8, ones16) = (_mm256_set1_epi8(1), _mm256_set1_epi16(1));
             for c0 in (0..out).step_by(BLOCK) {
-                let mut s = _mm256_setzero_si256();
+                let m = _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32((out - c0).min(BLOCK) as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                );
+                // 4 independent chains, as in the AVX-512 module.
+                let mut s = [_mm256_setzero_si256(); 4];
                 for g in 0..groups {
-                    let w = _mm256_loadu_si256(weights.as_ptr().add((g * out + c0) * TAP_GROUP).cast());
+                    let w = _mm256_maskload_epi32(weights.as_ptr().add((g * out + c0) * TAP_GROUP).cast(), m);
                     // 1·w + 1·w' fits i16, so maddubs cannot saturate here.
-                    s = _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w), ones16));
+                    s[g % 4] = _mm256_add_epi32(s[g % 4], _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, w), ones16));
                 }
-                _mm256_storeu_si256(sums.as_mut_ptr().add(c0).cast(), s);
+                let total = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
+                _mm256_maskstore_epi32(sums.as_mut_ptr().add(c0), m, total);
             }
         }
     }

@@ -74,17 +74,47 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
                 row[v] = b;
             }
         }
-        for g in 0..groups {
-            let w = weights.as_ptr().add((g * out + oc0) * TAP_GROUP);
-            let mut wv = [_mm512_setzero_si512(); NV];
-            for v in 0..NV {
-                wv[v] = _mm512_maskz_loadu_epi32(mask[v], w.add(64 * v).cast());
-            }
-            for p in 0..P {
-                let x = _mm512_set1_epi32(word(patches[p], g * TAP_GROUP));
+        // One pixel over many groups (a dense layer): 4 independent chains of `vpdpbusd`,
+        // summed at the end, so that the loop is not bound by the instruction's latency
+        // (wrapping sums: the same i32 result).
+        let chains = if P == 1 && groups >= 8 { 4 } else { 1 };
+        let mut c = [[_mm512_setzero_si512(); NV]; 4];
+        let mut g = 0;
+        while g + chains <= groups {
+            for (k, ck) in c.iter_mut().enumerate().take(chains) {
+                let w = weights.as_ptr().add(((g + k) * out + oc0) * TAP_GROUP);
+                let mut wv = [_mm512_setzero_si512(); NV];
                 for v in 0..NV {
-                    a[p][v] = _mm512_dpbusd_epi32(a[p][v], x, wv[v]);
+                    wv[v] = _mm512_maskz_loadu_epi32(mask[v], w.add(64 * v).cast());
                 }
+                if chains == 1 {
+                    for p in 0..P {
+                        let x = _mm512_set1_epi32(word(patches[p], g * TAP_GROUP));
+                        for v in 0..NV {
+                            a[p][v] = _mm512_dpbusd_epi32(a[p][v], x, wv[v]);
+                        }
+                    }
+                } else {
+                    let x = _mm512_set1_epi32(word(patches[0], (g + k) * TAP_GROUP));
+                    for v in 0..NV {
+                        ck[v] = _mm512_dpbusd_epi32(ck[v], x, wv[v]);
+                    }
+                }
+            }
+            g += chains;
+        }
+        if chains > 1 {
+            for g in g..groups {
+                let w = weights.as_ptr().add((g * out + oc0) * TAP_GROUP);
+                let x = _mm512_set1_epi32(word(patches[0], g * TAP_GROUP));
+                for v in 0..NV {
+                    let wv = _mm512_maskz_loadu_epi32(mask[v], w.add(64 * v).cast());
+                    c[0][v] = _mm512_dpbusd_epi32(c[0][v], x, wv);
+                }
+            }
+            for v in 0..NV {
+                let sum = _mm512_add_epi32(_mm512_add_epi32(c[0][v], c[1][v]), _mm512_add_epi32(c[2][v], c[3][v]));
+                a[0][v] = _mm512_add_epi32(a[0][v], sum);
             }
         }
         match out_to {
@@ -144,6 +174,41 @@ unsafe fn accumulate_any<const P: usize>(
     }
 }
 
+impl super::first_layer::Dot for Avx512Vnni {
+    type V = __m512i;
+    const LANES: usize = 16;
+
+    #[inline(always)]
+    unsafe fn load(p: *const i32, n: usize) -> __m512i {
+        // SAFETY: the lanes below `n` are readable (the caller's contract); the others masked.
+        unsafe { _mm512_maskz_loadu_epi32(lanes(n, 0), p) }
+    }
+
+    #[inline(always)]
+    unsafe fn splat(x: i32) -> __m512i {
+        // SAFETY: AVX-512 F (the caller's contract).
+        unsafe { _mm512_set1_epi32(x) }
+    }
+
+    #[inline(always)]
+    unsafe fn dot(acc: __m512i, x: __m512i, w: __m512i) -> __m512i {
+        // SAFETY: AVX-512 VNNI (the caller's contract).
+        unsafe { _mm512_dpbusd_epi32(acc, x, w) }
+    }
+
+    #[inline(always)]
+    unsafe fn max(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: AVX-512 F (the caller's contract).
+        unsafe { _mm512_max_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    unsafe fn store(p: *mut i32, v: __m512i) {
+        // SAFETY: 16 writable lanes at `p` (the caller's contract).
+        unsafe { _mm512_storeu_si512(p.cast(), v) }
+    }
+}
+
 impl Micro for Avx512Vnni {
     const OFFSET: i32 = 128;
     const BLOCK: usize = 64;
@@ -187,12 +252,15 @@ impl Micro for Avx512Vnni {
             let ones = _mm512_set1_epi8(1);
             for c0 in (0..out).step_by(16) {
                 let m = lanes(out - c0, 0);
-                let mut s = _mm512_setzero_si512();
+                // 4 independent chains (a dense layer has hundreds of groups): not bound by
+                // `vpdpbusd`'s latency.
+                let mut s = [_mm512_setzero_si512(); 4];
                 for g in 0..groups {
                     let w = _mm512_maskz_loadu_epi32(m, weights.as_ptr().add((g * out + c0) * TAP_GROUP).cast());
-                    s = _mm512_dpbusd_epi32(s, ones, w);
+                    s[g % 4] = _mm512_dpbusd_epi32(s[g % 4], ones, w);
                 }
-                _mm512_mask_storeu_epi32(sums.as_mut_ptr().add(c0), m, s);
+                let total = _mm512_add_epi32(_mm512_add_epi32(s[0], s[1]), _mm512_add_epi32(s[2], s[3]));
+                _mm512_mask_storeu_epi32(sums.as_mut_ptr().add(c0), m, total);
             }
         }
     }
@@ -304,7 +372,12 @@ pub unsafe fn conv2d_s8(
     scratch: &mut [u8],
 ) -> Result<(), ParamError> {
     // SAFETY: the features are enabled for this function.
-    unsafe { driver::conv2d_s8::<Avx512Vnni>(op, input, output, scratch) }
+    unsafe {
+        if let Some(done) = super::first_layer::conv2d_s8::<Avx512Vnni, Avx512Vnni>(op, input, output, scratch) {
+            return done;
+        }
+        driver::conv2d_s8::<Avx512Vnni>(op, input, output, scratch)
+    }
 }
 
 /// int8 dense layer (see [`crate::kernels::reference::dense_s8`]).
