@@ -217,14 +217,15 @@ unsafe fn pixel<D: Dot, const K: usize, const NV: usize>(
 ) -> Option<[D::V; NV]> {
     let bits = driver::pack_rows::<K, K>(input, start, stride)? ^ flips;
     let mut a = *bias;
-    // A constant trip count (K is): the loop unrolls and the weights stay in registers.
     debug_assert_eq!(groups, (K * K).div_ceil(TAP_GROUP));
-    for (gi, w) in weights.iter().enumerate().take((K * K).div_ceil(TAP_GROUP)) {
+    // A constant trip count (K is), indexed: the loop unrolls and the weights stay in registers.
+    #[allow(clippy::needless_range_loop)]
+    for gi in 0..(K * K).div_ceil(TAP_GROUP) {
         // SAFETY: the ISA (the caller's contract); register arithmetic.
         unsafe {
             let x = D::splat((bits >> (32 * gi)) as u32 as i32);
             for v in 0..NV {
-                a[v] = D::dot(a[v], x, w[v]);
+                a[v] = D::dot(a[v], x, weights[gi][v]);
             }
         }
     }
