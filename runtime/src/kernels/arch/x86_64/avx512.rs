@@ -5,6 +5,7 @@
 
 use core::arch::x86_64::*;
 
+use super::{Out, word};
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
 use crate::kernels::params::{AddS8, AvgRequant, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, Requantizer};
@@ -31,17 +32,6 @@ pub(crate) struct Avx512Vnni;
 fn lanes(n: usize, v: usize) -> u16 {
     let m = n.saturating_sub(16 * v).min(16);
     if m == 16 { u16::MAX } else { (1u16 << m) - 1 }
-}
-
-/// 4 bytes of `s` at `i` as one little-endian i32.
-///
-/// # Safety
-/// `i + 4 <= s.len()`.
-#[inline(always)]
-unsafe fn word(s: &[u8], i: usize) -> i32 {
-    debug_assert!(i + 4 <= s.len());
-    // SAFETY: in bounds (the caller's contract); unaligned reads are allowed.
-    unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<i32>()) }
 }
 
 /// [`Micro::accumulate`] with `NV` vectors of 16 channels.
@@ -137,14 +127,6 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
             }
         }
     }
-}
-
-/// Where [`accumulate_nv`] puts its accumulators.
-enum Out<'a, const P: usize> {
-    /// One row per pixel ([`Micro::accumulate`]).
-    Rows(&'a mut [[i32; MAX_BLOCK]; P]),
-    /// Merged into a running max ([`Micro::accumulate_max`]).
-    Max(&'a mut [i32; MAX_BLOCK]),
 }
 
 /// [`accumulate_nv`] with the fewest vectors that hold `n` channels.

@@ -10,6 +10,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::Avx2;
+use super::{Out, word};
 use crate::format::TAP_GROUP;
 use crate::kernels::driver::{self, MAX_BLOCK, Micro};
 use crate::kernels::params::{AddS8, AvgRequant, ConvS8, DenseS8, DepthwiseS8, ParamError, PoolGeometry, Requantizer};
@@ -41,25 +42,6 @@ unsafe fn lanes(n: usize, v: usize) -> __m256i {
     let m = n.saturating_sub(8 * v).min(8) as i32;
     // SAFETY: register arithmetic (AVX2: the caller's contract).
     unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
-}
-
-/// 4 bytes of `s` at `i` as one little-endian i32.
-///
-/// # Safety
-/// `i + 4 <= s.len()`.
-#[inline(always)]
-unsafe fn word(s: &[u8], i: usize) -> i32 {
-    debug_assert!(i + 4 <= s.len());
-    // SAFETY: in bounds (the caller's contract); unaligned reads are allowed.
-    unsafe { core::ptr::read_unaligned(s.as_ptr().add(i).cast::<i32>()) }
-}
-
-/// Where [`accumulate_nv`] puts its accumulators.
-enum Out<'a, const P: usize> {
-    /// One row per pixel ([`Micro::accumulate`]).
-    Rows(&'a mut [[i32; MAX_BLOCK]; P]),
-    /// Merged into a running max ([`Micro::accumulate_max`]).
-    Max(&'a mut [i32; MAX_BLOCK]),
 }
 
 /// [`Micro::accumulate`] (or `accumulate_max`) with `NV` vectors of 8 channels.
