@@ -94,7 +94,8 @@ fn work(model: &Model<'_>) -> u64 {
     total
 }
 
-/// A model input built from the fuzz bytes; its kind is picked by the last byte.
+/// A model input built from the fuzz bytes; its kind is picked by the last byte, among the
+/// kinds the model takes (an int8 model whose input is not `pixel − 128` takes int8 only).
 enum InputData {
     Pixels(Vec<u8>),
     F32(Vec<f32>),
@@ -106,6 +107,8 @@ impl InputData {
         let n = model.input_len();
         let at = |i: usize| bytes[i % bytes.len()].wrapping_add((i / bytes.len()) as u8);
         match bytes[bytes.len() - 1] % 4 {
+            // Float models always take pixels; an int8 one that does not takes int8.
+            _ if !model.takes_pixels() => InputData::I8((0..n).map(|i| at(i) as i8).collect()),
             // Arbitrary f32 bits: NaN, infinities, subnormals, values far outside [0, 1].
             0 => InputData::F32(
                 (0..n).map(|i| f32::from_le_bytes([at(4 * i), at(4 * i + 1), at(4 * i + 2), at(4 * i + 3)])).collect(),

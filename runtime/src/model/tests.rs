@@ -198,6 +198,39 @@ fn op_err(index: u16, field: &'static str, problem: Problem) -> Option<LoadError
     Some(LoadError::Op { index, field, problem })
 }
 
+/// `blob` with its model input quantized at `scale` and `zero_point`, resealed.
+fn with_input_quant(blob: Blob, scale: f32, zero_point: i32) -> Blob {
+    let mut bytes = blob.bytes().to_vec();
+    let at = Header::SIZE..Header::SIZE + Meta::SIZE;
+    let mut meta: Meta = bytemuck::pod_read_unaligned(&bytes[at.clone()]);
+    (meta.input_scale, meta.input_zero_point) = (scale, zero_point);
+    bytes[at].copy_from_slice(bytemuck::bytes_of(&meta));
+    let checksum = crc32(&bytes[16..]);
+    bytes[12..16].copy_from_slice(&checksum.to_le_bytes());
+    let mut words = vec![0u128; bytes.len().div_ceil(16)];
+    bytemuck::cast_slice_mut::<u128, u8>(&mut words)[..bytes.len()].copy_from_slice(&bytes);
+    Blob { words, len: bytes.len() }
+}
+
+// An imported int8 model whose input is not `pixel − 128` (audio features, say) runs on int8
+// input and refuses pixels and floats with `InputKind` (the blob fuzz target once fed such a
+// model pixels and took the refusal for a failure: `fuzz/README.md`).
+#[test]
+fn an_int8_model_whose_input_is_not_pixels_runs_on_int8_input_only() {
+    let records = [int8_pool(pool(OpKind::MaxPool2d, [3, 3, 1], 2, 0, 16), 3, 3, (0.5, 0.5))];
+    let blob = with_input_quant(int8_blob(&records), 0.5, 3);
+    let model = Model::from_bytes(blob.bytes()).expect("an int8-input model loads");
+    assert!(!model.takes_pixels());
+    let mut arena = vec![0u8; model.arena_size()];
+    assert_eq!(model.run_logits(Input::Pixels(&PIXELS), &mut arena).err(), Some(crate::RunError::InputKind));
+    assert_eq!(model.run_logits(Input::F32(&[0.5; 9]), &mut arena).err(), Some(crate::RunError::InputKind));
+    let q: [i8; 9] = [-118, 72, -98, -88, -78, -68, -58, -48, 122];
+    let Ok(Activations::I8 { values, .. }) = model.run_logits(Input::I8(&q), &mut arena) else {
+        panic!("int8 input runs an int8 model")
+    };
+    assert_eq!(values, [72, 72, -48, 122]);
+}
+
 // ---------- residual graphs that load and run ----------
 
 #[test]
