@@ -67,44 +67,49 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
         // One pixel over many groups (a dense layer): 4 independent chains of `vpdpbusd`,
         // summed at the end, so that the loop is not bound by the instruction's latency
         // (wrapping sums: the same i32 result).
-        let chains = if P == 1 && groups >= 8 { 4 } else { 1 };
-        let mut c = [[_mm512_setzero_si512(); NV]; 4];
-        let mut g = 0;
-        while g + chains <= groups {
-            for (k, ck) in c.iter_mut().enumerate().take(chains) {
-                let w = weights.as_ptr().add(((g + k) * out + oc0) * TAP_GROUP);
-                let mut wv = [_mm512_setzero_si512(); NV];
-                for v in 0..NV {
-                    wv[v] = _mm512_maskz_loadu_epi32(mask[v], w.add(64 * v).cast());
-                }
-                if chains == 1 {
-                    for p in 0..P {
-                        let x = _mm512_set1_epi32(word(patches[p], g * TAP_GROUP));
-                        for v in 0..NV {
-                            a[p][v] = _mm512_dpbusd_epi32(a[p][v], x, wv[v]);
-                        }
-                    }
-                } else {
-                    let x = _mm512_set1_epi32(word(patches[0], (g + k) * TAP_GROUP));
-                    for v in 0..NV {
-                        ck[v] = _mm512_dpbusd_epi32(ck[v], x, wv[v]);
-                    }
-                }
-            }
-            g += chains;
+        // A macro, not a closure: a closure would not inherit the entry point's target features.
+        macro_rules! load {
+            ($g:expr, $v:expr) => {{
+                let (g, v) = ($g, $v);
+                _mm512_maskz_loadu_epi32(mask[v], weights.as_ptr().add((g * out + oc0) * TAP_GROUP + 64 * v).cast())
+            }};
         }
-        if chains > 1 {
+        if P == 1 && groups >= 8 {
+            let mut c = [[_mm512_setzero_si512(); NV]; 4];
+            // Groups 4 at a time, one chain each (constant indices: the chains stay in
+            // registers), then the rest into the first chain.
+            let mut g = 0;
+            while g + 4 <= groups {
+                for (k, ck) in c.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(word(patches[0], (g + k) * TAP_GROUP));
+                    for (v, cv) in ck.iter_mut().enumerate() {
+                        *cv = _mm512_dpbusd_epi32(*cv, x, load!(g + k, v));
+                    }
+                }
+                g += 4;
+            }
             for g in g..groups {
-                let w = weights.as_ptr().add((g * out + oc0) * TAP_GROUP);
                 let x = _mm512_set1_epi32(word(patches[0], g * TAP_GROUP));
-                for v in 0..NV {
-                    let wv = _mm512_maskz_loadu_epi32(mask[v], w.add(64 * v).cast());
-                    c[0][v] = _mm512_dpbusd_epi32(c[0][v], x, wv);
+                for (v, cv) in c[0].iter_mut().enumerate() {
+                    *cv = _mm512_dpbusd_epi32(*cv, x, load!(g, v));
                 }
             }
             for v in 0..NV {
                 let sum = _mm512_add_epi32(_mm512_add_epi32(c[0][v], c[1][v]), _mm512_add_epi32(c[2][v], c[3][v]));
                 a[0][v] = _mm512_add_epi32(a[0][v], sum);
+            }
+        } else {
+            for g in 0..groups {
+                let mut wv = [_mm512_setzero_si512(); NV];
+                for (v, w) in wv.iter_mut().enumerate() {
+                    *w = load!(g, v);
+                }
+                for p in 0..P {
+                    let x = _mm512_set1_epi32(word(patches[p], g * TAP_GROUP));
+                    for v in 0..NV {
+                        a[p][v] = _mm512_dpbusd_epi32(a[p][v], x, wv[v]);
+                    }
+                }
             }
         }
         match out_to {

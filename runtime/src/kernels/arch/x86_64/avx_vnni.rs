@@ -77,44 +77,49 @@ unsafe fn accumulate_nv<const NV: usize, const P: usize>(
         }
         // One pixel over many groups (a dense layer): 4 independent chains, as in the AVX-512
         // module.
-        let chains = if P == 1 && groups >= 8 { 4 } else { 1 };
-        let mut c = [[_mm256_setzero_si256(); NV]; 4];
-        let mut g = 0;
-        while g + chains <= groups {
-            for (k, ck) in c.iter_mut().enumerate().take(chains) {
-                let w = weights.as_ptr().add(((g + k) * out + oc0) * TAP_GROUP);
-                let mut wv = [_mm256_setzero_si256(); NV];
-                for v in 0..NV {
-                    wv[v] = _mm256_maskload_epi32(w.add(32 * v).cast(), mask[v]);
-                }
-                if chains == 1 {
-                    for p in 0..P {
-                        let x = _mm256_set1_epi32(word(patches[p], g * TAP_GROUP));
-                        for v in 0..NV {
-                            a[p][v] = _mm256_dpbusd_avx_epi32(a[p][v], x, wv[v]);
-                        }
-                    }
-                } else {
-                    let x = _mm256_set1_epi32(word(patches[0], (g + k) * TAP_GROUP));
-                    for v in 0..NV {
-                        ck[v] = _mm256_dpbusd_avx_epi32(ck[v], x, wv[v]);
-                    }
-                }
-            }
-            g += chains;
+        // A macro, not a closure: a closure would not inherit the entry point's target features.
+        macro_rules! load {
+            ($g:expr, $v:expr) => {{
+                let (g, v) = ($g, $v);
+                _mm256_maskload_epi32(weights.as_ptr().add((g * out + oc0) * TAP_GROUP + 32 * v).cast(), mask[v])
+            }};
         }
-        if chains > 1 {
+        if P == 1 && groups >= 8 {
+            let mut c = [[_mm256_setzero_si256(); NV]; 4];
+            // Groups 4 at a time, one chain each (constant indices: the chains stay in
+            // registers), then the rest into the first chain.
+            let mut g = 0;
+            while g + 4 <= groups {
+                for (k, ck) in c.iter_mut().enumerate() {
+                    let x = _mm256_set1_epi32(word(patches[0], (g + k) * TAP_GROUP));
+                    for (v, cv) in ck.iter_mut().enumerate() {
+                        *cv = _mm256_dpbusd_avx_epi32(*cv, x, load!(g + k, v));
+                    }
+                }
+                g += 4;
+            }
             for g in g..groups {
-                let w = weights.as_ptr().add((g * out + oc0) * TAP_GROUP);
                 let x = _mm256_set1_epi32(word(patches[0], g * TAP_GROUP));
-                for v in 0..NV {
-                    let wv = _mm256_maskload_epi32(w.add(32 * v).cast(), mask[v]);
-                    c[0][v] = _mm256_dpbusd_avx_epi32(c[0][v], x, wv);
+                for (v, cv) in c[0].iter_mut().enumerate() {
+                    *cv = _mm256_dpbusd_avx_epi32(*cv, x, load!(g, v));
                 }
             }
             for v in 0..NV {
                 let sum = _mm256_add_epi32(_mm256_add_epi32(c[0][v], c[1][v]), _mm256_add_epi32(c[2][v], c[3][v]));
                 a[0][v] = _mm256_add_epi32(a[0][v], sum);
+            }
+        } else {
+            for g in 0..groups {
+                let mut wv = [_mm256_setzero_si256(); NV];
+                for (v, w) in wv.iter_mut().enumerate() {
+                    *w = load!(g, v);
+                }
+                for p in 0..P {
+                    let x = _mm256_set1_epi32(word(patches[p], g * TAP_GROUP));
+                    for v in 0..NV {
+                        a[p][v] = _mm256_dpbusd_avx_epi32(a[p][v], x, wv[v]);
+                    }
+                }
             }
         }
         match out_to {

@@ -152,7 +152,7 @@ unsafe fn run<D: Dot, M: Micro, const K: usize, const NV: usize>(
                 for ox in 0..g.output.w {
                     let to = g.output.index(oy, ox, 0);
                     // SAFETY: the ISA is available (the caller's contract).
-                    let a = unsafe { pixel::<D, K, NV>(input, at(oy, ox), stride, flips, groups, &bias, &weights) };
+                    let a = unsafe { pixel::<D, K, NV>(input, at(oy, ox), stride, flips, &bias, &weights) };
                     let (Some(a), Some(dst)) = (a, output.get_mut(to..to + out)) else {
                         return Err(ParamError::Output);
                     };
@@ -171,7 +171,7 @@ unsafe fn run<D: Dot, M: Micro, const K: usize, const NV: usize>(
                         for dx in 0..pg.size_w {
                             let from = at(py * pg.stride_h + dy, px * pg.stride_w + dx);
                             // SAFETY: the ISA is available (the caller's contract).
-                            let a = unsafe { pixel::<D, K, NV>(input, from, stride, flips, groups, &bias, &weights) };
+                            let a = unsafe { pixel::<D, K, NV>(input, from, stride, flips, &bias, &weights) };
                             let Some(a) = a else { return Err(ParamError::Input) };
                             best = Some(match best {
                                 None => a,
@@ -211,13 +211,11 @@ unsafe fn pixel<D: Dot, const K: usize, const NV: usize>(
     start: usize,
     stride: usize,
     flips: u128,
-    groups: usize,
     bias: &[D::V; NV],
     weights: &[[D::V; NV]; 4],
 ) -> Option<[D::V; NV]> {
     let bits = driver::pack_rows::<K, K>(input, start, stride)? ^ flips;
     let mut a = *bias;
-    debug_assert_eq!(groups, (K * K).div_ceil(TAP_GROUP));
     // A constant trip count (K is), indexed: the loop unrolls and the weights stay in registers.
     #[allow(clippy::needless_range_loop)]
     for gi in 0..(K * K).div_ceil(TAP_GROUP) {
