@@ -2,6 +2,8 @@
 //! in-process: exit codes, files, JSON keys, and the budgets of the reference CNN; the module
 //! `cifar` runs them on a colour CIFAR-10 model.
 
+mod build_pictures;
+
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -50,7 +52,8 @@ fn built() -> &'static tempfile::TempDir {
 #[test]
 fn build_writes_the_blob_onnx_and_reports() {
     let dir = built().path();
-    for f in ["p.bin", "p.onnx", "p.report.json", "p.report.md", "p.h", "p.c"] {
+    let pictures = ["p.report.html", "p.curves.png", "p.curves.svg", "p.confusion.png", "p.mistakes.png"];
+    for f in ["p.bin", "p.onnx", "p.report.json", "p.report.md", "p.h", "p.c"].into_iter().chain(pictures) {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
     let report = json(&std::fs::read_to_string(dir.join("p.report.json")).unwrap());
@@ -61,6 +64,17 @@ fn build_writes_the_blob_onnx_and_reports() {
     }
     // No temporary files left behind by the atomic writes.
     assert!(std::fs::read_dir(dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with('.')));
+}
+
+#[test]
+fn build_draws_curves_heat_map_and_mistakes_from_the_reported_numbers() {
+    let test = mnistc::data::load(
+        &mnistc::data::DataDir::new(data_dir()),
+        mnistc::data::Dataset::Mnist,
+        mnistc::data::Split::Test,
+    )
+    .unwrap();
+    build_pictures::check(built().path(), "p", &test);
 }
 
 /// The `const uint8_t` / `int8_t` values of the C array `name` in `source`.
@@ -394,6 +408,11 @@ mod cifar {
     fn test_set() -> &'static data::Images {
         static TEST: OnceLock<data::Images> = OnceLock::new();
         TEST.get_or_init(|| data::load(&DataDir::new(data_dir()), Dataset::Cifar10, Split::Test).unwrap())
+    }
+
+    #[test]
+    fn the_mistakes_picture_shows_the_colour_pixels() {
+        super::build_pictures::check(built().0.path(), "c", test_set());
     }
 
     #[test]

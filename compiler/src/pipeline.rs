@@ -23,11 +23,15 @@ use crate::lower::emit::{self, Blob, BlobError};
 use crate::lower::plan::{Plan, Precision};
 use crate::lower::{self, LowerError};
 use crate::quantize::{self, CalibrationError, QuantizeError};
+use crate::report::mistakes::{self, Mistakes};
 use crate::report::{self, inspect::Inspection, metrics::Evaluation};
 use crate::spec::ModelSpec;
 use crate::train::cache::Cache;
-use crate::train::{self, Checkpoint, Device, TrainError, TrainOptions};
+use crate::train::{self, Checkpoint, Device, History, TrainError, TrainOptions};
 use crate::verify::{self, on_device::OnDeviceError};
+
+/// How many of the most confident mistakes a build report shows.
+pub const MISTAKES: usize = 20;
 
 /// How to build.
 pub struct BuildOptions<'a> {
@@ -84,8 +88,12 @@ pub struct Built {
     pub float_eval: Evaluation,
     /// The blob run by the runtime on the test set.
     pub device_eval: Evaluation,
+    /// The test images the blob gets wrong with the highest confidence ([`MISTAKES`] at most).
+    pub mistakes: Mistakes,
     /// How the weights were obtained.
     pub training: TrainingInfo,
+    /// The per-epoch record of the training (of the original run when cached).
+    pub history: History,
     /// Calibration images (int8 only).
     pub calibration_images: usize,
 }
@@ -170,6 +178,8 @@ pub struct Deployed {
     pub blob: Blob,
     /// The blob run by the runtime on the evaluation images.
     pub eval: Evaluation,
+    /// The blob's prediction for each evaluation image.
+    pub predictions: Vec<u8>,
     /// What the blob holds, read back through the same runtime view.
     pub inspection: Inspection,
 }
@@ -189,11 +199,14 @@ pub fn deploy(
 ) -> Result<Deployed, BuildError> {
     let (plan, calibration_images) = lower_trained(spec, model, train_set, source_hash)?;
     let blob = emit::write(&plan)?;
-    let (eval, inspection) = {
+    let (eval, predictions, inspection) = {
         let device = blob.model();
-        (verify::on_device::evaluate(&device, eval_set)?, report::inspect::inspect(&device))
+        let predictions = verify::on_device::predictions(&device, eval_set)?;
+        let names: Vec<String> = (0..device.output_len()).map(|i| device.class_name(i).to_string()).collect();
+        let eval = Evaluation::from_predictions(&eval_set.labels, &predictions, &names)?;
+        (eval, predictions, report::inspect::inspect(&device))
     };
-    Ok(Deployed { plan, calibration_images, blob, eval, inspection })
+    Ok(Deployed { plan, calibration_images, blob, eval, predictions, inspection })
 }
 
 /// Lowers a trained model to the plan of `spec`'s `[quantize]` precision (fused, ready to write).
@@ -354,8 +367,10 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         Some(e) if e.samples as usize == test_set.n => e.clone(),
         _ => train::evaluate(model, &test_set, opts.device)?,
     };
-    let Deployed { plan, calibration_images, blob, eval: device_eval, inspection } =
+    let Deployed { plan, calibration_images, blob, eval: device_eval, predictions, inspection } =
         deploy(spec, model, &train_set, &test_set, source_hash(spec, &digests))?;
+    let mistakes = mistakes::most_confident(&blob.model(), &test_set, &predictions, MISTAKES)
+        .map_err(|e| BuildError::OnDevice(e.into()))?;
     let footprint = blob.footprint();
     let over = budget::overruns(&spec.target, &footprint);
     if !over.is_empty() {
@@ -371,7 +386,9 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         footprint,
         float_eval,
         device_eval,
+        mistakes,
         training,
+        history: model.history.clone(),
         calibration_images,
     })
 }

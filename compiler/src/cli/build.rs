@@ -6,16 +6,20 @@ use std::path::{Path, PathBuf};
 use super::common::{PauseArgs, TrainingArgs, check_output_path};
 use super::{CliError, Io};
 use crate::pipeline;
-use crate::report::{self, Files};
+use crate::report::{self, Files, Pictures};
 
 /// Arguments of `mnistc build`.
 #[derive(Debug, Clone, clap::Args)]
-#[command(after_help = "Writes OUT.bin atomically and beside it OUT.onnx, OUT.report.json and OUT.report.md.\n\
+#[command(
+    after_help = "Writes OUT.bin atomically and beside it OUT.onnx, OUT.report.json, OUT.report.md, OUT.report.html \
+(self-contained) and the pictures: OUT.curves.png / .svg (training curves), OUT.confusion.png (heat map) and \
+OUT.mistakes.png (the most confident mistakes).\n\
 The training is cached (key: the spec without [quantize]/[target], the overrides, the data files' \
 SHA-256 and the mnistc version) in $MNISTC_CACHE, else $XDG_CACHE_HOME/mnistc, else ~/.cache/mnistc. \
 A training saves its state there after every epoch: run the same command again after an interruption \
 (or --pause-after) and it continues from the last finished epoch, with the bytes of an uninterrupted run.\n\
-Exit codes: 0 built, 1 a [target] budget is exceeded or a check failed, 2 bad input, 3 paused by --pause-after.")]
+Exit codes: 0 built, 1 a [target] budget is exceeded or a check failed, 2 bad input, 3 paused by --pause-after."
+)]
 pub struct Args {
     /// The model description
     #[arg(value_name = "MODEL.toml")]
@@ -61,27 +65,51 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let spec = args.training.spec(&args.model, io.err)?;
     let device = args.training.device()?;
     check_output_path(&args.output, "blob")?;
-    let files = (
-        args.output.clone(),
-        sibling(&args.output, "onnx"),
-        sibling(&args.output, "report.json"),
-        sibling(&args.output, "report.md"),
-    );
+    let out = &args.output;
+    let names = [
+        "onnx",
+        "report.json",
+        "report.md",
+        "report.html",
+        "curves.png",
+        "curves.svg",
+        "confusion.png",
+        "mistakes.png",
+    ];
+    let [onnx, report_json, report_md, report_html, curves_png, curves_svg, confusion_png, mistakes_png] =
+        names.map(|ext| sibling(out, ext));
 
     let mut opts = args.training.build_options(device, args.no_cache, args.quiet, io.err);
     args.pause.apply(&mut opts, "--no-cache")?;
     let built = pipeline::build(&spec, &mut opts).map_err(CliError::from)?;
     let inspection = &built.inspection;
-    let paths = Files { blob: &files.0, onnx: &files.1, report_json: &files.2, report_md: &files.3 };
+    let paths = Files {
+        blob: out,
+        onnx: &onnx,
+        report_json: &report_json,
+        report_md: &report_md,
+        report_html: &report_html,
+        curves_png: &curves_png,
+        curves_svg: &curves_svg,
+        confusion_png: &confusion_png,
+        mistakes_png: &mistakes_png,
+    };
+    let pictures = Pictures::render(&built).map_err(CliError::failed)?;
     let json = report::to_json(&built, inspection, &paths);
     let md = report::to_markdown(&built, inspection, &paths);
+    let html = report::to_html(&built, inspection, &pictures);
     let write = |path: &Path, bytes: &[u8]| {
         crate::atomic::write(path, bytes).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))
     };
-    write(&files.0, built.blob.bytes())?;
-    write(&files.1, &built.onnx)?;
-    write(&files.2, serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
-    write(&files.3, md.as_bytes())?;
+    write(out, built.blob.bytes())?;
+    write(&onnx, &built.onnx)?;
+    write(&report_json, serde_json::to_string_pretty(&json).unwrap_or_default().as_bytes())?;
+    write(&report_md, md.as_bytes())?;
+    write(&report_html, html.as_bytes())?;
+    write(&curves_png, &pictures.curves_png)?;
+    write(&curves_svg, pictures.curves_svg.as_bytes())?;
+    write(&confusion_png, &pictures.confusion_png)?;
+    write(&mistakes_png, &pictures.mistakes_png)?;
     let mut extra = Vec::new();
     if args.emit.contains(&Emit::C) {
         let model = mnistc_runtime::Model::from_bytes(built.blob.bytes())
@@ -95,7 +123,8 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     } else {
         let text = format!(
             "built {} ({}): float test accuracy {:.2} %, on-device {:.2} %\n\
-             flash {} bytes, arena {} bytes, {} MACs\nwrote {}, {}, {}, {}\n",
+             flash {} bytes, arena {} bytes, {} MACs\nwrote {}, {}, {}, {}, {}\n\
+             pictures {}, {}, {}, {}\n",
             spec.name,
             inspection.precision,
             100.0 * built.float_eval.accuracy,
@@ -103,10 +132,15 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             inspection.flash_bytes,
             inspection.arena_bytes,
             inspection.macs,
-            files.0.display(),
-            files.1.display(),
-            files.2.display(),
-            files.3.display(),
+            out.display(),
+            onnx.display(),
+            report_json.display(),
+            report_md.display(),
+            report_html.display(),
+            curves_png.display(),
+            curves_svg.display(),
+            confusion_png.display(),
+            mistakes_png.display(),
         );
         io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;
         for path in &extra {

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use super::common::{PauseArgs, TrainingArgs, check_output_path};
 use super::{CliError, Io};
 use crate::pipeline::{self, TrainedRun};
+use crate::report::curves::Curves;
+use crate::report::picture;
+use crate::train::checkpoint::side_path;
 
 /// Arguments of `mnistc train`.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,7 +21,7 @@ pub struct Args {
     /// The model description
     #[arg(value_name = "MODEL.toml")]
     pub model: PathBuf,
-    /// Where to write the checkpoint (history and spec are written next to it)
+    /// Where to write the checkpoint (history, training curves and spec are written next to it)
     #[arg(short, long, value_name = "CHECKPOINT")]
     pub output: PathBuf,
     #[command(flatten)]
@@ -61,6 +64,14 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
     let dataset = spec.data.dataset;
     let model = &checkpoint.model;
     let history = &model.history;
+    let curves = Curves { title: &spec.name, history };
+    let curves_png = side_path(&args.output, ".curves.png");
+    let curves_svg = side_path(&args.output, ".curves.svg");
+    let png = picture::png(&curves).map_err(CliError::failed)?;
+    let svg = picture::svg(&curves).map_err(CliError::failed)?;
+    for (path, bytes) in [(&curves_png, png.as_slice()), (&curves_svg, svg.as_bytes())] {
+        crate::atomic::write(path, bytes).map_err(|e| CliError::failed(format!("{}: {e}", path.display())))?;
+    }
 
     if args.json {
         let mut json = eval.to_json();
@@ -76,6 +87,8 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             "files": {
                 "history_json": files.history_json,
                 "history_csv": files.history_csv,
+                "curves_png": curves_png,
+                "curves_svg": curves_svg,
                 "spec_json": files.spec_json,
             },
             "epochs": history.epochs,
@@ -97,7 +110,7 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         let text = format!(
             "trained {} on {} images ({} validation) for {} epochs in {:.1} s on {}{}\n\
              float test {}\n\
-             checkpoint: {}\n  history: {}, {}\n  spec: {}\n",
+             checkpoint: {}\n  history: {}, {}\n  curves: {}, {}\n  spec: {}\n",
             spec.name,
             history.train_images,
             history.validation_images,
@@ -112,6 +125,8 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             files.checkpoint.display(),
             files.history_json.display(),
             files.history_csv.display(),
+            curves_png.display(),
+            curves_svg.display(),
             files.spec_json.display()
         );
         io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;

@@ -1,14 +1,20 @@
-//! The build report, as JSON (`OUT.report.json`, also `mnistc build --json`) and as readable
-//! markdown (`OUT.report.md`): summary, float and on-device accuracy, confusion matrix,
-//! classification report, flash and arena bytes, MACs.
+//! The build report, as JSON (`OUT.report.json`, also `mnistc build --json`), as readable
+//! markdown (`OUT.report.md`, with its pictures beside it) and as one self-contained HTML page
+//! (`OUT.report.html`, pictures inlined): summary, training curves, float and on-device
+//! accuracy, confusion matrix and heat map, classification report, the most confident
+//! mistakes, flash and arena bytes, MACs.
 
 use std::path::Path;
 
 use serde_json::{Value, json};
 
 use crate::pipeline::Built;
+use crate::report::confusion_map::ConfusionMap;
+use crate::report::curves::Curves;
 use crate::report::inspect::Inspection;
 use crate::report::metrics::Evaluation;
+use crate::report::mistakes::MistakeGrid;
+use crate::report::picture::{self, PictureError};
 use crate::report::summary;
 
 /// The files a build wrote.
@@ -22,6 +28,55 @@ pub struct Files<'a> {
     pub report_json: &'a Path,
     /// This report as markdown.
     pub report_md: &'a Path,
+    /// This report as one HTML page.
+    pub report_html: &'a Path,
+    /// The training curves as PNG.
+    pub curves_png: &'a Path,
+    /// The training curves as SVG.
+    pub curves_svg: &'a Path,
+    /// The on-device confusion matrix as a heat map (PNG).
+    pub confusion_png: &'a Path,
+    /// The most confident mistakes (PNG).
+    pub mistakes_png: &'a Path,
+}
+
+/// The pictures of a build, rendered.
+pub struct Pictures {
+    /// Training curves, PNG.
+    pub curves_png: Vec<u8>,
+    /// Training curves, SVG.
+    pub curves_svg: String,
+    /// Confusion heat map, PNG.
+    pub confusion_png: Vec<u8>,
+    /// Most confident mistakes, PNG.
+    pub mistakes_png: Vec<u8>,
+}
+
+impl Pictures {
+    /// Draws the pictures of `built`.
+    ///
+    /// # Errors
+    /// [`PictureError`] if one cannot be drawn.
+    pub fn render(built: &Built) -> Result<Pictures, PictureError> {
+        let name = &built.spec.name;
+        let curves = Curves { title: name, history: &built.history };
+        let title = format!("{name}: on-device confusion matrix (test set)");
+        let confusion = ConfusionMap { title: &title, eval: &built.device_eval };
+        let title = format!("{name}: the {} most confident mistakes on the test set", built.mistakes.list.len());
+        let grid =
+            MistakeGrid { title: &title, mistakes: &built.mistakes, class_names: &built.device_eval.class_names };
+        Ok(Pictures {
+            curves_png: picture::png(&curves)?,
+            curves_svg: picture::svg(&curves)?,
+            confusion_png: picture::png(&confusion)?,
+            mistakes_png: picture::png(&grid)?,
+        })
+    }
+}
+
+/// The file name of `path` (pictures are linked relative to the report beside them).
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The JSON report.
@@ -45,6 +100,8 @@ pub fn to_json(built: &Built, inspection: &Inspection, files: &Files<'_>) -> Val
         "device_accuracy": built.device_eval.accuracy,
         "accuracy_drop": built.float_eval.accuracy - built.device_eval.accuracy,
         "training": built.training,
+        "history": built.history,
+        "mistakes": built.mistakes.list,
         "calibration": {
             "method": spec.quantize.method,
             "images": built.calibration_images,
@@ -97,8 +154,98 @@ pub fn to_markdown(built: &Built, inspection: &Inspection, files: &Files<'_>) ->
     if let Ok(summary) = summary::summarize(spec) {
         s.push_str(&format!("## Model\n\n```\n{}```\n\n", summary.render()));
     }
+    s.push_str(&format!("## Training curves\n\n![training curves]({})\n\n", file_name(files.curves_png)));
     s.push_str(&format!("## Lowered plan\n\n```\n{}```\n\n## Accuracy\n\n", inspection.render()));
     s.push_str(&evaluation_md("Float model", &built.float_eval));
     s.push_str(&evaluation_md("On device (the blob, run by mnistc-runtime)", &built.device_eval));
+    s.push_str(&format!("![on-device confusion matrix]({})\n\n", file_name(files.confusion_png)));
+    s.push_str(&format!(
+        "## The most confident mistakes\n\n![the most confident mistakes]({})\n\n{}",
+        file_name(files.mistakes_png),
+        mistakes_md(built)
+    ));
+    s
+}
+
+/// The mistakes as a table.
+fn mistakes_md(built: &Built) -> String {
+    let names = &built.device_eval.class_names;
+    let name = |c: u8| names.get(c as usize).cloned().unwrap_or_else(|| c.to_string());
+    let mut s = String::from("| test image | true | predicted | confidence |\n|---:|---|---|---:|\n");
+    for m in &built.mistakes.list {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.1} % |\n",
+            m.index,
+            name(m.label),
+            name(m.predicted),
+            100.0 * m.confidence
+        ));
+    }
+    s.push('\n');
+    s
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn png_img(alt: &str, png: &[u8]) -> String {
+    use base64::Engine as _;
+    format!(
+        "<img alt=\"{}\" src=\"data:image/png;base64,{}\">",
+        escape(alt),
+        base64::engine::general_purpose::STANDARD.encode(png)
+    )
+}
+
+/// The report as one HTML page that needs no other file: the pictures are inlined.
+pub fn to_html(built: &Built, inspection: &Inspection, pictures: &Pictures) -> String {
+    let spec = &built.spec;
+    let pre = |text: &str| format!("<pre>{}</pre>\n", escape(text));
+    let mut s = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0}: build report</title>\n\
+         <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}\
+         td,th{{padding:2px 10px;text-align:left}}pre{{background:#f6f6f6;padding:8px;overflow:auto}}\
+         img{{max-width:100%}}</style></head><body>\n<h1>{0}: build report</h1>\n<table>\n",
+        escape(&spec.name)
+    );
+    let rows = [
+        ("model", spec.origin.clone()),
+        ("data set", spec.data.dataset.name().to_string()),
+        ("precision", inspection.precision.to_string()),
+        ("float test accuracy", pct(built.float_eval.accuracy)),
+        ("on-device test accuracy", pct(built.device_eval.accuracy)),
+        ("flash (blob)", format!("{} bytes", inspection.flash_bytes)),
+        ("arena (RAM)", format!("{} bytes", inspection.arena_bytes)),
+        ("MACs per inference", inspection.macs.to_string()),
+        ("parameters", inspection.params.to_string()),
+        ("training", format!("{} epochs, {:.1} s", built.training.epochs, built.training.seconds)),
+    ];
+    for (k, v) in rows {
+        s.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(k), escape(&v)));
+    }
+    s.push_str("</table>\n<h2>Training curves</h2>\n");
+    s.push_str(&pictures.curves_svg.replacen("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "", 1));
+    if let Ok(summary) = summary::summarize(spec) {
+        s.push_str(&format!("<h2>Model</h2>\n{}", pre(&summary.render())));
+    }
+    s.push_str(&format!("<h2>Lowered plan</h2>\n{}<h2>Accuracy</h2>\n", pre(&inspection.render())));
+    for (title, e) in
+        [("Float model", &built.float_eval), ("On device (the blob, run by mnistc-runtime)", &built.device_eval)]
+    {
+        s.push_str(&format!(
+            "<h3>{}: {} ({} of {})</h3>\n{}{}",
+            escape(title),
+            pct(e.accuracy),
+            e.correct,
+            e.samples,
+            pre(&e.render_confusion()),
+            pre(&e.render_report())
+        ));
+    }
+    s.push_str(&png_img("on-device confusion matrix", &pictures.confusion_png));
+    s.push_str("\n<h2>The most confident mistakes</h2>\n");
+    s.push_str(&png_img("the most confident mistakes", &pictures.mistakes_png));
+    s.push_str("\n</body></html>\n");
     s
 }

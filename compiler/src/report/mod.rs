@@ -1,11 +1,21 @@
 //! Reports: classification [`metrics`], the Keras-style [`summary`] of a spec, what a blob holds
-//! ([`inspect`]) and the build report ([`build_report`]).
+//! ([`inspect`]), the build report ([`build_report`]) and its pictures, drawn with plotters
+//! ([`picture`]): the training [`curves`], the [`confusion_map`] and the most confident
+//! [`mistakes`].
 
 #[cfg(feature = "train")]
 pub mod build_report;
+#[cfg(feature = "train")]
+pub mod confusion_map;
+#[cfg(feature = "train")]
+pub mod curves;
 pub mod inspect;
 pub mod metrics;
+#[cfg(feature = "train")]
+pub mod mistakes;
+#[cfg(feature = "train")]
+pub mod picture;
 pub mod summary;
 
 #[cfg(feature = "train")]
-pub use build_report::{Files, to_json, to_markdown};
+pub use build_report::{Files, Pictures, to_html, to_json, to_markdown};

@@ -97,7 +97,8 @@ struct Header {
     layers: Vec<LayerHeader>,
 }
 
-fn side_path(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name (`d.ckpt` → `d.ckpt.history.csv`).
+pub(crate) fn side_path(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     path.with_file_name(name)

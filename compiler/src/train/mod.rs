@@ -25,7 +25,7 @@ mod batch;
 #[cfg(feature = "train")]
 pub mod cache;
 #[cfg(feature = "train")]
-mod checkpoint;
+pub(crate) mod checkpoint;
 #[cfg(feature = "train")]
 mod device;
 mod error;
