@@ -164,7 +164,7 @@ fn train_json_report_has_metrics_history_and_a_loadable_checkpoint() {
     // The training curves beside the checkpoint, named in the report.
     let png = image::open(dir.path().join("mlp.ckpt.curves.png")).expect("the curves decode");
     assert_eq!((png.width(), png.height()), (960, 400));
-    assert_eq!(v["curves_png"], dir.path().join("mlp.ckpt.curves.png").display().to_string());
+    assert_eq!(v["files"]["curves_png"], dir.path().join("mlp.ckpt.curves.png").display().to_string());
     let svg = std::fs::read_to_string(dir.path().join("mlp.ckpt.curves.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("\nvalidation\n</text>"));
 }
