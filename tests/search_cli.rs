@@ -167,6 +167,14 @@ fn journal_resume_interrupted_trial_and_best_toml() {
     assert_eq!(ranked[0]["trial"], best_trial);
     let md = std::fs::read_to_string(d.join("results.md")).unwrap();
     assert!(md.contains("| 1 | t00") && md.contains("**best**"), "{md}");
+    // The two pictures, linked from results.md and named in the report.
+    for (name, size) in [("pareto.png", (800, 560)), ("params.png", (1050, 820))] {
+        let png = image::open(d.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!((png.width(), png.height()), size, "{name}");
+        assert!(md.contains(&format!("]({name})")), "results.md does not show {name}");
+        let key = name.replace('.', "_");
+        assert_eq!(report["files"][&key], d.join(name).display().to_string());
+    }
     let csv = std::fs::read_to_string(d.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4);
     assert!(csv.starts_with("rank,trial,name,status,pareto,best,val_accuracy_int8,"));

@@ -166,7 +166,11 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         if let Some(b) = &outcome.files.best {
             text.push_str(&format!(", {}", b.display()));
         }
-        text.push('\n');
+        text.push_str(&format!(
+            "\npictures {}, {}\n",
+            outcome.files.pareto_png.display(),
+            outcome.files.params_png.display()
+        ));
         io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;
     }
     if outcome.best.is_none() {

@@ -1,7 +1,7 @@
 //! Reports: classification [`metrics`], the Keras-style [`summary`] of a spec, what a blob holds
 //! ([`inspect`]), the build report ([`build_report`]) and its pictures, drawn with plotters
-//! ([`picture`]): the training [`curves`], the [`confusion_map`] and the most confident
-//! [`mistakes`].
+//! ([`picture`]): the training [`curves`], the [`confusion_map`], the most confident
+//! [`mistakes`] and the [`search_pictures`].
 
 #[cfg(feature = "train")]
 pub mod build_report;
@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod mistakes;
 #[cfg(feature = "train")]
 pub mod picture;
+#[cfg(feature = "train")]
+pub mod search_pictures;
 pub mod summary;
 
 #[cfg(feature = "train")]

@@ -3,6 +3,8 @@
 use crate::data::{self, DataDir, DataError, Images, Split, TrainingSplit, prepare_training};
 use crate::lower::budget;
 use crate::pipeline::{self, BuildError};
+use crate::report::picture::{self, PictureError};
+use crate::report::search_pictures::{ParamsChart, ParetoChart};
 use crate::spec::{ModelSpec, Overrides, SpecError};
 use crate::train::{self, Device, TrainError, TrainOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -64,6 +66,9 @@ pub enum SearchError {
         /// The error.
         source: std::io::Error,
     },
+    /// A picture could not be drawn.
+    #[error(transparent)]
+    Picture(#[from] PictureError),
     /// The base model's settings leave no validation images for the trials.
     #[error(
         "{images} training images per trial with the base's data.validation = {fraction} leave no validation images \
@@ -84,7 +89,7 @@ impl SearchError {
             SearchError::Spec(_) | SearchError::Data(_) | SearchError::NoValidation { .. } => true,
             SearchError::Journal(e) => !matches!(e, JournalError::Io { .. }),
             SearchError::Train { source, .. } => source.is_bad_input(),
-            SearchError::Build { .. } | SearchError::Io { .. } => false,
+            SearchError::Build { .. } | SearchError::Io { .. } | SearchError::Picture(_) => false,
         }
     }
 }
@@ -100,6 +105,10 @@ pub struct Files {
     pub csv: PathBuf,
     /// `DIR/best.toml` (absent when no trial fits the budget).
     pub best: Option<PathBuf>,
+    /// `DIR/pareto.png`: accuracy against flash and arena, the Pareto front drawn.
+    pub pareto_png: PathBuf,
+    /// `DIR/params.png`: accuracy against each sampled hyper-parameter.
+    pub params_png: PathBuf,
 }
 
 /// What a search did.
@@ -255,6 +264,8 @@ pub fn search(space: &SearchSpace, opts: &mut SearchOptions<'_>) -> Result<Outco
         markdown: dir.join("results.md"),
         csv: dir.join("results.csv"),
         best: best.map(|_| dir.join("best.toml")),
+        pareto_png: dir.join("pareto.png"),
+        params_png: dir.join("params.png"),
     };
     let write = |path: &Path, text: &str| {
         crate::atomic::write(path, text.as_bytes())
@@ -262,8 +273,16 @@ pub fn search(space: &SearchSpace, opts: &mut SearchOptions<'_>) -> Result<Outco
     };
     let outcome_counts = (sampler.total_resampled, sampler.total_repeats);
     let summary = summary_markdown(space, &records, outcome_counts.0, best);
-    write(&files.markdown, &format!("{summary}\n{}", pareto::markdown(&ranked)))?;
+    let pictures = "![accuracy against flash and arena, the Pareto front](pareto.png)\n\n\
+                    ![accuracy against each sampled hyper-parameter](params.png)\n";
+    write(&files.markdown, &format!("{summary}\n{pictures}\n{}", pareto::markdown(&ranked)))?;
     write(&files.csv, &pareto::csv(&ranked))?;
+    let title = format!("search {}: {} trained trials", space.name, ranked.iter().filter(|r| r.rank.is_some()).count());
+    let pareto_png = picture::png(&ParetoChart { title: &title, records: &records, best })?;
+    let params_png = picture::png(&ParamsChart { title: &title, records: &records })?;
+    for (path, bytes) in [(&files.pareto_png, &pareto_png), (&files.params_png, &params_png)] {
+        crate::atomic::write(path, bytes).map_err(|source| SearchError::Io { path: path.to_path_buf(), source })?;
+    }
     let best_path = dir.join("best.toml");
     match best {
         Some(trial) => {
