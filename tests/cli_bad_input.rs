@@ -337,6 +337,10 @@ fn rows(fx: &Fixtures, scratch: &Path) -> Vec<Row> {
             args: with(&["export-c", "{}", "-o", &s(&out.join("model"))], &["--test-images", "2", "--data", &data]),
             ..mk("export-c OUT.bin", Kind::Blob, &[], t("b.bin"), &blob, Some(out.join("model.c")))
         },
+        Row {
+            args: with(&["features", "{}", "-o", &s(&out.join("feat"))], &["--data", &data, "--limit", "3"]),
+            ..mk("features MODEL", Kind::Blob, &[], t("b.bin"), &blob, Some(out.join("feat.test.npy")))
+        },
         mk("predict OUT.bin", Kind::Blob, &["predict", "{}", &s(&png)], t("b.bin"), &blob, None),
         mk("predict IMAGE.png", Kind::Png, &["predict", &s(&blob), "{}"], t("i.png"), &png, None),
         mk(

@@ -77,6 +77,93 @@ fn build_draws_curves_heat_map_and_mistakes_from_the_reported_numbers() {
     build_pictures::check(built().path(), "p", &test);
 }
 
+/// The values of a float32 or uint8 `.npy` file written by `mnistc features`, and its shape.
+fn npy(path: &Path) -> (Vec<usize>, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00", "{}", path.display());
+    let len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + len]).unwrap();
+    let shape = &header[header.find("'shape': (").unwrap() + 10..];
+    let shape: Vec<usize> = shape[..shape.find(')').unwrap()]
+        .split(',')
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| d.trim().parse().unwrap())
+        .collect();
+    let data = &bytes[10 + len..];
+    let values: Vec<f64> = if header.contains("'<f4'") {
+        data.chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64).collect()
+    } else {
+        data.iter().map(|&b| b as f64).collect()
+    };
+    assert_eq!(values.len(), shape.iter().product::<usize>());
+    (shape, values)
+}
+
+#[test]
+fn features_of_the_last_op_are_the_blobs_logits_and_csv_equals_npy() {
+    let dir = built().path();
+    let blob = std::fs::read(dir.join("p.bin")).unwrap();
+    let model = mnistc_runtime::Model::from_bytes(&blob).unwrap();
+    let last = (model.op_count() - 1).to_string();
+    let out = dir.join("feat");
+    let (code, stdout, err) = mnistc(&[
+        "features",
+        &path(&dir.join("p.bin")),
+        "--layer",
+        &last,
+        "-o",
+        &path(&out),
+        "--data",
+        &path(&data_dir()),
+        "--limit",
+        "40",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&stdout);
+    assert_eq!(report["features"], 10);
+    let test = mnistc::data::load(
+        &mnistc::data::DataDir::new(data_dir()),
+        mnistc::data::Dataset::Mnist,
+        mnistc::data::Split::Test,
+    )
+    .unwrap()
+    .head(40);
+    let (shape, values) = npy(&dir.join("feat.test.npy"));
+    assert_eq!(shape, [40, 10]);
+    for i in 0..40 {
+        let logits = mnistc::verify::on_device::logits(&model, test.image(i)).unwrap();
+        let got: Vec<f32> = values[i * 10..][..10].iter().map(|&v| v as f32).collect();
+        assert_eq!(got, logits, "image {i}");
+    }
+    let (shape, labels) = npy(&dir.join("feat.test.labels.npy"));
+    assert_eq!(shape, [40]);
+    assert_eq!(labels, test.labels.iter().map(|&l| l as f64).collect::<Vec<_>>());
+    let csv = std::fs::read_to_string(dir.join("feat.test.csv")).unwrap();
+    // CSV holds each float's shortest round-trip decimal: parsed as f32 it is the same value.
+    let rows: Vec<Vec<f32>> = csv.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 40);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row[0] as f64, labels[i]);
+        assert_eq!(row[1..], values[i * 10..][..10].iter().map(|&v| v as f32).collect::<Vec<_>>());
+    }
+    // By default the penultimate op: the input of the last one, as many values as it reads.
+    let (code, stdout, err) = mnistc(&[
+        "features",
+        &path(&dir.join("p.bin")),
+        "-o",
+        &path(&out),
+        "--data",
+        &path(&data_dir()),
+        "--limit",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let penultimate = model.ops().nth(model.op_count() - 2).unwrap();
+    assert_eq!(json(&stdout)["features"], penultimate.output.len);
+}
+
 /// The `const uint8_t` / `int8_t` values of the C array `name` in `source`.
 fn c_array(source: &str, name: &str) -> Vec<i64> {
     let start = source.find(&format!("{name}[")).unwrap_or_else(|| panic!("no array `{name}`"));

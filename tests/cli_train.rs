@@ -167,6 +167,36 @@ fn train_json_report_has_metrics_history_and_a_loadable_checkpoint() {
     assert_eq!(v["files"]["curves_png"], dir.path().join("mlp.ckpt.curves.png").display().to_string());
     let svg = std::fs::read_to_string(dir.path().join("mlp.ckpt.curves.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("\nvalidation\n</text>"));
+
+    // `features` reads the float network: its last layer gives the float model's logits, the
+    // default (penultimate) layer the 128 values that layer reads.
+    let test = mnistc::data::load(
+        &mnistc::data::DataDir::new(data.clone()),
+        mnistc::data::Dataset::Mnist,
+        mnistc::data::Split::Test,
+    )
+    .unwrap()
+    .head(25);
+    let logits = mnistc::train::predict_logits(&loaded.model, &test, Device::Cpu).unwrap();
+    let feat = dir.path().join("f");
+    let last = (loaded.model.spec.layers.len() - 1).to_string();
+    let args = ["features", ckpt.to_str().unwrap(), "-o", feat.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let (code, out, err) = mnistc(&[&args[..], &["--limit", "25", "--layer", &last, "--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!((report["features"].as_u64(), report["order"].as_str()), (Some(10), Some("C,H,W")));
+    let npy = std::fs::read(dir.path().join("f.test.npy")).unwrap();
+    let start = 10 + u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let values: Vec<f32> = npy[start..].chunks(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    assert_eq!(values.len(), logits.values.len());
+    for (i, (a, b)) in values.iter().zip(&logits.values).enumerate() {
+        assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "value {i}: {a} != {b}");
+    }
+    let (code, out, err) = mnistc(&[&args[..], &["--limit", "3", "--json"]].concat());
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["features"], 128);
+    assert_eq!(report["sets"]["train"]["images"], 3);
 }
 
 /// `--pause-after`: the training stops with exit 3 and its state in the cache; the same command

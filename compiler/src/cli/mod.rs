@@ -16,6 +16,7 @@ pub mod common;
 pub mod data;
 pub mod eval;
 pub mod export_c;
+pub mod features;
 pub mod import;
 pub mod inspect;
 pub mod predict;
@@ -56,6 +57,8 @@ pub enum Command {
     ExportC(export_c::Args),
     /// Compile a model trained elsewhere (a full-integer .tflite) into a blob.
     Import(import::Args),
+    /// Write one layer's activations for the training and test images (.npy and .csv), from a checkpoint or a blob.
+    Features(features::Args),
     /// Classify PNG images or the images of an IDX file with a blob.
     Predict(predict::Args),
     /// Compare a blob run by the runtime with its ONNX twin (tract-onnx) or its .tflite (TFLite Micro), bit for bit.
@@ -139,6 +142,7 @@ fn dispatch(cli: Cli, io: &mut Io<'_>) -> Result<(), CliError> {
         Command::Inspect(args) => inspect::run(args, io),
         Command::ExportC(args) => export_c::run(args, io),
         Command::Import(args) => import::run(args, io),
+        Command::Features(args) => features::run(args, io),
         Command::Predict(args) => predict::run(args, io),
         Command::Check(args) => check::run(args, io),
         Command::Bench(args) => bench::run(args, io),

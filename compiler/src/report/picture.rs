@@ -74,7 +74,8 @@ pub fn png<P: Picture>(picture: &P) -> Result<Vec<u8>, PictureError> {
     let (w, h) = picture.size();
     let pixels = rgb(picture)?;
     let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
+    use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+    PngEncoder::new_with_quality(&mut out, CompressionType::Best, FilterType::Adaptive)
         .write_image(&pixels, w, h, image::ExtendedColorType::Rgb8)
         .map_err(error::<P>)?;
     Ok(out)

@@ -126,9 +126,12 @@ impl Picture for ParetoChart<'_> {
     }
 }
 
+/// How a hyper-parameter's value is read from a trial.
+pub type Param = fn(&TrialRecord) -> f64;
+
 /// One sampled hyper-parameter: its axis name and its value in a trial (`log10` for the
 /// learning rate; the optimizer as its index in [`OPTIMIZERS`]).
-pub const PARAMS: [(&str, fn(&TrialRecord) -> f64); 9] = [
+pub const PARAMS: [(&str, Param); 9] = [
     ("conv layers", |r| r.params.conv.len() as f64),
     ("conv filters (sum)", |r| r.params.conv.iter().map(|c| c.filters).sum::<usize>() as f64),
     ("dense layers", |r| r.params.dense.len() as f64),
@@ -176,11 +179,14 @@ impl Picture for ParamsChart<'_> {
                 .y_label_area_size(45)
                 .build_cartesian_2d(x, y.clone())
                 .map_err(text)?;
+            // Counts (layers, epochs, ...) get ticks at whole numbers only.
+            let whole = trials.iter().all(|t| value(t.0).fract() == 0.0);
             let names = |v: &f64| {
                 let i = v.round();
-                if optimizer && (v - i).abs() < 1e-6 && (0.0..OPTIMIZERS.len() as f64).contains(&i) {
+                let at_whole = (v - i).abs() < 1e-6;
+                if optimizer && at_whole && (0.0..OPTIMIZERS.len() as f64).contains(&i) {
                     OPTIMIZERS[i as usize].name().to_string()
-                } else if optimizer {
+                } else if optimizer || (whole && !at_whole) {
                     String::new()
                 } else {
                     format!("{}", (v * 1000.0).round() / 1000.0)
