@@ -94,6 +94,7 @@ impl Picture for Curves<'_> {
                 .map_err(text)?;
             chart
                 .configure_mesh()
+                .light_line_style(WHITE)
                 .x_desc("epoch")
                 .y_desc(panel.axis)
                 .x_labels((epochs as usize).min(10))

@@ -73,6 +73,7 @@ impl Picture for ParetoChart<'_> {
             .map_err(text)?;
         chart
             .configure_mesh()
+            .light_line_style(WHITE)
             .x_desc("flash (blob), KB")
             .y_desc("int8 validation accuracy %")
             .label_style((FONT, 12))
@@ -194,6 +195,7 @@ impl Picture for ParamsChart<'_> {
             };
             chart
                 .configure_mesh()
+                .light_line_style(WHITE)
                 .x_desc(*name)
                 .y_desc("int8 val. acc. %")
                 .x_labels(if optimizer { OPTIMIZERS.len() } else { 6 })
