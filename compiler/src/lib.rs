@@ -23,7 +23,7 @@
 //! | 1′ | [`import`] | a model trained elsewhere (`.tflite`, `.onnx`) to a plan (int8 in its own arithmetic, or float for stage 5), then stage 4's fuse and emit; also `[init] from` |
 //! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`]; where data sets come from ([`data::sources`]) and their download |
 //! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`] |
-//! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`], the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
+//! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`](mod@lower::fuse), the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
 //! | 5 | [`quantize`] | calibration and int8 quantization of a float plan |
 //! | 6 | [`export`] | the same model as ONNX |
 //! | 7 | [`verify`] | the blob on the runtime (accuracy), against tract (parity), latency |

@@ -1,6 +1,6 @@
 //! Import: a model trained elsewhere (a full-integer `.tflite`, a QDQ or float `.onnx`) to a
 //! [`Plan`], which then takes the same way to a blob as mnistc's own models
-//! ([`crate::lower::fuse`], [`crate::lower::emit`]).
+//! ([`crate::lower::fuse`](mod@crate::lower::fuse), [`crate::lower::emit`]).
 //!
 //! ```text
 //!  MODEL.tflite ─▶ import::tflite (flatbuffer, TFLite's arithmetic) ──────────────┐

@@ -5,14 +5,14 @@
 //!
 //! 1. this module: the float [`Plan`] ([`plan`]) of a trained model ([`float_plan`]), or of the
 //!    architecture alone ([`skeleton_unfused`]);
-//! 2. [`fuse`]: conv → pool fusion;
+//! 2. [`fuse`](mod@fuse): conv → pool fusion;
 //! 3. [`arena`]: the static arena plan, with each kernel's scratch size;
 //! 4. [`emit`]: the blob, written once and validated by the runtime;
 //! 5. [`budget`]: flash, arena and MACs, from the architecture alone, before training.
 //!
 //! The float lowering:
 //! - Dropout disappears; flatten is a no-op in NHWC; a batchnorm is folded into the conv2d or
-//!   dense layer before it ([`fold_batchnorm`]); a global average pool is an average pool over
+//!   dense layer before it ([`fold_batchnorm`](mod@fold_batchnorm)); a global average pool is an average pool over
 //!   the whole feature map.
 //! - Convolution weights go from burn's `[out, in, kh, kw]` to OHWI; `same` padding becomes
 //!   explicit TF-style pads (the extra row/column at the bottom/right, as burn pads).
@@ -197,7 +197,7 @@ pub fn weight_shape(layer: &Layer, input: Shape) -> Option<(usize, usize)> {
 /// A global average pool is an average pool whose window is the whole input.
 ///
 /// Returns `Ok(None)` for dropout, flatten and batchnorm (no op on the device: a batchnorm is
-/// folded into the layer before it, see [`fold_batchnorm`]), and an error message when the layer
+/// folded into the layer before it, see [`fold_batchnorm`](mod@fold_batchnorm)), and an error message when the layer
 /// does not fit its input or the weights do not match.
 pub fn layer_op(layer: &Layer, input: Shape, weights: Vec<f32>, bias: Vec<f32>) -> Result<Option<PlanOp>, String> {
     if let Some((out, per_out)) = weight_shape(layer, input)

@@ -100,7 +100,7 @@ pub struct Source<'a> {
     pub tflite: bool,
 }
 
-/// [`bench`], and tract on `source`, the model the blob was imported from (its input in the
+/// [`bench`](fn@bench), and tract on `source`, the model the blob was imported from (its input in the
 /// model's own type: int8 `pixel − 128` for a full-integer TFLite model, float `pixel / 255`
 /// otherwise, in the layout the file declares).
 ///
