@@ -70,10 +70,10 @@ pub fn check(dir: &Path, stem: &str, test: &Images) {
     let heat = image::open(file("confusion.png")).expect("confusion.png decodes");
     assert_eq!(heat.dimensions(), map.size());
     for (row, counts) in confusion.iter().enumerate() {
-        for col in 0..counts.len() {
+        for (col, count) in counts.iter().enumerate() {
             let (x, y) = ConfusionMap::cell_origin(row, col);
             let c = ConfusionMap::colour(map.fraction(row, col));
-            assert_eq!(rgb(&heat, x + 4, y + 4), [c.0, c.1, c.2], "cell ({row}, {col}), count {}", counts[col]);
+            assert_eq!(rgb(&heat, x + 4, y + 4), [c.0, c.1, c.2], "cell ({row}, {col}), count {count}");
         }
     }
 
