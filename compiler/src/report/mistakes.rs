@@ -40,7 +40,7 @@ pub struct Mistakes {
 /// [`RunError`] if an image does not fit the model.
 pub fn most_confident(model: &Model<'_>, images: &Images, predictions: &[u8], n: usize) -> Result<Mistakes, RunError> {
     let len = images.image_len();
-    let mut arena = vec![0u128; model.arena_size().div_ceil(16)];
+    let mut arena = crate::verify::on_device::arena(model);
     let mut probabilities = vec![0f32; model.output_len()];
     let mut list = Vec::new();
     for (index, (&label, &predicted)) in images.labels.iter().zip(predictions).enumerate() {

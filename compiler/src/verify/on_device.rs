@@ -29,8 +29,8 @@ pub enum OnDeviceError {
     Metrics(#[from] MetricsError),
 }
 
-/// Arena memory at a 16-byte-aligned address.
-fn arena(model: &Model<'_>) -> Vec<u128> {
+/// Arena memory at a 16-byte-aligned address (cast to bytes with `bytemuck::cast_slice_mut`).
+pub(crate) fn arena(model: &Model<'_>) -> Vec<u128> {
     vec![0u128; model.arena_size().div_ceil(16)]
 }
 
