@@ -602,3 +602,69 @@ mod cifar {
         assert!(err.contains("images are 28x28x1 (height x width x channels), the model takes 32x32x3"), "{err}");
     }
 }
+
+/// An `[ensemble]` end to end through the command line: the parity CNN with three members (the
+/// third with its own learning rate) trains, deploys as one blob, and `summary`, `inspect`,
+/// `eval`, `check` (bit-exact with tract) and `bench` take it; `train` asks which member.
+#[test]
+fn an_ensemble_builds_into_one_blob_that_every_command_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(workspace_root().join("tests/fixtures/parity.toml")).unwrap();
+    let model = dir.path().join("ens.toml");
+    std::fs::write(
+        &model,
+        format!("{text}\n[ensemble]\nmembers = 3\n[[ensemble.member]]\n[[ensemble.member]]\nlearning_rate = 0.003\n"),
+    )
+    .unwrap();
+    let (model, data) = (path(&model), path(&data_dir()));
+
+    let (code, out, err) = mnistc(&["summary", &model]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Ensemble:     3 networks as above (seeds 7, 8, 9)"), "{out}");
+
+    let blob = path(&dir.path().join("ens.bin"));
+    let common = ["--data", &data, "--train-limit", "800", "--epochs", "1", "--no-cache", "--quiet"];
+    let mut build = vec!["build", &model, "-o", &blob, "--json"];
+    build.extend_from_slice(&common);
+    let (code, out, err) = mnistc(&build);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    let members = report["members"].as_array().unwrap();
+    let seeds: Vec<u64> = members.iter().map(|m| m["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [7, 8, 9]);
+    assert!(members.iter().all(|m| m["float_accuracy"].as_f64().unwrap() > 0.3), "{report}");
+    assert!(report["device_accuracy"].as_f64().unwrap() > 0.3, "{report}");
+    let md = std::fs::read_to_string(dir.path().join("ens.report.md")).unwrap();
+    assert!(md.contains("## Ensemble members") && md.contains("| 3 | 9 |"), "{md}");
+
+    let (code, out, err) = mnistc(&["inspect", &blob, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let ops = json(&out)["ops"].as_array().unwrap().clone();
+    assert_eq!(ops.len(), 3 * 4 + 2, "three members of four ops and two adds");
+    assert_eq!(ops.iter().filter(|op| op["op"] == "add").count(), 2, "{ops:?}");
+    let (code, out, err) = mnistc(&["eval", &blob, "--data", &data, "--limit", "300", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(json(&out)["test_accuracy"].as_f64().unwrap() > 0.3);
+    let (code, out, err) = mnistc(&["check", &blob, "--data", &data, "--limit", "100", "--per-layer", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let check = json(&out);
+    assert_eq!((check["passed"].as_bool(), check["max_lsb_diff"].as_u64()), (Some(true), Some(0)), "{check}");
+    let (code, out, err) = mnistc(&["bench", &blob, "--runs", "5", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(json(&out)["runtime_us"].as_f64().is_some_and(|us| us > 0.0));
+
+    // Too many ops for one blob: refused before any training, with the count and the limit.
+    let resnet = path(&workspace_root().join("models/cifar-resnet8.toml"));
+    let (code, _, err) = mnistc(&["build", &resnet, "-o", &blob, "--members", "3", "--data", &data]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ops; the runtime holds at most 32") && !err.contains("training"), "{err}");
+
+    // A checkpoint holds one network: `train` needs --member (checked before any training).
+    let ckpt = path(&dir.path().join("m.ckpt"));
+    let (code, _, err) = mnistc(&["train", &model, "-o", &ckpt, "--data", &data]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--member K (1 to 3)") && err.contains("ens.toml"), "{err}");
+    let (code, _, err) = mnistc(&["train", &model, "-o", &ckpt, "--data", &data, "--member", "4"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("members 1 to 3"), "{err}");
+}

@@ -148,12 +148,18 @@ fn a_model_on_audio_features_runs_on_raw_int8_tensors() {
 #[test]
 fn unsupported_or_broken_models_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    // A model over the blob's limits (MobileNetV1: 28 ops; a blob holds 16): exit 2, named.
+    // MobileNetV1 (28 ops, within a blob's 32) is a float model: without a data set to calibrate
+    // it, exit 2, named; with one whose images are not its 96x96x3, exit 2, both shapes named.
     let vww = model("vww_96_float.tflite");
-    let (code, _, stderr) =
-        mnistc(&["import", vww.to_str().unwrap(), "-o", dir.path().join("v.bin").to_str().unwrap()]);
+    let out = dir.path().join("v.bin");
+    let (code, _, stderr) = mnistc(&["import", vww.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("vww_96_float.tflite") && stderr.contains("at most 16"), "{stderr}");
+    assert!(stderr.contains("vww_96_float.tflite") && stderr.contains("--dataset"), "{stderr}");
+    let (code, _, stderr) =
+        mnistc(&["import", vww.to_str().unwrap(), "-o", out.to_str().unwrap(), "--dataset", "cifar-10"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("vww_96_float.tflite") && stderr.contains("96x96x3"), "{stderr}");
+    assert!(!out.exists());
     // Truncated and corrupted copies of a real model: errors, never a panic.
     let bytes = std::fs::read(model("cnn_mnist_int8.tflite")).unwrap();
     for (i, cut) in [9, 100, bytes.len() / 2, bytes.len() - 1].into_iter().enumerate() {

@@ -613,3 +613,64 @@ mod graphs {
         ModelSpec::parse(&text.replace("inputs = \"raw\"", "inputs = \"normed\""), "x").unwrap();
     }
 }
+
+#[test]
+fn an_ensemble_names_its_members_trainings_and_keeps_the_first_members_key() {
+    let digits = std::fs::read_to_string(model_path("digits")).unwrap();
+    let single = ModelSpec::parse(&digits, "models/digits.toml").unwrap();
+    assert!(single.ensemble.is_none());
+    let text = format!(
+        "{digits}\n[ensemble]\nmembers = 4\n\n[[ensemble.member]]\nlearning_rate = 0.001\n\n\
+         [[ensemble.member]]\nseed = 7\noptimizer = \"sgd\"\n"
+    );
+    let spec = ModelSpec::parse(&text, "models/digits.toml").unwrap();
+    let members = &spec.ensemble.as_ref().unwrap().members;
+    assert_eq!(members.len(), 4);
+    assert_eq!(members[0], single.train);
+    // Member 2: [train] with its own learning rate and the next seed; member 3: its own seed
+    // and optimizer; member 4: [train] with seed + 3.
+    assert_eq!((members[1].seed, members[1].learning_rate, members[1].optimizer), (43, 0.001, Optimizer::Adam));
+    assert_eq!(members[1].lr_schedule, single.train.lr_schedule);
+    assert_eq!((members[2].seed, members[2].optimizer, members[2].learning_rate), (7, Optimizer::Sgd, 0.002));
+    assert_eq!(members[3], mnistc::spec::TrainSpec { seed: 45, ..single.train });
+    // Each member is a spec of its own; the first is the file without [ensemble], so it shares
+    // the single network's cached training, while the ensemble's key differs.
+    let specs = spec.members();
+    assert_eq!(specs.len(), 4);
+    assert_eq!(specs[0].training_key_json(), single.training_key_json());
+    assert!(specs.iter().all(|s| s.ensemble.is_none()));
+    assert_ne!(spec.training_key_json(), single.training_key_json());
+    // --seed moves every member; --members keeps the first members and adds more.
+    let moved = spec.with_overrides(&Overrides { seed: Some(100), ..Overrides::default() }).unwrap();
+    let seeds: Vec<u64> = moved.ensemble.unwrap().members.iter().map(|m| m.seed).collect();
+    assert_eq!(seeds, [100, 101, 102, 103]);
+    let five = single.with_members(5);
+    let seeds: Vec<u64> = five.ensemble.as_ref().unwrap().members.iter().map(|m| m.seed).collect();
+    assert_eq!(seeds, [42, 43, 44, 45, 46]);
+    assert_eq!(five.with_members(1), single);
+    assert_eq!(spec.with_members(2).ensemble.unwrap().members, members[..2]);
+}
+
+#[test]
+fn ensemble_errors_name_the_key_and_line() {
+    let digits = std::fs::read_to_string(model_path("digits")).unwrap();
+    let base = digits.lines().count() + 2; // the [ensemble] header's line
+    let (line, key, kind, _) = invalid(&format!("{digits}\n[ensemble]\nmembers = 1\n"));
+    assert_eq!((line, key.as_str(), kind), (base + 1, "ensemble.members", InvalidKind::BadValue));
+    let (line, key, _, shown) = invalid(&format!("{digits}\n[ensemble]\nmembrs = 3\n"));
+    assert_eq!((line, key.as_str()), (base + 1, "ensemble.membrs"));
+    assert!(shown.contains("did you mean `members`?"), "{shown}");
+    let (_, key, kind, _) = invalid(&format!("{digits}\n[ensemble]\n"));
+    assert_eq!((key.as_str(), kind), ("ensemble.members", InvalidKind::Missing));
+    let text =
+        format!("{digits}\n[ensemble]\nmembers = 2\n[[ensemble.member]]\nseed = 1\n[[ensemble.member]]\nseed = 2\n");
+    let (_, key, kind, shown) = invalid(&text);
+    assert_eq!((key.as_str(), kind), ("ensemble.member", InvalidKind::Inconsistent));
+    assert!(shown.contains("at most 1"), "{shown}");
+    let text = format!("{digits}\n[ensemble]\nmembers = 2\n[[ensemble.member]]\nlearning_rat = 0.1\n");
+    let (line, key, kind, _) = invalid(&text);
+    assert_eq!((line, key.as_str(), kind), (base + 3, "ensemble.member[0].learning_rat", InvalidKind::UnknownKey));
+    let text = format!("{digits}\n[ensemble]\nmembers = 2\n[[ensemble.member]]\nepochs = 0\n");
+    let (line, key, _, _) = invalid(&text);
+    assert_eq!((line, key.as_str()), (base + 3, "ensemble.member[0].epochs"));
+}

@@ -459,3 +459,87 @@ mod residual {
         assert!(report.layers.iter().all(|l| l.max_lsb_diff == 0));
     }
 }
+
+/// An `[ensemble]` of three digits CNNs (seeded weights, one per member seed) through the
+/// build's path: the f32 ensemble blob's logits are the mean of the members' own f32 blobs'
+/// logits, the int8 ensemble blob (one arena for all members) is bit-exact with tract on every
+/// op, and its logits are its members' int8 logits summed, within one rounding per add.
+#[test]
+fn an_ensemble_blob_is_the_mean_of_its_members_and_matches_tract() {
+    use mnistc::lower::plan::Precision as PlanPrecision;
+    use mnistc::spec::Precision;
+    let digits = std::fs::read_to_string(mnistc_suite::workspace_root().join("models/digits.toml")).unwrap();
+    let int8 = parse(&format!("{digits}\n[ensemble]\nmembers = 3\n"), "<digits ensemble>").unwrap();
+    let f32_spec = {
+        let mut s = int8.clone();
+        s.quantize.precision = Precision::F32;
+        s
+    };
+    let members = f32_spec.members();
+    let models: Vec<TrainedModel> = members.iter().map(|m| TrainedModel::seeded(m, m.train.seed).unwrap()).collect();
+    let refs: Vec<&TrainedModel> = models.iter().collect();
+    let (calibration, eval) = (images(16, 21), images(8, 22));
+
+    let float = pipeline::float_plan(&f32_spec, &refs, [3; 32]).unwrap();
+    let ensemble = pipeline::deploy_float(&f32_spec, float.clone(), &calibration, &eval).unwrap();
+    assert_eq!(ensemble.plan.precision, PlanPrecision::F32);
+    let alone: Vec<pipeline::Deployed> = members
+        .iter()
+        .zip(&models)
+        .map(|(m, model)| pipeline::deploy(m, model, &calibration, &eval, [3; 32]).unwrap())
+        .collect();
+    // One member's ops three times, plus two adds; the arena is one member's and two logit
+    // vectors, not three members'.
+    assert_eq!(ensemble.plan.ops.len(), 3 * alone[0].plan.ops.len() + 2);
+    assert!(ensemble.blob.footprint().arena_bytes < 2 * alone[0].blob.footprint().arena_bytes);
+    let logits = |blob: &mnistc::lower::emit::Blob, image: &[u8]| {
+        let model = blob.model();
+        let mut arena = vec![0u8; model.arena_size() + 16];
+        let at = arena.as_ptr().align_offset(16);
+        let mut out = vec![0.0f32; 10];
+        model.run(mnistc_runtime::Input::Pixels(image), &mut arena[at..], &mut out).unwrap();
+        out
+    };
+    for image in eval.pixels.chunks(784) {
+        let got = logits(&ensemble.blob, image);
+        let each: Vec<Vec<f32>> = alone.iter().map(|d| logits(&d.blob, image)).collect();
+        let mean: Vec<f32> = (0..10).map(|c| each.iter().map(|l| l[c]).sum::<f32>() / 3.0).collect();
+        for (g, m) in got.iter().zip(&mean) {
+            assert!((g - m).abs() <= 1e-4 * (1.0 + m.abs()), "ensemble {got:?} vs mean {mean:?}");
+        }
+    }
+
+    // Calibrated on the images it runs (no logit is clipped at the int8 range).
+    let deployed = pipeline::deploy_float(&int8, float, &eval, &eval).unwrap();
+    let onnx = onnx::export(&deployed.plan).unwrap();
+    let report = check::check(deployed.blob.bytes(), &onnx, &eval.pixels, true).unwrap();
+    assert!(report.passed && report.max_lsb_diff == 0, "{report:?}");
+    // The int8 adds sum the members' int8 logits (each already carrying its 1/3) with one
+    // rounding to the sum's scale per add: the blob's logits are within those roundings of the
+    // members' dequantized logits' sum, as the runtime computes them inside the same blob.
+    let adds: Vec<usize> = (0..deployed.plan.ops.len()).filter(|&i| deployed.plan.ops[i].inputs.len() == 2).collect();
+    assert_eq!(adds.len(), 2);
+    let member_ops = [
+        deployed.plan.ops[adds[0]].inputs[0] - 1,
+        deployed.plan.ops[adds[0]].inputs[1] - 1,
+        deployed.plan.ops[adds[1]].inputs[1] - 1,
+    ];
+    let step = |i: usize| deployed.plan.ops[i].quant.as_ref().unwrap().output.scale;
+    let tolerance = step(adds[0]) / 2.0 + step(adds[1]) / 2.0 + 1e-5;
+    let model = deployed.blob.model();
+    let mut arena = vec![0u8; model.arena_size()];
+    for image in eval.pixels.chunks(784) {
+        let mut member_logits = vec![vec![0.0f32; 10]; 3];
+        let logits = model
+            .run_observed(mnistc_runtime::Input::Pixels(image), &mut arena, |op, out| {
+                if let Some(m) = member_ops.iter().position(|&o| o == op) {
+                    out.write_f32(&mut member_logits[m]);
+                }
+            })
+            .unwrap();
+        for c in 0..10 {
+            let sum: f32 = member_logits.iter().map(|l| l[c]).sum();
+            assert!((logits.value(c) - sum).abs() <= tolerance, "class {c}: {} vs {sum}", logits.value(c));
+        }
+    }
+}

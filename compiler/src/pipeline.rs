@@ -70,6 +70,17 @@ pub struct TrainingInfo {
     pub mean_epoch_seconds: f64,
 }
 
+/// One network of an `[ensemble]`, as the build trained and evaluated it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MemberReport {
+    /// The member's `[train]` seed.
+    pub seed: u64,
+    /// How its weights were obtained.
+    pub training: TrainingInfo,
+    /// The member alone, float, on the test set.
+    pub float_eval: Evaluation,
+}
+
 /// Everything a build produced.
 pub struct Built {
     /// The spec (overrides applied).
@@ -90,9 +101,12 @@ pub struct Built {
     pub device_eval: Evaluation,
     /// The test images the blob gets wrong with the highest confidence ([`MISTAKES`] at most).
     pub mistakes: Mistakes,
-    /// How the weights were obtained.
+    /// How the weights were obtained (an ensemble's first member's).
     pub training: TrainingInfo,
-    /// The per-epoch record of the training (of the original run when cached).
+    /// An `[ensemble]`'s members, each alone (empty for a single network).
+    pub members: Vec<MemberReport>,
+    /// The per-epoch record of the training (of the original run when cached; an ensemble's
+    /// first member's).
     pub history: History,
     /// Calibration images (int8 only).
     pub calibration_images: usize,
@@ -197,7 +211,20 @@ pub fn deploy(
     eval_set: &Images,
     source_hash: [u8; 32],
 ) -> Result<Deployed, BuildError> {
-    let (plan, calibration_images) = lower_trained(spec, model, train_set, source_hash)?;
+    deploy_float(spec, lower::float_plan(model, source_hash)?, train_set, eval_set)
+}
+
+/// [`deploy`] of an unfused float plan (one network's, or an ensemble's).
+///
+/// # Errors
+/// As [`deploy`].
+pub fn deploy_float(
+    spec: &ModelSpec,
+    float: Plan,
+    train_set: &Images,
+    eval_set: &Images,
+) -> Result<Deployed, BuildError> {
+    let (plan, calibration_images) = lower_float(spec, float, train_set)?;
     let blob = emit::write(&plan)?;
     let (eval, predictions, inspection) = {
         let device = blob.model();
@@ -221,7 +248,28 @@ pub fn lower_trained(
     train_set: &Images,
     source_hash: [u8; 32],
 ) -> Result<(Plan, usize), BuildError> {
-    let mut float = lower::float_plan(model, source_hash)?;
+    lower_float(spec, lower::float_plan(model, source_hash)?, train_set)
+}
+
+/// The float plan of `models` (one network, or an `[ensemble]`'s members in order, averaged by
+/// [`lower::ensemble`](mod@lower::ensemble)), named after `spec`, unfused.
+///
+/// # Errors
+/// [`BuildError::Lower`] if a model's weights do not match its spec.
+pub fn float_plan(
+    spec: &ModelSpec,
+    models: &[&train::TrainedModel],
+    source_hash: [u8; 32],
+) -> Result<Plan, BuildError> {
+    let mut plans = models.iter().map(|m| lower::float_plan(m, source_hash)).collect::<Result<Vec<_>, _>>()?;
+    let mut plan = if plans.len() == 1 { plans.remove(0) } else { lower::ensemble::ensemble(plans)? };
+    plan.name = spec.name.clone();
+    Ok(plan)
+}
+
+/// Lowers an unfused float plan to `spec`'s `[quantize]` precision, calibrating int8 on
+/// `train_set`, and fuses it; also returns the number of calibration images.
+fn lower_float(spec: &ModelSpec, mut float: Plan, train_set: &Images) -> Result<(Plan, usize), BuildError> {
     float.name = spec.name.clone();
     Ok(match lower::precision(spec.quantize.precision) {
         Precision::F32 => (lower::fuse(float), 0),
@@ -360,15 +408,41 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
     let train_set = data::load(&opts.data, dataset, Split::Train)?;
     let test_set = data::load(&opts.data, dataset, Split::Test)?;
     let digests = data::file_digests(&opts.data, dataset)?;
-    let (checkpoint, training) = train_or_reuse(spec, &train_set, &digests, opts)?;
-    let model = &checkpoint.model;
-
-    let float_eval = match &checkpoint.test {
-        Some(e) if e.samples as usize == test_set.n => e.clone(),
-        _ => train::evaluate(model, &test_set, opts.device)?,
+    let members = spec.members();
+    let mut trained = Vec::with_capacity(members.len());
+    for member in &members {
+        trained.push(train_or_reuse(member, &train_set, &digests, opts)?);
+    }
+    let hash = source_hash(spec, &digests);
+    let models: Vec<&train::TrainedModel> = trained.iter().map(|(c, _)| &c.model).collect();
+    let float = float_plan(spec, &models, hash)?;
+    let mut float_evals = Vec::with_capacity(trained.len());
+    for (checkpoint, _) in &trained {
+        float_evals.push(match &checkpoint.test {
+            Some(e) if e.samples as usize == test_set.n => e.clone(),
+            _ => train::evaluate(&checkpoint.model, &test_set, opts.device)?,
+        });
+    }
+    let float_eval = if members.len() == 1 {
+        float_evals[0].clone()
+    } else {
+        // The members' averaged logits in f32: the ensemble's float plan, run by the runtime.
+        let blob = emit::write(&lower::fuse(float.clone()))?;
+        let predictions = verify::on_device::predictions(&blob.model(), &test_set)?;
+        Evaluation::from_predictions(&test_set.labels, &predictions, &spec.data.dataset.class_names())?
+    };
+    let members_report = if members.len() == 1 {
+        Vec::new()
+    } else {
+        members
+            .iter()
+            .zip(&trained)
+            .zip(float_evals)
+            .map(|((m, (_, info)), float_eval)| MemberReport { seed: m.train.seed, training: info.clone(), float_eval })
+            .collect()
     };
     let Deployed { plan, calibration_images, blob, eval: device_eval, predictions, inspection } =
-        deploy(spec, model, &train_set, &test_set, source_hash(spec, &digests))?;
+        deploy_float(spec, float, &train_set, &test_set)?;
     let mistakes = mistakes::most_confident(&blob.model(), &test_set, &predictions, MISTAKES)
         .map_err(|e| BuildError::OnDevice(e.into()))?;
     let footprint = blob.footprint();
@@ -387,8 +461,9 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         float_eval,
         device_eval,
         mistakes,
-        training,
-        history: model.history.clone(),
+        training: trained[0].1.clone(),
+        members: members_report,
+        history: trained[0].0.model.history.clone(),
         calibration_images,
     })
 }

@@ -87,7 +87,7 @@ pub const SECTION_ALIGN: usize = 16;
 /// Alignment the blob's first byte must have in memory.
 pub const BLOB_ALIGN: usize = 4;
 /// Most ops a plan may hold.
-pub const MAX_OPS: usize = 16;
+pub const MAX_OPS: usize = 32;
 /// Most classes a model may have (the metadata has room for this many names).
 pub const MAX_CLASSES: usize = 16;
 /// Bytes of each class name (UTF-8, NUL-padded).

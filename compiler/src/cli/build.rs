@@ -7,6 +7,7 @@ use super::common::{PauseArgs, TrainingArgs, check_output_path};
 use super::{CliError, Io};
 use crate::pipeline;
 use crate::report::{self, Files, Pictures};
+use crate::spec::MAX_MEMBERS;
 
 /// Arguments of `mnistc build`.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +44,10 @@ pub struct Args {
     /// Also write the blob in another form: `c` gives OUT.h / OUT.c (as `mnistc export-c`)
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub emit: Vec<Emit>,
+    /// Override [ensemble] members: train N networks of the model (seeds train.seed, +1, …) and
+    /// deploy them as one blob averaging their logits (1: one network)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_MEMBERS as u64))]
+    pub members: Option<u64>,
 }
 
 /// Extra outputs of `mnistc build`.
@@ -62,7 +67,10 @@ pub fn sibling(out: &Path, ext: &str) -> PathBuf {
 /// # Errors
 /// Exit 2 for bad input, 1 when a budget is exceeded.
 pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
-    let spec = args.training.spec(&args.model, io.err)?;
+    let mut spec = args.training.spec(&args.model, io.err)?;
+    if let Some(n) = args.members {
+        spec = spec.with_members(n as usize);
+    }
     let device = args.training.device()?;
     check_output_path(&args.output, "blob")?;
     let out = &args.output;
@@ -143,6 +151,12 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             mistakes_png.display(),
         );
         io.out.write_all(text.as_bytes()).map_err(CliError::failed)?;
+        if !built.members.is_empty() {
+            let each: Vec<String> =
+                built.members.iter().map(|m| format!("{:.2} %", 100.0 * m.float_eval.accuracy)).collect();
+            writeln!(io.out, "ensemble of {}: each member alone, float: {}", built.members.len(), each.join(", "))
+                .map_err(CliError::failed)?;
+        }
         for path in &extra {
             writeln!(io.out, "wrote {}", path.display()).map_err(CliError::failed)?;
         }

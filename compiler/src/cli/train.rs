@@ -1,5 +1,5 @@
 //! `mnistc train MODEL.toml -o CHECKPOINT [--data DIR] [--epochs N] [--train-limit N]
-//! [--seed N] [--device cpu|cuda] [--pause-after N] [--profile] [--json]`.
+//! [--seed N] [--member K] [--device cpu|cuda] [--pause-after N] [--profile] [--json]`.
 
 use std::path::PathBuf;
 
@@ -37,6 +37,10 @@ pub struct Args {
     /// Do not store the training in the cache that `mnistc build` reuses
     #[arg(long)]
     pub no_cache: bool,
+    /// Train member K (from 1) of an `[ensemble]` (needed for ensembles: a checkpoint holds one
+    /// network; `mnistc build` trains, or reuses, every member)
+    #[arg(long, value_name = "K")]
+    pub member: Option<usize>,
     /// Time each phase of the training loop (data, forward, backward, optimizer, metrics,
     /// validation) and print the mean epoch's breakdown and images per second (bypasses the
     /// training cache: a cached training has no fresh timings)
@@ -50,7 +54,7 @@ pub struct Args {
 /// Exit 2 for bad input (model file, data, device not compiled in, output directory), exit 1
 /// if training diverges or the checkpoint cannot be written.
 pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
-    let spec = args.training.spec(&args.model, io.err)?;
+    let spec = member(args.training.spec(&args.model, io.err)?, args.member)?;
     let device = args.training.device()?;
     check_output_path(&args.output, "checkpoint")?;
 
@@ -136,4 +140,21 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The network `mnistc train` trains: the spec itself, or member `k` of its `[ensemble]`.
+fn member(spec: crate::spec::ModelSpec, k: Option<usize>) -> Result<crate::spec::ModelSpec, CliError> {
+    let mut members = spec.members();
+    let n = members.len();
+    match (k, &spec.ensemble) {
+        (None, None) => Ok(spec),
+        (Some(_), None) => Err(CliError::bad_input(format!("--member: {} has no [ensemble]", spec.origin))),
+        (None, Some(_)) => Err(CliError::bad_input(format!(
+            "{}: [ensemble] trains {n} networks and a checkpoint holds one: pass --member K (1 to {n}) \
+             to train one of them, or run `mnistc build`, which trains (or reuses) every member",
+            spec.origin
+        ))),
+        (Some(k), Some(_)) if (1..=n).contains(&k) => Ok(members.swap_remove(k - 1)),
+        (Some(k), Some(_)) => Err(CliError::bad_input(format!("--member {k}: {} has members 1 to {n}", spec.origin))),
+    }
 }

@@ -4,7 +4,8 @@
 //! int8 models):
 //!
 //! 1. this module: the float [`Plan`] ([`plan`]) of a trained model ([`float_plan`]), or of the
-//!    architecture alone ([`skeleton_unfused`]);
+//!    architecture alone ([`skeleton_unfused`]); an `[ensemble]`'s members' plans become one
+//!    ([`ensemble`](mod@ensemble));
 //! 2. [`fuse`](mod@fuse): conv → pool fusion;
 //! 3. [`arena`]: the static arena plan, with each kernel's scratch size;
 //! 4. [`emit`]: the blob, written once and validated by the runtime;
@@ -24,6 +25,7 @@
 pub mod arena;
 pub mod budget;
 pub mod emit;
+pub mod ensemble;
 pub mod fold_batchnorm;
 pub mod fuse;
 pub mod plan;
@@ -52,6 +54,9 @@ pub enum LowerError {
         /// What is wrong.
         what: String,
     },
+    /// The members of an `[ensemble]` cannot be averaged in one plan.
+    #[error("ensemble: {0}")]
+    Ensemble(String),
 }
 
 /// The runtime's activation for a spec activation.
@@ -79,7 +84,11 @@ pub fn precision(p: spec::Precision) -> Precision {
 /// [`LowerError::Spec`] if the spec's shapes are inconsistent.
 pub fn skeleton_unfused(spec: &ModelSpec) -> Result<Plan, LowerError> {
     let ops = build_ops(spec, |_, _, out, per_out| Ok((vec![0.0; out * per_out], vec![0.0; out])))?;
-    Ok(plan_of(spec, ops, [0; 32]))
+    let plan = plan_of(spec, ops, [0; 32]);
+    match &spec.ensemble {
+        None => Ok(plan),
+        Some(e) => ensemble::ensemble(vec![plan; e.members.len()]),
+    }
 }
 
 /// Lowers a trained model to an unfused f32 plan, one op per conv/pool/dense layer (use

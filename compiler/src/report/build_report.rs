@@ -100,6 +100,11 @@ pub fn to_json(built: &Built, inspection: &Inspection, files: &Files<'_>) -> Val
         "device_accuracy": built.device_eval.accuracy,
         "accuracy_drop": built.float_eval.accuracy - built.device_eval.accuracy,
         "training": built.training,
+        "members": built.members.iter().map(|m| json!({
+            "seed": m.seed,
+            "float_accuracy": m.float_eval.accuracy,
+            "training": m.training,
+        })).collect::<Vec<_>>(),
         "history": built.history,
         "mistakes": built.mistakes.list,
         "calibration": {
@@ -154,6 +159,18 @@ pub fn to_markdown(built: &Built, inspection: &Inspection, files: &Files<'_>) ->
     if let Ok(summary) = summary::summarize(spec) {
         s.push_str(&format!("## Model\n\n```\n{}```\n\n", summary.render()));
     }
+    if !built.members.is_empty() {
+        s.push_str(&format!(
+            "## Ensemble members\n\nThe blob runs the {} networks one after another and averages their \
+             logits; each alone, float, on the test set (the curves below are member 1's):\n\n\
+             | member | seed | float test accuracy | training |\n|---:|---:|---:|---|\n",
+            built.members.len()
+        ));
+        for row in member_rows(built) {
+            s.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        s.push('\n');
+    }
     s.push_str(&format!("## Training curves\n\n![training curves]({})\n\n", file_name(files.curves_png)));
     s.push_str(&format!("## Lowered plan\n\n```\n{}```\n\n## Accuracy\n\n", inspection.render()));
     s.push_str(&evaluation_md("Float model", &built.float_eval));
@@ -165,6 +182,21 @@ pub fn to_markdown(built: &Built, inspection: &Inspection, files: &Files<'_>) ->
         mistakes_md(built)
     ));
     s
+}
+
+/// One row per ensemble member: member, seed, float test accuracy, training.
+fn member_rows(built: &Built) -> Vec<Vec<String>> {
+    built
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let t = &m.training;
+            let cached = if t.cached { " (reused from the cache)" } else { "" };
+            let training = format!("{} epochs, {:.1} s{cached}", t.epochs, t.seconds);
+            vec![(i + 1).to_string(), m.seed.to_string(), pct(m.float_eval.accuracy), training]
+        })
+        .collect()
 }
 
 /// The mistakes as a table.
@@ -228,6 +260,17 @@ pub fn to_html(built: &Built, inspection: &Inspection, pictures: &Pictures) -> S
     s.push_str(&pictures.curves_svg.replacen("<?xml version=\"1.0\" encoding=\"UTF-8\"?>", "", 1));
     if let Ok(summary) = summary::summarize(spec) {
         s.push_str(&format!("<h2>Model</h2>\n{}", pre(&summary.render())));
+    }
+    if !built.members.is_empty() {
+        s.push_str(
+            "<h2>Ensemble members</h2>\n<table>\n<tr><th>member</th><th>seed</th><th>float test accuracy</th>\
+             <th>training</th></tr>\n",
+        );
+        for row in member_rows(built) {
+            let cells: Vec<String> = row.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
+            s.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
+        }
+        s.push_str("</table>\n");
     }
     s.push_str(&format!("<h2>Lowered plan</h2>\n{}<h2>Accuracy</h2>\n", pre(&inspection.render())));
     for (title, e) in

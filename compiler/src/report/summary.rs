@@ -35,6 +35,8 @@ pub struct Summary {
     pub trainable_params: usize,
     /// Sum of MACs.
     pub total_macs: u64,
+    /// An `[ensemble]`'s members' seeds, in order (empty for one network).
+    pub member_seeds: Vec<u64>,
 }
 
 /// Summarizes a model.
@@ -57,6 +59,7 @@ pub fn summarize(spec: &ModelSpec) -> Result<Summary, SpecError> {
         layers,
         names: spec.layers.iter().map(|l| l.name.clone()).collect(),
         chain: spec.is_chain(),
+        member_seeds: spec.ensemble.as_ref().map_or_else(Vec::new, |e| e.members.iter().map(|m| m.seed).collect()),
     })
 }
 
@@ -203,6 +206,20 @@ impl Summary {
             let _ = writeln!(out, "Starts from:  {from}");
         }
         let _ = writeln!(out, "Total MACs:   {}", thousands(self.total_macs));
+        let n = self.member_seeds.len();
+        if n > 1 {
+            let seeds: Vec<String> = self.member_seeds.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                out,
+                "Ensemble:     {n} networks as above (seeds {}), logits averaged: {} params, {} MACs \
+                 and {} adds of {} logits in all",
+                seeds.join(", "),
+                thousands((n * self.total_params) as u64),
+                thousands(n as u64 * self.total_macs),
+                n - 1,
+                self.classes
+            );
+        }
         out
     }
 
@@ -248,6 +265,12 @@ impl Summary {
             "trainable_params": self.trainable_params,
             "init_from": self.init_from,
             "total_macs": self.total_macs,
+            "ensemble": (self.member_seeds.len() > 1).then(|| serde_json::json!({
+                "members": self.member_seeds.len(),
+                "seeds": self.member_seeds,
+                "total_params": self.member_seeds.len() * self.total_params,
+                "total_macs": self.member_seeds.len() as u64 * self.total_macs,
+            })),
         })
     }
 }

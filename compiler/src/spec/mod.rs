@@ -45,6 +45,10 @@ pub struct ModelSpec {
     /// `[init]`: pretrained weights to start from (transfer learning); `None`: a fresh start.
     #[serde(default)]
     pub init: Option<InitSpec>,
+    /// `[ensemble]`: train several networks of this architecture and deploy them as one blob
+    /// that averages their logits; `None`: one network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleSpec>,
     /// Non-fatal remarks about the description (e.g. a key that has no effect with the chosen
     /// optimizer). The CLI prints them on stderr.
     #[serde(default)]
@@ -77,6 +81,20 @@ pub struct InitSpec {
     /// 1-based line of `from` (0 when unknown).
     pub line: usize,
 }
+
+/// `[ensemble]`: the members' trainings. Every member has the model's layers and data; they
+/// differ in their `[train]` (at least in the seed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleSpec {
+    /// Each member's training, resolved; the first is the model's own `[train]`, so an
+    /// ensemble's first member is the single network the same file describes without
+    /// `[ensemble]` (and shares its cached training). At least 2, at most [`MAX_MEMBERS`].
+    pub members: Vec<TrainSpec>,
+}
+
+/// Most members an ensemble may have (its blob holds every member's ops, see
+/// [`mnistc_runtime::format::MAX_OPS`]).
+pub const MAX_MEMBERS: usize = 8;
 
 /// Where a layer reads its input from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -486,6 +504,8 @@ struct TrainingKey<'a> {
     train: &'a TrainSpec,
     #[serde(skip_serializing_if = "Option::is_none")]
     init: Option<KeyInit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ensemble: Option<&'a EnsembleSpec>,
 }
 
 impl ModelSpec {
@@ -576,11 +596,46 @@ impl ModelSpec {
         if let Some(seed) = overrides.seed {
             spec.train.seed = seed;
         }
+        if let Some(ensemble) = spec.ensemble.as_mut() {
+            for (i, member) in ensemble.members.iter_mut().enumerate() {
+                if let Some(epochs) = overrides.epochs {
+                    member.epochs = epochs;
+                }
+                if let Some(seed) = overrides.seed {
+                    member.seed = seed.wrapping_add(i as u64);
+                }
+            }
+        }
         Ok(spec)
     }
 
+    /// The spec with `n` networks (`--members`): one network for 1, else an ensemble keeping
+    /// the first `n` members it has and adding members trained as `[train]` with the next seeds
+    /// (`train.seed + i` for member `i` from 0).
+    pub fn with_members(&self, n: usize) -> ModelSpec {
+        let mut spec = self.clone();
+        let mut members = self.ensemble.as_ref().map_or_else(|| vec![self.train], |e| e.members.clone());
+        members.truncate(n.max(1));
+        for i in members.len()..n {
+            members.push(TrainSpec { seed: self.train.seed.wrapping_add(i as u64), ..self.train });
+        }
+        spec.ensemble = (members.len() > 1).then_some(EnsembleSpec { members });
+        spec
+    }
+
+    /// The networks this spec trains: itself, or each `[ensemble]` member as a spec of its own
+    /// (the member's `[train]`, no `[ensemble]`; the first member is the spec without
+    /// `[ensemble]`).
+    pub fn members(&self) -> Vec<ModelSpec> {
+        match &self.ensemble {
+            None => vec![self.clone()],
+            Some(e) => e.members.iter().map(|&train| ModelSpec { train, ensemble: None, ..self.clone() }).collect(),
+        }
+    }
+
     /// Canonical JSON of everything that influences the trained weights: `input`, the layers
-    /// (parameters only, no line numbers), `[data]` and `[train]`. `name`, `[quantize]` and
+    /// (parameters only, no line numbers), `[data]`, `[train]` and, for an ensemble, every
+    /// member's training (absent otherwise, so single networks keep their keys). `name`, `[quantize]` and
     /// `[target]` are left out, so renaming a model or changing its quantization or budgets
     /// does not invalidate a training. Field order is fixed by the struct definitions, so the
     /// string is stable across runs and platforms. `[init]` enters by the SHA-256 of the
@@ -609,6 +664,7 @@ impl ModelSpec {
                 ),
                 layers: init.layers,
             }),
+            ensemble: self.ensemble.as_ref(),
         };
         // Serializing plain structs, enums and numbers into a String cannot fail.
         serde_json::to_string(&key).unwrap_or_default()

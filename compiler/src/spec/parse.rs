@@ -7,11 +7,13 @@ use super::error::{InvalidKind, SpecError};
 use super::reader::{Source, Table, Value};
 use super::shape;
 use super::{
-    Activation, Augment, CalibrationMethod, DataSpec, Dataset, Init, InitSpec, InputRef, InputSpec, Layer, LayerSpec,
-    LrSchedule, ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec, TrainSpec, default_input,
+    Activation, Augment, CalibrationMethod, DataSpec, Dataset, EnsembleSpec, Init, InitSpec, InputRef, InputSpec,
+    Layer, LayerSpec, LrSchedule, MAX_MEMBERS, ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec,
+    TrainSpec, default_input,
 };
 
-const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target", "init"];
+const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target", "init", "ensemble"];
+const ENSEMBLE_KEYS: &[&str] = &["members", "member"];
 const INIT_KEYS: &[&str] = &["from", "layers", "freeze"];
 const INPUT_KEYS: &[&str] = &["height", "width", "channels", "classes"];
 const DATA_KEYS: &[&str] = &["dataset", "validation", "train_limit"];
@@ -78,10 +80,23 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
     let mut warnings = Vec::new();
     let init = read_init(&root, origin, &mut layers, &mut warnings)?;
     let train = read_train(&root, &input, &data, &mut warnings)?;
+    let ensemble = read_ensemble(&root, &train, &input, &data, &mut warnings)?;
     let quantize = read_quantize(&root)?;
     let target = read_target(&root)?;
 
-    Ok(ModelSpec { name, origin: origin.to_string(), input, layers, data, train, quantize, target, init, warnings })
+    Ok(ModelSpec {
+        name,
+        origin: origin.to_string(),
+        input,
+        layers,
+        data,
+        train,
+        quantize,
+        target,
+        init,
+        ensemble,
+        warnings,
+    })
 }
 
 /// `[init]`, and the `freeze` flags it sets (`freeze = "all-but-last-N"`); checks that something
@@ -722,29 +737,59 @@ fn read_train(
     warnings: &mut Vec<String>,
 ) -> Result<TrainSpec, SpecError> {
     let t = section(root, "train", TRAIN_KEYS)?;
-    let t = t.as_ref();
-    let optimizer = get_or(t, "optimizer", Optimizer::Adam, |v| {
+    read_train_keys(root.src, t.as_ref(), "train", &TRAIN_DEFAULTS, input, data, warnings)
+}
+
+/// `[train]` when the file has none of its keys.
+const TRAIN_DEFAULTS: TrainSpec = TrainSpec {
+    optimizer: Optimizer::Adam,
+    learning_rate: 1e-3,
+    momentum: 0.9,
+    nesterov: false,
+    weight_decay: 0.0,
+    batch_size: 128,
+    epochs: 10,
+    seed: 42,
+    init: Init::He,
+    early_stopping: 0,
+    lr_schedule: LrSchedule::None,
+    augment: Augment { shift: 0, rotate: 0.0, flip: false },
+    label_smoothing: 0.0,
+};
+
+/// The `[train]` keys of `t` (the `[train]` table, or an `[[ensemble.member]]`, named `path` in
+/// messages), each missing one taken from `base`.
+fn read_train_keys(
+    src: &Source<'_>,
+    t: Option<&Table<'_, '_>>,
+    path: &str,
+    base: &TrainSpec,
+    input: &InputSpec,
+    data: &DataSpec,
+    warnings: &mut Vec<String>,
+) -> Result<TrainSpec, SpecError> {
+    let optimizer = get_or(t, "optimizer", base.optimizer, |v| {
         v.choice(&[("adam", Optimizer::Adam), ("adamw", Optimizer::Adamw), ("sgd", Optimizer::Sgd)])
     })?;
-    let learning_rate = get_or(t, "learning_rate", 1e-3, |v| v.float_in(0.0, true, 10.0, false))?;
-    let momentum = get_or(t, "momentum", 0.9, |v| v.float_in(0.0, false, 1.0, true))?;
-    let nesterov = get_or(t, "nesterov", false, |v| v.bool())?;
-    let weight_decay = get_or(t, "weight_decay", 0.0, |v| v.float_in(0.0, false, 1.0, false))?;
-    let batch_size = get_or(t, "batch_size", 128, |v| v.usize(1, 65_536))?;
-    let epochs = get_or(t, "epochs", 10, |v| v.usize(1, 100_000))?;
-    let seed = get_or(t, "seed", 42, |v| v.uint(0, i64::MAX as u64))?;
-    let init = get_or(t, "init", Init::He, |v| v.choice(&[("he", Init::He), ("glorot", Init::Glorot)]))?;
-    let early_stopping = get_or(t, "early_stopping", 0, |v| v.usize(0, 100_000))?;
-    let label_smoothing = get_or(t, "label_smoothing", 0.0, |v| v.float_in(0.0, false, 1.0, true))?;
+    let learning_rate = get_or(t, "learning_rate", base.learning_rate, |v| v.float_in(0.0, true, 10.0, false))?;
+    let momentum = get_or(t, "momentum", base.momentum, |v| v.float_in(0.0, false, 1.0, true))?;
+    let nesterov = get_or(t, "nesterov", base.nesterov, |v| v.bool())?;
+    let weight_decay = get_or(t, "weight_decay", base.weight_decay, |v| v.float_in(0.0, false, 1.0, false))?;
+    let batch_size = get_or(t, "batch_size", base.batch_size, |v| v.usize(1, 65_536))?;
+    let epochs = get_or(t, "epochs", base.epochs, |v| v.usize(1, 100_000))?;
+    let seed = get_or(t, "seed", base.seed, |v| v.uint(0, i64::MAX as u64))?;
+    let init = get_or(t, "init", base.init, |v| v.choice(&[("he", Init::He), ("glorot", Init::Glorot)]))?;
+    let early_stopping = get_or(t, "early_stopping", base.early_stopping, |v| v.usize(0, 100_000))?;
+    let label_smoothing = get_or(t, "label_smoothing", base.label_smoothing, |v| v.float_in(0.0, false, 1.0, true))?;
     let lr_schedule = match t.and_then(|t| t.get("lr_schedule")) {
-        None => LrSchedule::None,
+        None => base.lr_schedule,
         Some(v) => read_schedule(&v, learning_rate)?,
     };
     let augment = match t.and_then(|t| t.get("augment")) {
-        None => Augment { shift: 0, rotate: 0.0, flip: false },
+        None => base.augment,
         Some(v) => {
             let a = v.table()?;
-            a.check_keys(AUGMENT_KEYS, "in train.augment")?;
+            a.check_keys(AUGMENT_KEYS, &format!("in {path}.augment"))?;
             let max_shift = input.height.min(input.width) / 2;
             let shift = get_or(Some(&a), "shift", 0, |v| v.usize(0, max_shift))?;
             let rotate = get_or(Some(&a), "rotate", 0.0, |v| v.float_in(0.0, false, 180.0, false))?;
@@ -755,18 +800,17 @@ fn read_train(
 
     // Cross-key checks.
     let line = |key: &str| t.map_or(1, |t| t.line_of(key));
-    let src = root.src;
     if optimizer == Optimizer::Sgd && nesterov && momentum == 0.0 {
         return Err(src.error(
             line("nesterov"),
-            "train.nesterov",
+            format!("{path}.nesterov"),
             InvalidKind::Inconsistent,
-            "Nesterov momentum needs train.momentum > 0",
+            format!("Nesterov momentum needs {path}.momentum > 0"),
         ));
     }
     if optimizer != Optimizer::Sgd && nesterov {
         warnings.push(format!(
-            "{}:{}: train.nesterov has no effect with optimizer = \"{}\" (sgd only)",
+            "{}:{}: {path}.nesterov has no effect with optimizer = \"{}\" (sgd only)",
             src.origin,
             line("nesterov"),
             if optimizer == Optimizer::Adam { "adam" } else { "adamw" }
@@ -776,7 +820,7 @@ fn read_train(
         if early_stopping > 0 {
             return Err(src.error(
                 line("early_stopping"),
-                "train.early_stopping",
+                format!("{path}.early_stopping"),
                 InvalidKind::Inconsistent,
                 "early stopping watches the validation loss; set data.validation > 0 or \
                  early_stopping = 0",
@@ -785,7 +829,7 @@ fn read_train(
         if matches!(lr_schedule, LrSchedule::Plateau { .. }) {
             return Err(src.error(
                 line("lr_schedule"),
-                "train.lr_schedule",
+                format!("{path}.lr_schedule"),
                 InvalidKind::Inconsistent,
                 "the plateau schedule watches the validation loss; set data.validation > 0 or \
                  use another schedule",
@@ -807,6 +851,58 @@ fn read_train(
         augment,
         label_smoothing,
     })
+}
+
+/// `[ensemble]`: `members = N` networks; member `i` (from 0) trains with `[train]` and
+/// `seed = train.seed + i`, the `[[ensemble.member]]` tables (at most `N − 1`) overriding
+/// `[train]` keys of members 2, 3, … in order.
+fn read_ensemble(
+    root: &Table<'_, '_>,
+    train: &TrainSpec,
+    input: &InputSpec,
+    data: &DataSpec,
+    warnings: &mut Vec<String>,
+) -> Result<Option<EnsembleSpec>, SpecError> {
+    let Some(t) = section(root, "ensemble", ENSEMBLE_KEYS)? else { return Ok(None) };
+    let n = t.require("members", &format!("the number of networks, 2 to {MAX_MEMBERS}"))?.usize(2, MAX_MEMBERS)?;
+    let tables = match t.get("member") {
+        None => Vec::new(),
+        Some(v) => v.tables()?,
+    };
+    if tables.len() >= n {
+        return Err(root.src.error(
+            t.line_of("member"),
+            "ensemble.member",
+            InvalidKind::Inconsistent,
+            format!(
+                "{} [[ensemble.member]] tables for members = {n}: they describe members 2 to {n} \
+                 (the first member is [train] itself), so at most {}",
+                tables.len(),
+                n - 1
+            ),
+        ));
+    }
+    let mut members = vec![*train];
+    for i in 1..n {
+        let base = TrainSpec { seed: train.seed.wrapping_add(i as u64), ..*train };
+        let member = match tables.get(i - 1) {
+            None => base,
+            Some(m) => {
+                m.check_keys(TRAIN_KEYS, "in an [[ensemble.member]] (the keys of [train])")?;
+                read_train_keys(
+                    root.src,
+                    Some(m),
+                    &format!("ensemble.member[{}]", i - 1),
+                    &base,
+                    input,
+                    data,
+                    warnings,
+                )?
+            }
+        };
+        members.push(member);
+    }
+    Ok(Some(EnsembleSpec { members }))
 }
 
 fn read_schedule(v: &Value<'_, '_>, learning_rate: f64) -> Result<LrSchedule, SpecError> {

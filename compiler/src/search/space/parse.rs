@@ -97,6 +97,16 @@ impl SearchSpace {
                 ),
             ));
         }
+        if base.ensemble.is_some() {
+            return Err(base_value.err(
+                InvalidKind::Inconsistent,
+                format!(
+                    "the base model {} is an [ensemble]; a search trial trains and scores one network, so use \
+                     a base without [ensemble] (and build the best candidate with `mnistc build --members N`)",
+                    base_path.display()
+                ),
+            ));
+        }
         if base.data.validation <= 0.0 {
             return Err(base_value.err(
                 InvalidKind::Inconsistent,
