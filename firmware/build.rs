@@ -89,7 +89,8 @@ fn run() -> Result<(), String> {
         .any(|op| op.record.kind == OpKind::Add as u8 || op.record.flags & mnistc_runtime::format::FLAG_RESIDUAL != 0);
     if residual && env::var_os("CARGO_FEATURE_RESIDUAL").is_none() {
         return Err(format!(
-            "{}: the model has residual adds; build the firmware with `--features residual`",
+            "{}: the model has adds (residual connections, or an ensemble's mean); build the firmware with \
+             `--features residual`",
             blob_path.display()
         ));
     }

@@ -417,7 +417,19 @@ fn every_shipped_model_builds_and_checks() {
         .collect();
     models.sort();
     let names: Vec<String> = models.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["cifar-dscnn", "cifar-resnet8", "cifar-transfer", "digits", "fashion-mlp", "fashion", "mlp"]);
+    assert_eq!(
+        names,
+        [
+            "cifar-dscnn",
+            "cifar-resnet8",
+            "cifar-transfer",
+            "digits-ensemble",
+            "digits",
+            "fashion-mlp",
+            "fashion",
+            "mlp"
+        ]
+    );
     for (model, name) in models.iter().zip(&names) {
         let out = dir.path().join(format!("{name}.bin"));
         let (code, stdout, err) = mnistc(&[

@@ -638,6 +638,7 @@ fn an_ensemble_names_its_members_trainings_and_keeps_the_first_members_key() {
     let specs = spec.members();
     assert_eq!(specs.len(), 4);
     assert_eq!(specs[0].training_key_json(), single.training_key_json());
+    assert_eq!((specs[0].name.as_str(), specs[3].name.as_str()), ("digits-member1", "digits-member4"));
     assert!(specs.iter().all(|s| s.ensemble.is_none()));
     assert_ne!(spec.training_key_json(), single.training_key_json());
     // --seed moves every member; --members keeps the first members and adds more.

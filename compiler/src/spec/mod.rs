@@ -624,12 +624,22 @@ impl ModelSpec {
     }
 
     /// The networks this spec trains: itself, or each `[ensemble]` member as a spec of its own
-    /// (the member's `[train]`, no `[ensemble]`; the first member is the spec without
-    /// `[ensemble]`).
+    /// (the member's `[train]`, no `[ensemble]`, named `NAME-memberK`; the first member is the
+    /// spec without `[ensemble]`, and the name is not part of the training key).
     pub fn members(&self) -> Vec<ModelSpec> {
         match &self.ensemble {
             None => vec![self.clone()],
-            Some(e) => e.members.iter().map(|&train| ModelSpec { train, ensemble: None, ..self.clone() }).collect(),
+            Some(e) => e
+                .members
+                .iter()
+                .enumerate()
+                .map(|(i, &train)| ModelSpec {
+                    name: format!("{}-member{}", self.name, i + 1),
+                    train,
+                    ensemble: None,
+                    ..self.clone()
+                })
+                .collect(),
         }
     }
 
