@@ -152,25 +152,10 @@ pub(crate) fn class_names(
     Ok(d.class_names())
 }
 
-/// An op of `kind` from `input` to `output` with nothing else set (no window, padding,
-/// activation, weights or quantization): the importers fill in what their operator has.
+/// An op of `kind` from `input` to `output` with nothing else set: the importers fill in what
+/// their operator has ([`PlanOp::bare`](crate::lower::plan::PlanOp::bare)).
 pub(crate) fn plan_op(kind: crate::lower::plan::OpKind, input: Shape, output: Shape) -> crate::lower::plan::PlanOp {
-    use crate::lower::plan::{Activation, Bias, PlanOp, Weights};
-    PlanOp {
-        kind,
-        inputs: vec![],
-        input,
-        output,
-        kernel: [0; 2],
-        stride: [0; 2],
-        pads: [0; 4],
-        activation: Activation::None,
-        fused_pool: None,
-        residual: false,
-        weights: Weights::None,
-        bias: Bias::None,
-        quant: None,
-    }
+    crate::lower::plan::PlanOp::bare(kind, input, output)
 }
 
 /// `weights` reordered: element `i` of the result is `weights[idx[i]]` (every index in bounds:

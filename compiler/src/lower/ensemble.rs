@@ -18,7 +18,7 @@
 //! rounding per member after the first.
 
 use super::LowerError;
-use super::plan::{Activation, Bias, OpKind, Plan, PlanOp, Weights};
+use super::plan::{Bias, OpKind, Plan, PlanOp, Weights};
 
 /// One plan running `members` (float plans of the same input, classes and precision, each
 /// ending with the op that writes its logits) and averaging their logits.
@@ -88,28 +88,15 @@ fn scale_output(op: &mut PlanOp, scale: f32) -> Result<(), String> {
 
 /// The add of tensors `a` and `b` (of `shape`), without activation.
 fn add(a: usize, b: usize, shape: super::plan::Shape) -> PlanOp {
-    PlanOp {
-        kind: OpKind::Add,
-        inputs: vec![a, b],
-        input: shape,
-        output: shape,
-        kernel: [0; 2],
-        stride: [0; 2],
-        pads: [0; 4],
-        activation: Activation::None,
-        fused_pool: None,
-        residual: false,
-        weights: Weights::None,
-        bias: Bias::None,
-        quant: None,
-    }
+    PlanOp { inputs: vec![a, b], ..PlanOp::bare(OpKind::Add, shape, shape) }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lower::emit;
-    use crate::lower::plan::{Precision, Shape};
+    use crate::lower::plan::{Activation, Precision, Shape};
+
     use mnistc_runtime::{Aligned, Input};
 
     /// A tiny float network: dense 4 → 3 on a 2×2×1 input, weights from `seed`.
@@ -123,24 +110,17 @@ mod tests {
         };
         let input = Shape::new(2, 2, 1);
         let hidden = PlanOp {
-            kind: OpKind::Dense,
             inputs: vec![0],
-            input,
-            output: Shape::new(1, 1, 5),
             activation: Activation::Relu,
             weights: Weights::F32((0..20).map(|_| next()).collect()),
             bias: Bias::F32((0..5).map(|_| next()).collect()),
-            ..add(0, 0, input)
+            ..PlanOp::bare(OpKind::Dense, input, Shape::new(1, 1, 5))
         };
         let logits = PlanOp {
-            kind: OpKind::Dense,
             inputs: vec![1],
-            input: Shape::new(1, 1, 5),
-            output: Shape::new(1, 1, 3),
-            activation: Activation::None,
             weights: Weights::F32((0..15).map(|_| next()).collect()),
             bias: Bias::F32((0..3).map(|_| next()).collect()),
-            ..add(0, 0, input)
+            ..PlanOp::bare(OpKind::Dense, Shape::new(1, 1, 5), Shape::new(1, 1, 3))
         };
         Plan {
             name: "m".into(),

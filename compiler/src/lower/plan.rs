@@ -186,6 +186,26 @@ impl OpQuant {
 }
 
 impl PlanOp {
+    /// An op of `kind` from `input` to `output` with nothing else set (no inputs, window,
+    /// padding, activation, weights or quantization), for the caller to fill in.
+    pub fn bare(kind: OpKind, input: Shape, output: Shape) -> PlanOp {
+        PlanOp {
+            kind,
+            inputs: vec![],
+            input,
+            output,
+            kernel: [0; 2],
+            stride: [0; 2],
+            pads: [0; 4],
+            activation: Activation::None,
+            fused_pool: None,
+            residual: false,
+            weights: Weights::None,
+            bias: Bias::None,
+            quant: None,
+        }
+    }
+
     /// Multiply-accumulates of one inference of this op, counted as Keras-style summaries do: the
     /// whole convolution output times its filter length, inputs times outputs for dense, and
     /// nothing for pools.
