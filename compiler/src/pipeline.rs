@@ -1,10 +1,12 @@
 //! The pipeline of `mnistc build`, stage by stage:
 //!
 //! 1. [`lower::budget::estimate`]: `[target]` budgets from the architecture alone, before training;
-//! 2. [`train_or_reuse`]: train with burn, or reuse the training cache;
-//! 3. [`deploy`] = [`lower_trained`] (float plan → calibration and int8 quantization → conv/pool
-//!    fusion) → [`emit::write`] (arena plan and blob, once) → [`verify::on_device`] (the blob run
-//!    by the runtime on the evaluation images);
+//! 2. [`train_or_reuse`]: train with burn, or reuse the training cache (every member of an
+//!    `[ensemble]` in turn);
+//! 3. [`deploy`] = [`lower_trained`] (float plan — an ensemble's members' plans made one by
+//!    [`float_plan`] — → calibration and int8 quantization → conv/pool fusion) → [`emit::write`]
+//!    (arena plan and blob, once) → [`verify::on_device`] (the blob run by the runtime on the
+//!    evaluation images);
 //! 4. [`export::onnx`] of the same plan and [`report::inspect`] of the same blob.
 //!
 //! [`build`] runs them all and returns a [`Built`] that the CLI ([`crate::cli::build`]) only
