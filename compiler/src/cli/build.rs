@@ -44,7 +44,7 @@ pub struct Args {
     /// Also write the blob in another form: `c` gives OUT.h / OUT.c (as `mnistc export-c`)
     #[arg(long, value_name = "FORMAT", value_enum)]
     pub emit: Vec<Emit>,
-    /// Override [ensemble] members: train N networks of the model (seeds train.seed, +1, …) and
+    /// Override `[ensemble] members`: train N networks of the model (seeds train.seed, +1, …) and
     /// deploy them as one blob averaging their logits (1: one network)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_MEMBERS as u64))]
     pub members: Option<u64>,
