@@ -73,7 +73,7 @@ pub struct TrainingInfo {
 }
 
 /// One network of an `[ensemble]`, as the build trained and evaluated it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct MemberReport {
     /// The member's `[train]` seed.
     pub seed: u64,

@@ -30,12 +30,9 @@ use super::plan::{Bias, OpKind, Plan, PlanOp, Weights};
 pub fn ensemble(members: Vec<Plan>) -> Result<Plan, LowerError> {
     let n = members.len();
     let err = |what: String| LowerError::Ensemble(what);
-    let Some(first) = members.first() else {
-        return Err(err("an ensemble needs at least two members, found none".into()));
-    };
-    if n < 2 {
+    let (Some(first), true) = (members.first(), n >= 2) else {
         return Err(err(format!("an ensemble needs at least two members, found {n}")));
-    }
+    };
     let mut plan = Plan { ops: Vec::new(), ..first.clone() };
     let scale = 1.0 / n as f32;
     let mut sum: Option<usize> = None;

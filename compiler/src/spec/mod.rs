@@ -92,6 +92,14 @@ pub struct EnsembleSpec {
     pub members: Vec<TrainSpec>,
 }
 
+impl TrainSpec {
+    /// The training of ensemble member `i` (from 0) that no `[[ensemble.member]]` changes: this
+    /// one with `seed + i`.
+    pub fn member(&self, i: usize) -> TrainSpec {
+        TrainSpec { seed: self.seed.wrapping_add(i as u64), ..*self }
+    }
+}
+
 /// Most members an ensemble may have (its blob holds every member's ops, see
 /// [`mnistc_runtime::format::MAX_OPS`]).
 pub const MAX_MEMBERS: usize = 8;
@@ -596,13 +604,14 @@ impl ModelSpec {
         if let Some(seed) = overrides.seed {
             spec.train.seed = seed;
         }
+        let train = spec.train;
         if let Some(ensemble) = spec.ensemble.as_mut() {
             for (i, member) in ensemble.members.iter_mut().enumerate() {
                 if let Some(epochs) = overrides.epochs {
                     member.epochs = epochs;
                 }
-                if let Some(seed) = overrides.seed {
-                    member.seed = seed.wrapping_add(i as u64);
+                if overrides.seed.is_some() {
+                    member.seed = train.member(i).seed;
                 }
             }
         }
@@ -617,7 +626,7 @@ impl ModelSpec {
         let mut members = self.ensemble.as_ref().map_or_else(|| vec![self.train], |e| e.members.clone());
         members.truncate(n.max(1));
         for i in members.len()..n {
-            members.push(TrainSpec { seed: self.train.seed.wrapping_add(i as u64), ..self.train });
+            members.push(self.train.member(i));
         }
         spec.ensemble = (members.len() > 1).then_some(EnsembleSpec { members });
         spec

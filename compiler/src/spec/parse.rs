@@ -884,7 +884,7 @@ fn read_ensemble(
     }
     let mut members = vec![*train];
     for i in 1..n {
-        let base = TrainSpec { seed: train.seed.wrapping_add(i as u64), ..*train };
+        let base = train.member(i);
         let member = match tables.get(i - 1) {
             None => base,
             Some(m) => {
