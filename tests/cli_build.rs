@@ -400,23 +400,26 @@ fn build_reuses_the_training_that_train_stored_in_the_cache() {
     assert!(!err.contains("training parity"), "{err}");
 }
 
-/// Every model shipped in `models/` builds (briefly trained) and its blob passes `check` against
-/// tract: a spec that validates must deploy, the MLPs with their explicit `flatten` included, and
-/// the CIFAR-10 depthwise-separable CNN, ResNet-8 and the transfer model (its `[init] from`
-/// reads `../shared/models/vww_96_float.tflite` beside the checkout) (whose 600 images and one epoch teach them nothing:
-/// only the digit models' accuracy is asserted).
-#[test]
-fn every_shipped_model_builds_and_checks() {
-    let dir = tempfile::tempdir().unwrap();
+/// The shipped models (search spaces aside), sorted by name.
+fn shipped_models() -> Vec<(std::path::PathBuf, String)> {
     let mut models: Vec<_> = std::fs::read_dir(workspace_root().join("models"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         // Search spaces name a `base`; they are not models.
         .filter(|p| !std::fs::read_to_string(p).unwrap().lines().any(|l| l.starts_with("base = ")))
+        .map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (p, name)
+        })
         .collect();
     models.sort();
-    let names: Vec<String> = models.iter().map(|p| p.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    models
+}
+
+#[test]
+fn every_shipped_model_is_built_by_one_of_the_two_tests_below() {
+    let names: Vec<String> = shipped_models().into_iter().map(|(_, n)| n).collect();
     assert_eq!(
         names,
         [
@@ -424,13 +427,35 @@ fn every_shipped_model_builds_and_checks() {
             "cifar-resnet8",
             "cifar-transfer",
             "digits-ensemble",
+            "digits-svm",
             "digits",
             "fashion-mlp",
+            "fashion-svm",
             "fashion",
             "mlp"
         ]
     );
-    for (model, name) in models.iter().zip(&names) {
+}
+
+// Two tests, so that the test harness's two threads build them side by side.
+#[test]
+fn every_shipped_cifar_model_builds_and_checks() {
+    build_and_check_shipped(|name| name.starts_with("cifar"));
+}
+
+#[test]
+fn every_shipped_mnist_model_builds_and_checks() {
+    build_and_check_shipped(|name| !name.starts_with("cifar"));
+}
+
+/// Every model shipped in `models/` that `which` names builds (briefly trained) and its blob passes `check` against
+/// tract: a spec that validates must deploy, the MLPs with their explicit `flatten` included, and
+/// the CIFAR-10 depthwise-separable CNN, ResNet-8 and the transfer model (its `[init] from`
+/// reads `../shared/models/vww_96_float.tflite` beside the checkout) (whose 600 images and one epoch teach them nothing:
+/// only the digit models' accuracy is asserted).
+fn build_and_check_shipped(which: impl Fn(&str) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+    for (model, name) in shipped_models().iter().filter(|(_, n)| which(n)) {
         let out = dir.path().join(format!("{name}.bin"));
         let (code, stdout, err) = mnistc(&[
             "build",
@@ -451,6 +476,20 @@ fn every_shipped_model_builds_and_checks() {
         let report = json(&stdout);
         if !name.starts_with("cifar") {
             assert!(report["device_accuracy"].as_f64().unwrap() > 0.3, "{name}: {report}");
+        }
+        if name.ends_with("-svm") {
+            // The SVM head replaced the last dense layer: fitted on the training split's features
+            // (600 images, 5 % held out for C), every C of the file tried.
+            let head = &report["head"];
+            assert_eq!(head["type"], "svm", "{name}: {head}");
+            let fit = &head["fits"][0];
+            assert_eq!((fit["samples"].as_u64(), fit["pca"].as_u64()), (Some(570), Some(128)), "{name}: {fit}");
+            assert_eq!(fit["validation_from"], "validation split");
+            assert_eq!(fit["trials"].as_array().unwrap().len(), 3, "{name}: {fit}");
+            assert_eq!(head["svm_float_accuracy"], report["float_accuracy"]);
+            assert!(head["softmax_float_accuracy"].as_f64().unwrap() > 0.0, "{name}: {head}");
+        } else {
+            assert_eq!(report["head"]["type"], "softmax", "{name}");
         }
         let (code, stdout, err) =
             mnistc(&["check", &path(&out), "--data", &path(&data_dir()), "--limit", "50", "--per-layer", "--json"]);

@@ -675,3 +675,55 @@ fn ensemble_errors_name_the_key_and_line() {
     let (line, key, _, _) = invalid(&text);
     assert_eq!((line, key.as_str()), (base + 3, "ensemble.member[0].epochs"));
 }
+
+#[test]
+fn an_svm_head_reads_its_keys_and_leaves_the_training_key_alone() {
+    use mnistc::spec::{HeadSpec, SvmHeadSpec};
+    let digits = std::fs::read_to_string(model_path("digits")).unwrap();
+    let single = ModelSpec::parse(&digits, "models/digits.toml").unwrap();
+    assert_eq!(single.head, HeadSpec::Softmax);
+    let spec = ModelSpec::parse(&format!("{digits}\n[head]\ntype = \"svm\"\n"), "models/digits.toml").unwrap();
+    // Defaults: 32 components (of digits' 1,600 features), 4,000 images, four C values.
+    assert_eq!(spec.head, HeadSpec::Svm(SvmHeadSpec { pca: 32, samples: 4000, c: vec![0.01, 0.1, 1.0, 10.0] }));
+    // The network trains the same with either head: one training key, one cached training.
+    assert_eq!(spec.training_key_json(), single.training_key_json());
+    let spec =
+        ModelSpec::parse(&format!("{digits}\n[head]\ntype = \"svm\"\npca = 1600\nsamples = 500\nc = 0.5\n"), "x")
+            .unwrap();
+    assert_eq!(spec.head, HeadSpec::Svm(SvmHeadSpec { pca: 1600, samples: 500, c: vec![0.5] }));
+    let shipped = ModelSpec::from_path(&model_path("digits-svm")).unwrap();
+    assert_eq!(shipped.head, HeadSpec::Svm(SvmHeadSpec { pca: 128, samples: 4000, c: vec![0.001, 0.003, 0.01] }));
+    assert_eq!(shipped.training_key_json(), single.training_key_json());
+    assert_eq!(
+        ModelSpec::parse(&format!("{digits}\n[head]\ntype = \"softmax\"\n"), "x").unwrap().head,
+        HeadSpec::Softmax
+    );
+}
+
+#[test]
+fn svm_head_errors_name_the_key_and_line() {
+    let digits = std::fs::read_to_string(model_path("digits")).unwrap();
+    let base = digits.lines().count() + 2; // the [head] header's line
+    let (line, key, kind, shown) = invalid(&format!("{digits}\n[head]\ntype = \"svm\"\npca = 1601\n"));
+    assert_eq!((line, key.as_str(), kind), (base + 2, "head.pca", InvalidKind::BadValue));
+    assert!(shown.contains("1600"), "{shown}");
+    let (line, key, kind, _) = invalid(&format!("{digits}\n[head]\ntype = \"svn\"\n"));
+    assert_eq!((line, key.as_str(), kind), (base + 1, "head.type", InvalidKind::BadValue));
+    let (_, key, kind, _) = invalid(&format!("{digits}\n[head]\ntype = \"svm\"\nc = [0.1, -1.0]\n"));
+    assert_eq!((key.as_str(), kind), ("head.c[1]", InvalidKind::BadValue));
+    let (_, key, _, _) = invalid(&format!("{digits}\n[head]\ntype = \"svm\"\nc = []\n"));
+    assert_eq!(key, "head.c");
+    let (_, key, _, _) = invalid(&format!("{digits}\n[head]\ntype = \"svm\"\nsamples = 20000\n"));
+    assert_eq!(key, "head.samples");
+    let (_, key, kind, _) = invalid(&format!("{digits}\n[head]\ntype = \"svm\"\nkernel = \"rbf\"\n"));
+    assert_eq!((key.as_str(), kind), ("head.kernel", InvalidKind::UnknownKey));
+    // The softmax head has no SVM keys.
+    let (_, key, _, shown) = invalid(&format!("{digits}\n[head]\npca = 8\n"));
+    assert_eq!(key, "head.pca");
+    assert!(shown.contains("svm"), "{shown}");
+    // The head replaces a dense layer that reads a hidden layer, not the image.
+    let one_layer = with_layers("[[layers]]\ntype = \"dense\"\nunits = 10\n[head]\ntype = \"svm\"\n");
+    let (_, key, kind, shown) = invalid(&one_layer);
+    assert_eq!((key.as_str(), kind), ("head.type", InvalidKind::Inconsistent));
+    assert!(shown.contains("reading the output of another layer"), "{shown}");
+}

@@ -460,6 +460,58 @@ mod residual {
     }
 }
 
+/// `[head] type = "svm"` on the digits CNN (seeded weights) through the build's path: the SVM
+/// head is fitted on the features the runtime computes for the training split, and the f32 blob
+/// with the head folded into its last dense layer gives linfa's decision values (scaler, PCA,
+/// one SVM per class) of the same features; the int8 blob of it is bit-exact with tract.
+#[test]
+fn a_folded_svm_head_is_linfas_decision_function_on_the_runtimes_features() {
+    use mnistc::spec::{HeadSpec, Precision};
+    use mnistc::train::svm_head;
+    let digits = std::fs::read_to_string(mnistc_suite::workspace_root().join("models/digits.toml")).unwrap();
+    let text = format!("{digits}\n[head]\ntype = \"svm\"\npca = 12\nsamples = 200\nc = [0.1, 1.0]\n");
+    let mut spec = parse(&text, "<digits with an svm head>").unwrap();
+    spec.quantize.precision = Precision::F32;
+    let HeadSpec::Svm(head) = spec.head.clone() else { panic!("{:?}", spec.head) };
+    let model = TrainedModel::seeded(&spec, 5).unwrap();
+    let (train, eval) = (images(300, 41), images(12, 42));
+    let softmax = mnistc::lower::float_plan(&model, [4; 32]).unwrap();
+    let mut plan = softmax.clone();
+    let fitted = svm_head::fit(&head, &spec, &mut plan, &train).unwrap();
+    // 300 images, 5 % of each class held out (1.5 of 30, rounded to 2): 200 of the other 280
+    // fitted, C chosen on the 20 held out.
+    let r = &fitted.report;
+    assert_eq!((r.features, r.pca, r.samples, r.validation_samples), (1600, 12, 200, 20));
+    assert_eq!(r.validation_from, "validation split");
+    assert_eq!(r.trials.iter().map(|t| t.c).collect::<Vec<_>>(), [0.1, 1.0]);
+    // Only the last dense layer changed, and kept its shape.
+    assert_eq!(plan.ops.len(), softmax.ops.len());
+    assert_eq!(plan.ops[..plan.ops.len() - 1], softmax.ops[..softmax.ops.len() - 1]);
+    assert_ne!(plan.ops.last(), softmax.ops.last());
+
+    let features = svm_head::penultimate_features(&softmax, &eval).unwrap();
+    let linfa = fitted.pipeline.decision(&features);
+    let deployed = pipeline::deploy_float(&spec, plan.clone(), &train, &eval).unwrap();
+    let blob = deployed.blob.model();
+    let mut arena = vec![0u128; blob.arena_size().div_ceil(16)];
+    for (i, image) in eval.pixels.chunks(784).enumerate() {
+        let mut out = [0.0f32; 10];
+        blob.run(mnistc_runtime::Input::Pixels(image), bytemuck::cast_slice_mut(&mut arena), &mut out).unwrap();
+        for (k, (&got, &want)) in out.iter().zip(&linfa[i]).enumerate() {
+            assert!(
+                (f64::from(got) - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                "image {i} class {k}: blob {got} vs linfa {want}"
+            );
+        }
+    }
+
+    spec.quantize.precision = Precision::Int8;
+    let int8 = pipeline::deploy_float(&spec, plan, &eval, &eval).unwrap();
+    let onnx = onnx::export(&int8.plan).unwrap();
+    let report = check::check(int8.blob.bytes(), &onnx, &eval.pixels, true).unwrap();
+    assert!(report.passed && report.max_lsb_diff == 0, "{report:?}");
+}
+
 /// An `[ensemble]` of three digits CNNs (seeded weights, one per member seed) through the
 /// build's path: the f32 ensemble blob's logits are the mean of the members' own f32 blobs'
 /// logits, the int8 ensemble blob (one arena for all members) is bit-exact with tract on every
@@ -480,7 +532,7 @@ fn an_ensemble_blob_is_the_mean_of_its_members_and_matches_tract() {
     let refs: Vec<&TrainedModel> = models.iter().collect();
     let (calibration, eval) = (images(16, 21), images(8, 22));
 
-    let float = pipeline::float_plan(&f32_spec, &refs, [3; 32]).unwrap();
+    let float = pipeline::float_plan(&f32_spec, &refs, [3; 32], &calibration).unwrap().0;
     let ensemble = pipeline::deploy_float(&f32_spec, float.clone(), &calibration, &eval).unwrap();
     assert_eq!(ensemble.plan.precision, PlanPrecision::F32);
     let alone: Vec<pipeline::Deployed> = members

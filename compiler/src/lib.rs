@@ -22,7 +22,7 @@
 //! | 1 | [`spec`] | `model.toml`: parsing (one line-aware TOML reader, `spec/reader.rs`), validation, shape inference |
 //! | 1′ | [`import`] | a model trained elsewhere (`.tflite`, `.onnx`) to a plan (int8 in its own arithmetic, or float for stage 5), then stage 4's fuse and emit; also `[init] from` |
 //! | 2 | [`data`] | IDX data sets, splits, the seeded [`data::Rng`]; where data sets come from ([`data::sources`]) and their download |
-//! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`] |
+//! | 3 | [`train`] | burn training, float inference, checkpoints, the training [`train::cache`]; the SVM head fitted on a trained network's features with linfa ([`train::svm_head`]) |
 //! | 4 | [`lower`] | the float [`lower::plan::Plan`], [`lower::fuse`](mod@lower::fuse), the [`lower::arena`] planner, the blob writer [`lower::emit`], [`lower::budget`] |
 //! | 5 | [`quantize`] | calibration and int8 quantization of a float plan |
 //! | 6 | [`export`] | the same model as ONNX |

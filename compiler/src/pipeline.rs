@@ -3,8 +3,9 @@
 //! 1. [`lower::budget::estimate`]: `[target]` budgets from the architecture alone, before training;
 //! 2. [`train_or_reuse`]: train with burn, or reuse the training cache (every member of an
 //!    `[ensemble]` in turn);
-//! 3. [`deploy`] = [`lower_trained`] (float plan — an ensemble's members' plans made one by
-//!    [`float_plan`] — → calibration and int8 quantization → conv/pool fusion) → [`emit::write`]
+//! 3. [`deploy`] = [`lower_trained`] (float plan — with an SVM head fitted on the trained
+//!    features ([`train::svm_head`]) for `[head] type = "svm"`, and an ensemble's members' plans
+//!    made one by [`float_plan`] — → calibration and int8 quantization → conv/pool fusion) → [`emit::write`]
 //!    (arena plan and blob, once) → [`verify::on_device`] (the blob run by the runtime on the
 //!    evaluation images);
 //! 4. [`export::onnx`] of the same plan and [`report::inspect`] of the same blob.
@@ -27,8 +28,9 @@ use crate::lower::{self, LowerError};
 use crate::quantize::{self, CalibrationError, QuantizeError};
 use crate::report::mistakes::{self, Mistakes};
 use crate::report::{self, inspect::Inspection, metrics::Evaluation};
-use crate::spec::ModelSpec;
+use crate::spec::{HeadSpec, ModelSpec};
 use crate::train::cache::Cache;
+use crate::train::svm_head::{self, HeadError, SvmHeadReport};
 use crate::train::{self, Checkpoint, Device, History, TrainError, TrainOptions};
 use crate::verify::{self, on_device::OnDeviceError};
 
@@ -112,6 +114,19 @@ pub struct Built {
     pub history: History,
     /// Calibration images (int8 only).
     pub calibration_images: usize,
+    /// `[head] type = "svm"`: how each network's SVM head was fitted (one per ensemble member),
+    /// and the trained softmax head's float accuracy beside it; `None` for the softmax head.
+    pub head: Option<HeadReport>,
+}
+
+/// An SVM head's fits and what the network's own head scored.
+#[derive(Debug, Clone)]
+pub struct HeadReport {
+    /// Each network's SVM head (one per ensemble member).
+    pub svm: Vec<SvmHeadReport>,
+    /// The trained network's softmax head, float, on the test set (the SVM head replaces it);
+    /// `None` for an ensemble (its members' are in [`Built::members`]).
+    pub softmax_float_eval: Option<Evaluation>,
 }
 
 /// Why a build failed.
@@ -150,6 +165,9 @@ pub enum BuildError {
     /// The ONNX export failed.
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    /// The SVM head could not be fitted.
+    #[error(transparent)]
+    Head(#[from] HeadError),
 }
 
 impl BuildError {
@@ -170,6 +188,9 @@ pub fn source_hash(spec: &ModelSpec, digests: &[FileDigest]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(spec.training_key_json().as_bytes());
     h.update(serde_json::to_string(&spec.quantize).unwrap_or_default().as_bytes());
+    if !spec.head.is_softmax() {
+        h.update(serde_json::to_string(&spec.head).unwrap_or_default().as_bytes());
+    }
     for d in digests {
         h.update(d.file.as_bytes());
         h.update(d.sha256.as_bytes());
@@ -254,19 +275,30 @@ pub fn lower_trained(
 }
 
 /// The float plan of `models` (one network, or an `[ensemble]`'s members in order, averaged by
-/// [`lower::ensemble`](mod@lower::ensemble)), named after `spec`, unfused.
+/// [`lower::ensemble`](mod@lower::ensemble)), named after `spec`, unfused. With
+/// `[head] type = "svm"`, each network's last dense layer is first replaced by its SVM head,
+/// fitted on the network's features of `train_set` (its training split); the fits are returned
+/// (none for the softmax head).
 ///
 /// # Errors
-/// [`BuildError::Lower`] if a model's weights do not match its spec.
+/// [`BuildError::Lower`] if a model's weights do not match its spec, [`BuildError::Head`] if an
+/// SVM head cannot be fitted.
 pub fn float_plan(
     spec: &ModelSpec,
     models: &[&train::TrainedModel],
     source_hash: [u8; 32],
-) -> Result<Plan, BuildError> {
+    train_set: &Images,
+) -> Result<(Plan, Vec<SvmHeadReport>), BuildError> {
     let mut plans = models.iter().map(|m| lower::float_plan(m, source_hash)).collect::<Result<Vec<_>, _>>()?;
+    let mut fits = Vec::new();
+    if let HeadSpec::Svm(head) = &spec.head {
+        for (plan, member) in plans.iter_mut().zip(spec.members()) {
+            fits.push(svm_head::fit(head, &member, plan, train_set)?.report);
+        }
+    }
     let mut plan = if plans.len() == 1 { plans.remove(0) } else { lower::ensemble::ensemble(plans)? };
     plan.name = spec.name.clone();
-    Ok(plan)
+    Ok((plan, fits))
 }
 
 /// Lowers an unfused float plan to `spec`'s `[quantize]` precision, calibrating int8 on
@@ -417,7 +449,7 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
     }
     let hash = source_hash(spec, &digests);
     let models: Vec<&train::TrainedModel> = trained.iter().map(|(c, _)| &c.model).collect();
-    let float = float_plan(spec, &models, hash)?;
+    let (float, fits) = float_plan(spec, &models, hash, &train_set)?;
     let mut float_evals = Vec::with_capacity(trained.len());
     for (checkpoint, _) in &trained {
         float_evals.push(match &checkpoint.test {
@@ -425,14 +457,17 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
             _ => train::evaluate(&checkpoint.model, &test_set, opts.device)?,
         });
     }
-    let float_eval = if members.len() == 1 {
+    let float_eval = if members.len() == 1 && fits.is_empty() {
         float_evals[0].clone()
     } else {
-        // The members' averaged logits in f32: the ensemble's float plan, run by the runtime.
+        // The members' averaged logits, or the SVM head's scores, in f32: the float plan, run by
+        // the runtime.
         let blob = emit::write(&lower::fuse(float.clone()))?;
         let predictions = verify::on_device::predictions(&blob.model(), &test_set)?;
         Evaluation::from_predictions(&test_set.labels, &predictions, &spec.data.dataset.class_names())?
     };
+    let head = (!fits.is_empty())
+        .then(|| HeadReport { svm: fits, softmax_float_eval: (members.len() == 1).then(|| float_evals[0].clone()) });
     let members_report = if members.len() == 1 {
         Vec::new()
     } else {
@@ -467,5 +502,6 @@ pub fn build(spec: &ModelSpec, opts: &mut BuildOptions<'_>) -> Result<Built, Bui
         members: members_report,
         history: trained[0].0.model.history.clone(),
         calibration_images,
+        head,
     })
 }

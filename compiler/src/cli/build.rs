@@ -157,6 +157,22 @@ pub fn run(args: Args, io: &mut Io<'_>) -> Result<(), CliError> {
             writeln!(io.out, "ensemble of {}: each member alone, float: {}", built.members.len(), each.join(", "))
                 .map_err(CliError::failed)?;
         }
+        if let Some(head) = &built.head {
+            let fits: Vec<String> = head.svm.iter().map(|f| format!("C = {}", f.c)).collect();
+            let softmax = head.softmax_float_eval.as_ref().map_or_else(String::new, |e| {
+                format!("; the softmax head it replaces, float: {:.2} %", 100.0 * e.accuracy)
+            });
+            if let Some(first) = head.svm.first() {
+                writeln!(
+                    io.out,
+                    "svm head: {} features, PCA {}, linear SVMs ({}) folded into the last dense layer{softmax}",
+                    first.features,
+                    first.pca,
+                    fits.join(", ")
+                )
+                .map_err(CliError::failed)?;
+            }
+        }
         for path in &extra {
             writeln!(io.out, "wrote {}", path.display()).map_err(CliError::failed)?;
         }

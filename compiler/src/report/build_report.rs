@@ -105,6 +105,7 @@ pub fn to_json(built: &Built, inspection: &Inspection, files: &Files<'_>) -> Val
             "float_accuracy": m.float_eval.accuracy,
             "training": m.training,
         })).collect::<Vec<_>>(),
+        "head": head_json(built),
         "history": built.history,
         "mistakes": built.mistakes.list,
         "calibration": {
@@ -116,6 +117,63 @@ pub fn to_json(built: &Built, inspection: &Inspection, files: &Files<'_>) -> Val
         "plan": inspection,
     })
 }
+
+/// `{"type": "softmax"}`, or the SVM head's fits and the softmax head's float accuracy.
+fn head_json(built: &Built) -> Value {
+    match &built.head {
+        None => json!({ "type": "softmax" }),
+        Some(h) => json!({
+            "type": "svm",
+            "fits": h.svm,
+            "softmax_float_accuracy": h.softmax_float_eval.as_ref().map(|e| e.accuracy),
+            "svm_float_accuracy": built.float_eval.accuracy,
+        }),
+    }
+}
+
+/// The SVM head's section: a paragraph and one row per C tried (per network of an ensemble).
+fn head_section(built: &Built) -> Option<(String, Vec<Vec<String>>)> {
+    let h = built.head.as_ref()?;
+    let first = h.svm.first()?;
+    let softmax = h.softmax_float_eval.as_ref().map_or_else(String::new, |e| {
+        format!(" The trained softmax head it replaces scores {} (float) on the same test set.", pct(e.accuracy))
+    });
+    let text = format!(
+        "The last dense layer is an SVM head: the {} features of the last hidden layer ({} of them vary \
+         enough to be fitted on; the others get weight 0), standardized, reduced to {} principal components and classified by one linear SVM per class (one-vs-rest, linfa), \
+         fitted on {} training images, C chosen on {} images of the {}; the three steps are one affine map, \
+         folded into the dense layer (the same shape: no extra flash or time). SVM head: {} float, {} on \
+         device.{softmax}",
+        first.features,
+        first.kept_features,
+        first.pca,
+        first.samples,
+        first.validation_samples,
+        first.validation_from,
+        pct(built.float_eval.accuracy),
+        pct(built.device_eval.accuracy),
+    );
+    let rows = h
+        .svm
+        .iter()
+        .enumerate()
+        .flat_map(|(m, fit)| {
+            fit.trials.iter().map(move |t| {
+                vec![
+                    (m + 1).to_string(),
+                    format!("{}", t.c),
+                    pct(t.validation_accuracy),
+                    t.support_vectors.to_string(),
+                    format!("{:.1} s", t.seconds),
+                    if t.c == fit.c { "deployed".into() } else { String::new() },
+                ]
+            })
+        })
+        .collect();
+    Some((text, rows))
+}
+
+const HEAD_COLUMNS: [&str; 6] = ["network", "C", "validation accuracy", "support vectors", "fit time", ""];
 
 fn pct(x: f64) -> String {
     format!("{:.2} %", 100.0 * x)
@@ -167,6 +225,16 @@ pub fn to_markdown(built: &Built, inspection: &Inspection, files: &Files<'_>) ->
             built.members.len()
         ));
         for row in member_rows(built) {
+            s.push_str(&format!("| {} |\n", row.join(" | ")));
+        }
+        s.push('\n');
+    }
+    if let Some((text, rows)) = head_section(built) {
+        s.push_str(&format!(
+            "## SVM head\n\n{text}\n\n| {} |\n|---:|---:|---:|---:|---:|---|\n",
+            HEAD_COLUMNS.join(" | ")
+        ));
+        for row in rows {
             s.push_str(&format!("| {} |\n", row.join(" | ")));
         }
         s.push('\n');
@@ -267,6 +335,15 @@ pub fn to_html(built: &Built, inspection: &Inspection, pictures: &Pictures) -> S
              <th>training</th></tr>\n",
         );
         for row in member_rows(built) {
+            let cells: Vec<String> = row.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
+            s.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
+        }
+        s.push_str("</table>\n");
+    }
+    if let Some((text, rows)) = head_section(built) {
+        let th: Vec<String> = HEAD_COLUMNS.iter().map(|c| format!("<th>{c}</th>")).collect();
+        s.push_str(&format!("<h2>SVM head</h2>\n<p>{}</p>\n<table>\n<tr>{}</tr>\n", escape(&text), th.concat()));
+        for row in rows {
             let cells: Vec<String> = row.iter().map(|c| format!("<td>{}</td>", escape(c))).collect();
             s.push_str(&format!("<tr>{}</tr>\n", cells.concat()));
         }

@@ -37,6 +37,8 @@ pub struct Summary {
     pub total_macs: u64,
     /// An `[ensemble]`'s members' seeds, in order (empty for one network).
     pub member_seeds: Vec<u64>,
+    /// `[head]`.
+    pub head: crate::spec::HeadSpec,
 }
 
 /// Summarizes a model.
@@ -60,6 +62,7 @@ pub fn summarize(spec: &ModelSpec) -> Result<Summary, SpecError> {
         names: spec.layers.iter().map(|l| l.name.clone()).collect(),
         chain: spec.is_chain(),
         member_seeds: spec.ensemble.as_ref().map_or_else(Vec::new, |e| e.members.iter().map(|m| m.seed).collect()),
+        head: spec.head.clone(),
     })
 }
 
@@ -206,6 +209,17 @@ impl Summary {
             let _ = writeln!(out, "Starts from:  {from}");
         }
         let _ = writeln!(out, "Total MACs:   {}", thousands(self.total_macs));
+        if let crate::spec::HeadSpec::Svm(h) = &self.head {
+            let cs: Vec<String> = h.c.iter().map(f64::to_string).collect();
+            let _ = writeln!(
+                out,
+                "Head:         SVM in place of the last dense layer: standardization, PCA {}, linear SVM per \
+                 class (C from {}), fitted on {} training images' features",
+                h.pca,
+                cs.join(", "),
+                h.samples
+            );
+        }
         let n = self.member_seeds.len();
         if n > 1 {
             let seeds: Vec<String> = self.member_seeds.iter().map(u64::to_string).collect();
@@ -265,6 +279,7 @@ impl Summary {
             "trainable_params": self.trainable_params,
             "init_from": self.init_from,
             "total_macs": self.total_macs,
+            "head": self.head,
             "ensemble": (self.member_seeds.len() > 1).then(|| serde_json::json!({
                 "members": self.member_seeds.len(),
                 "seeds": self.member_seeds,

@@ -49,6 +49,9 @@ pub struct ModelSpec {
     /// that averages their logits; `None`: one network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ensemble: Option<EnsembleSpec>,
+    /// `[head]`: what turns the last hidden layer's features into class scores on the device.
+    #[serde(default, skip_serializing_if = "HeadSpec::is_softmax")]
+    pub head: HeadSpec,
     /// Non-fatal remarks about the description (e.g. a key that has no effect with the chosen
     /// optimizer). The CLI prints them on stderr.
     #[serde(default)]
@@ -98,6 +101,39 @@ impl TrainSpec {
     pub fn member(&self, i: usize) -> TrainSpec {
         TrainSpec { seed: self.seed.wrapping_add(i as u64), ..*self }
     }
+}
+
+/// `[head]`: the deployed classifier on the features of the network's last hidden layer (the
+/// input of its last dense layer). Not part of the training key: the network trains the same
+/// with either head, and an SVM head is fitted after training on the trained network's features.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HeadSpec {
+    /// The network's own last dense layer, trained with the softmax cross-entropy loss.
+    #[default]
+    Softmax,
+    /// A linear SVM (one-vs-rest) on the standardized, PCA-reduced features, folded into the
+    /// last dense layer ([`crate::train::svm_head`]).
+    Svm(SvmHeadSpec),
+}
+
+impl HeadSpec {
+    /// Whether this is the default head (the trained dense layer).
+    pub fn is_softmax(&self) -> bool {
+        matches!(self, HeadSpec::Softmax)
+    }
+}
+
+/// `[head] type = "svm"`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SvmHeadSpec {
+    /// Principal components kept after standardization (1 to the number of features).
+    pub pca: usize,
+    /// Training images whose features the SVMs are fitted on (a stratified sample of the
+    /// training split; the dense SMO kernel matrix grows with its square).
+    pub samples: usize,
+    /// The SVM's C values tried, one per fit; the one with the best validation accuracy wins.
+    pub c: Vec<f64>,
 }
 
 /// Most members an ensemble may have (its blob holds every member's ops, see

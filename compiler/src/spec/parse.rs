@@ -7,12 +7,14 @@ use super::error::{InvalidKind, SpecError};
 use super::reader::{Source, Table, Value};
 use super::shape;
 use super::{
-    Activation, Augment, CalibrationMethod, DataSpec, Dataset, EnsembleSpec, Init, InitSpec, InputRef, InputSpec,
-    Layer, LayerSpec, LrSchedule, MAX_MEMBERS, ModelSpec, Optimizer, Padding, Precision, QuantizeSpec, TargetSpec,
-    TrainSpec, default_input,
+    Activation, Augment, CalibrationMethod, DataSpec, Dataset, EnsembleSpec, HeadSpec, Init, InitSpec, InputRef,
+    InputSpec, Layer, LayerSpec, LrSchedule, MAX_MEMBERS, ModelSpec, Optimizer, Padding, Precision, QuantizeSpec,
+    SvmHeadSpec, TargetSpec, TrainSpec, default_input,
 };
 
-const TOP_KEYS: &[&str] = &["name", "input", "layers", "data", "train", "quantize", "target", "init", "ensemble"];
+const TOP_KEYS: &[&str] =
+    &["name", "input", "layers", "data", "train", "quantize", "target", "init", "ensemble", "head"];
+const HEAD_KEYS: &[&str] = &["type", "pca", "samples", "c"];
 const ENSEMBLE_KEYS: &[&str] = &["members", "member"];
 const INIT_KEYS: &[&str] = &["from", "layers", "freeze"];
 const INPUT_KEYS: &[&str] = &["height", "width", "channels", "classes"];
@@ -81,6 +83,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
     let init = read_init(&root, origin, &mut layers, &mut warnings)?;
     let train = read_train(&root, &input, &data, &mut warnings)?;
     let ensemble = read_ensemble(&root, &train, &input, &data, &mut warnings)?;
+    let head = read_head(&root, &input, &layers)?;
     let quantize = read_quantize(&root)?;
     let target = read_target(&root)?;
 
@@ -95,6 +98,7 @@ pub(crate) fn parse(text: &str, origin: &str) -> Result<ModelSpec, SpecError> {
         target,
         init,
         ensemble,
+        head,
         warnings,
     })
 }
@@ -903,6 +907,47 @@ fn read_ensemble(
         members.push(member);
     }
     Ok(Some(EnsembleSpec { members }))
+}
+
+/// Most training images an SVM head is fitted on: its SMO solver holds a dense
+/// `samples × samples` f64 kernel matrix (800 MB at this bound).
+pub(crate) const MAX_SVM_SAMPLES: usize = 10_000;
+
+/// `[head]`: `type = "softmax"` (the default) or `"svm"` with `pca`, `samples` and `c`. An SVM
+/// head replaces the last dense layer, which must therefore read a hidden layer's features and
+/// have no activation (its scores are the SVMs' affine decision values).
+fn read_head(root: &Table<'_, '_>, input: &InputSpec, layers: &[LayerSpec]) -> Result<HeadSpec, SpecError> {
+    let Some(t) = section(root, "head", HEAD_KEYS)? else { return Ok(HeadSpec::Softmax) };
+    let kind = get_or(Some(&t), "type", "softmax", |v| v.choice(&[("softmax", "softmax"), ("svm", "svm")]))?;
+    if kind == "softmax" {
+        t.check_keys(&["type"], "for [head] type softmax (pca, samples and c are the svm head's)")?;
+        return Ok(HeadSpec::Softmax);
+    }
+    let shapes = shape::infer(input, layers).map_err(|e| {
+        root.src.error(0, format!("layers[{}].{}", e.index, e.key), InvalidKind::Inconsistent, e.message)
+    })?;
+    let last = layers.len().saturating_sub(1);
+    let features = match (layers.last().map(|l| l.layer), shapes.last()) {
+        (Some(Layer::Dense { activation: Activation::None, .. }), Some(s)) if last > 0 => s.input.len(),
+        _ => {
+            return Err(root.src.error(
+                t.line_of("type"),
+                "head.type",
+                InvalidKind::Inconsistent,
+                "an svm head replaces the last layer, which must be a dense layer without activation \
+                 reading the output of another layer (the features the SVM is fitted on)"
+                    .to_string(),
+            ));
+        }
+    };
+    let pca = get_or(Some(&t), "pca", features.min(32), |v| v.usize(1, features))?;
+    let samples = get_or(Some(&t), "samples", 4000, |v| v.usize(2 * input.classes, MAX_SVM_SAMPLES))?;
+    let c = match t.get("c") {
+        None => vec![0.01, 0.1, 1.0, 10.0],
+        Some(v) if v.float().is_ok() => vec![v.float_in(0.0, true, 1e6, false)?],
+        Some(v) => v.items()?.iter().map(|i| i.float_in(0.0, true, 1e6, false)).collect::<Result<_, _>>()?,
+    };
+    Ok(HeadSpec::Svm(SvmHeadSpec { pca, samples, c }))
 }
 
 fn read_schedule(v: &Value<'_, '_>, learning_rate: f64) -> Result<LrSchedule, SpecError> {

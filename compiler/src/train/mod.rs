@@ -48,6 +48,8 @@ mod resume;
 mod run;
 #[cfg(feature = "train")]
 mod schedule;
+#[cfg(feature = "train")]
+pub mod svm_head;
 
 use serde::{Deserialize, Serialize};
 

@@ -107,6 +107,16 @@ impl SearchSpace {
                 ),
             ));
         }
+        if !base.head.is_softmax() {
+            return Err(base_value.err(
+                InvalidKind::Inconsistent,
+                format!(
+                    "the base model {} has an svm [head]; a search trial scores the trained softmax head, so use a \
+                     base without [head] (and give the best candidate the [head] afterwards)",
+                    base_path.display()
+                ),
+            ));
+        }
         if base.data.validation <= 0.0 {
             return Err(base_value.err(
                 InvalidKind::Inconsistent,
