@@ -505,6 +505,20 @@ fn a_folded_svm_head_is_linfas_decision_function_on_the_runtimes_features() {
         }
     }
 
+    // Without a validation split, C is chosen on training images outside the sample, or on the
+    // sample itself when it holds every training image.
+    let mut no_split = spec.clone();
+    no_split.data.validation = 0.0;
+    let report = |samples: usize| {
+        let head = mnistc::spec::SvmHeadSpec { samples, ..head.clone() };
+        svm_head::fit(&head, &no_split, &mut softmax.clone(), &train).unwrap().report
+    };
+    let outside = report(200);
+    assert_eq!((outside.samples, outside.validation_samples), (200, 100));
+    assert_eq!(outside.validation_from, "training images outside the sample");
+    let all = report(300);
+    assert_eq!((all.samples, all.validation_samples, all.validation_from), (300, 300, "the fitted sample"));
+
     spec.quantize.precision = Precision::Int8;
     let int8 = pipeline::deploy_float(&spec, plan, &eval, &eval).unwrap();
     let onnx = onnx::export(&int8.plan).unwrap();
